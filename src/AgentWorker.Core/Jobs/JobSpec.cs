@@ -1,0 +1,44 @@
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+
+namespace AgentWorker.Core.Jobs;
+
+/// <summary>Where the agent's workspace comes from.</summary>
+public sealed record RepoRef(string Url, string? Branch = null, string? Commit = null);
+
+/// <summary>What happens to the agent's changes.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<JobMode>))]
+public enum JobMode
+{
+    [JsonStringEnumMemberName("dry_run")] DryRun,
+    [JsonStringEnumMemberName("apply")] Apply,
+}
+
+/// <summary>What network the agent process may reach.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<NetworkMode>))]
+public enum NetworkMode
+{
+    [JsonStringEnumMemberName("none")] None,
+    [JsonStringEnumMemberName("mcp_only")] McpOnly,
+    [JsonStringEnumMemberName("full")] Full,
+}
+
+/// <summary>The canonical job request every intake normalizes into (see DESIGN.md, "Job model").</summary>
+public sealed record JobSpec
+{
+    public required string Id { get; init; }
+
+    /// <summary>Agent id from the registry; null means the configured default agent.</summary>
+    public string? Agent { get; init; }
+
+    public required RepoRef Repo { get; init; }
+    public string? Prompt { get; init; }
+    public JobMode Mode { get; init; } = JobMode.DryRun;
+    public NetworkMode Network { get; init; } = NetworkMode.None;
+    public string? McpUrl { get; init; }
+    public int? TimeoutSeconds { get; init; }
+    public int MaxAttempts { get; init; } = 3;
+    public int Priority { get; init; }
+    public DateTimeOffset? RunAt { get; init; }
+    public JsonObject? Metadata { get; init; }
+}
