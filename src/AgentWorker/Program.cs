@@ -1,1 +1,3 @@
-return 0;
+using AgentWorker.Cli;
+
+return await CliApp.RunAsync(args);

@@ -1,0 +1,114 @@
+using AgentWorker.Core.Agents.BuiltIn;
+using AgentWorker.Core.Jobs;
+using YamlDotNet.Core;
+using YamlDotNet.Serialization;
+using YamlDotNet.Serialization.NamingConventions;
+
+namespace AgentWorker.Core.Agents;
+
+/// <summary>The agents a worker can run: the built-ins plus the entries of the registry file (AGENTS_FILE), which may override them.</summary>
+public sealed class AgentRegistry
+{
+    private readonly Dictionary<string, AgentDefinition> _agents;
+
+    private AgentRegistry(Dictionary<string, AgentDefinition> agents) => _agents = agents;
+
+    public IReadOnlyCollection<AgentDefinition> All => _agents.Values;
+
+    public AgentDefinition? Find(string id) => _agents.GetValueOrDefault(id);
+
+    /// <summary>
+    /// Builds the registry. Built-ins run as <paramref name="selfCommand"/> <c>agent exec ID</c>, a child
+    /// process like any other agent. Throws <see cref="AgentRegistryException"/> naming the file and entry on bad input.
+    /// </summary>
+    public static AgentRegistry Load(string? file, IReadOnlyList<string> selfCommand)
+    {
+        var agents = new Dictionary<string, AgentDefinition>(StringComparer.Ordinal);
+        foreach (var agent in BuiltInAgents.All)
+        {
+            agents[agent.Id] = new AgentDefinition
+            {
+                Id = agent.Id,
+                Description = agent.Description,
+                Command = [.. selfCommand, "agent", "exec", agent.Id, "--workspace", "{workspace}", "--prompt", "{prompt}"],
+                BuiltIn = true,
+            };
+        }
+        if (file is not null)
+        {
+            foreach (var agent in ReadFile(file))
+                agents[agent.Id] = agent;
+        }
+        return new AgentRegistry(agents);
+    }
+
+    private static List<AgentDefinition> ReadFile(string file)
+    {
+        RegistryFile? parsed;
+        try
+        {
+            var yaml = File.ReadAllText(file);
+            parsed = new DeserializerBuilder()
+                .WithNamingConvention(CamelCaseNamingConvention.Instance)
+                .Build()
+                .Deserialize<RegistryFile?>(yaml);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new AgentRegistryException($"agents file {file}: cannot read it: {e.Message}");
+        }
+        catch (YamlException e)
+        {
+            throw new AgentRegistryException($"agents file {file}: line {e.Start.Line}: {e.InnerException?.Message ?? e.Message}");
+        }
+        var result = new List<AgentDefinition>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (entry, index) in (parsed?.Agents ?? []).Select((e, i) => (e, i)))
+        {
+            var where = $"agents file {file}: agents[{index}]";
+            if (string.IsNullOrWhiteSpace(entry.Id) || !JobRequestParser.IsValidId(entry.Id))
+                throw new AgentRegistryException($"{where}.id: required, letters, digits, '.', '_', ':' or '-'");
+            if (!seen.Add(entry.Id))
+                throw new AgentRegistryException($"{where}.id: '{entry.Id}' is listed twice");
+            if (entry.Command is not { Count: > 0 } || entry.Command.Any(string.IsNullOrEmpty))
+                throw new AgentRegistryException($"{where}.command: required, a non-empty list of arguments");
+            if (entry.TimeoutSeconds is <= 0)
+                throw new AgentRegistryException($"{where}.timeoutSeconds: must be a positive number of seconds");
+            NetworkMode? network = null;
+            if (entry.Network is not null)
+            {
+                if (!JobRequestParser.TryParseNetwork(entry.Network, out var parsedNetwork))
+                    throw new AgentRegistryException($"{where}.network: must be none, mcp_only or full");
+                network = parsedNetwork;
+            }
+            result.Add(new AgentDefinition
+            {
+                Id = entry.Id,
+                Command = entry.Command,
+                Description = entry.Description,
+                TimeoutSeconds = entry.TimeoutSeconds,
+                Env = entry.Env ?? [],
+                Network = network,
+            });
+        }
+        return result;
+    }
+
+    private sealed class RegistryFile
+    {
+        public List<RegistryEntry>? Agents { get; set; }
+    }
+
+    private sealed class RegistryEntry
+    {
+        public string? Id { get; set; }
+        public List<string>? Command { get; set; }
+        public string? Description { get; set; }
+        public int? TimeoutSeconds { get; set; }
+        public List<string>? Env { get; set; }
+        public string? Network { get; set; }
+    }
+}
+
+/// <summary>The registry file is unreadable or invalid; the message names the file and the entry.</summary>
+public sealed class AgentRegistryException(string message) : Exception(message);

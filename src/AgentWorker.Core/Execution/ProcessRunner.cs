@@ -1,0 +1,175 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace AgentWorker.Core.Execution;
+
+/// <summary>
+/// Runs a child process in its own session with a cleared environment, streams its output line by line
+/// with a byte cap (excess output is drained and dropped, so neither the child blocks nor the worker's
+/// memory grows), and kills the whole process tree on timeout, cancellation, or when the main process exits.
+/// </summary>
+public sealed class ProcessRunner(TimeProvider timeProvider)
+{
+    private const string SetsidPath = "/usr/bin/setsid";
+    private const int MaxLineBytes = 64 * 1024;
+    private static readonly TimeSpan DrainGrace = TimeSpan.FromSeconds(2);
+
+    public async Task<ProcessOutcome> RunAsync(
+        ProcessSpec spec,
+        Func<OutputLine, ValueTask> onLine,
+        CancellationToken cancellationToken)
+    {
+        var executable = ResolveExecutable(spec.Argv[0], spec.WorkingDirectory, spec.Environment.GetValueOrDefault("PATH"))
+            ?? throw new ProcessStartException($"command '{spec.Argv[0]}' not found (PATH of the agent: {spec.Environment.GetValueOrDefault("PATH") ?? "unset"})");
+        var cookie = ProcessTree.NewCookie();
+        var startInfo = new ProcessStartInfo(SetsidPath)
+        {
+            WorkingDirectory = spec.WorkingDirectory,
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        startInfo.ArgumentList.Add("--");
+        startInfo.ArgumentList.Add(executable);
+        foreach (var arg in spec.Argv.Skip(1))
+            startInfo.ArgumentList.Add(arg);
+        startInfo.Environment.Clear();
+        foreach (var (name, value) in spec.Environment)
+            startInfo.Environment[name] = value;
+        startInfo.Environment[ProcessTree.CookieVariable] = cookie;
+
+        var started = timeProvider.GetTimestamp();
+        using var process = new Process { StartInfo = startInfo };
+        try
+        {
+            process.Start();
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            throw new ProcessStartException($"cannot start {SetsidPath}: {e.Message}", e);
+        }
+        process.StandardInput.Close();
+
+        var budget = new OutputBudget(spec.MaxOutputBytes);
+        var stdout = PumpAsync(process.StandardOutput.BaseStream, "stdout", budget, onLine);
+        var stderr = PumpAsync(process.StandardError.BaseStream, "stderr", budget, onLine);
+
+        using var timeout = new CancellationTokenSource(spec.Timeout, timeProvider);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, cancellationToken);
+        var end = ProcessEnd.Exited;
+        try
+        {
+            await process.WaitForExitAsync(stop.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            end = cancellationToken.IsCancellationRequested ? ProcessEnd.Cancelled : ProcessEnd.TimedOut;
+        }
+        finally
+        {
+            // Also after a normal exit: whatever the agent left running in the background dies with it.
+            ProcessTree.Kill(process.Id, cookie);
+        }
+        await process.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
+
+        // The pipes close once every holder is dead; bound the wait in case something outside the tree holds them.
+        var pumps = Task.WhenAll(stdout, stderr);
+        await Task.WhenAny(pumps, Task.Delay(DrainGrace, timeProvider, CancellationToken.None)).ConfigureAwait(false);
+        if (pumps.IsFaulted)
+            await pumps.ConfigureAwait(false);
+
+        return new ProcessOutcome(
+            end,
+            end == ProcessEnd.Exited ? process.ExitCode : null,
+            budget.Used,
+            budget.Truncated,
+            timeProvider.GetElapsedTime(started));
+    }
+
+    /// <summary>Finds the program the way execvp would with the child's own PATH, so a missing agent fails before anything starts.</summary>
+    private static string? ResolveExecutable(string program, string workingDirectory, string? path)
+    {
+        if (program.Contains('/', StringComparison.Ordinal))
+        {
+            var full = Path.GetFullPath(program, workingDirectory);
+            return File.Exists(full) ? full : null;
+        }
+        foreach (var dir in (path ?? "/usr/local/bin:/usr/bin:/bin").Split(':', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var candidate = Path.Combine(dir, program);
+            if (File.Exists(candidate))
+                return candidate;
+        }
+        return null;
+    }
+
+    private static async Task PumpAsync(Stream stream, string name, OutputBudget budget, Func<OutputLine, ValueTask> onLine)
+    {
+        var buffer = new byte[16 * 1024];
+        var line = new MemoryStream();
+        var lineTooLong = false;
+        int read;
+        while ((read = await stream.ReadAsync(buffer).ConfigureAwait(false)) > 0)
+        {
+            var span = buffer.AsMemory(0, read);
+            while (!span.IsEmpty)
+            {
+                var newline = span.Span.IndexOf((byte)'\n');
+                var chunk = newline < 0 ? span : span[..newline];
+                if (line.Length + chunk.Length <= MaxLineBytes)
+                    line.Write(chunk.Span);
+                else
+                    lineTooLong = true;
+                if (newline < 0)
+                    break;
+                await EmitAsync(line, lineTooLong, name, budget, onLine).ConfigureAwait(false);
+                lineTooLong = false;
+                span = span[(newline + 1)..];
+            }
+        }
+        if (line.Length > 0)
+            await EmitAsync(line, lineTooLong, name, budget, onLine).ConfigureAwait(false);
+    }
+
+    private static async ValueTask EmitAsync(MemoryStream line, bool truncated, string name, OutputBudget budget, Func<OutputLine, ValueTask> onLine)
+    {
+        var length = line.Length;
+        var text = Encoding.UTF8.GetString(line.GetBuffer(), 0, (int)length).TrimEnd('\r');
+        line.SetLength(0);
+        if (!budget.TryTake(length + 1, out var firstRefusal))
+        {
+            if (firstRefusal)
+                await onLine(new OutputLine(name, $"[agent-worker: output cap of {budget.Limit} bytes reached; further output dropped]")).ConfigureAwait(false);
+            return;
+        }
+        await onLine(new OutputLine(name, truncated ? text + " [line truncated]" : text)).ConfigureAwait(false);
+    }
+
+    private sealed class OutputBudget(long limit)
+    {
+        private long _used;
+        private int _refused;
+
+        public long Limit => limit;
+        public long Used => Interlocked.Read(ref _used);
+        public bool Truncated => Volatile.Read(ref _refused) != 0;
+
+        public bool TryTake(long bytes, out bool firstRefusal)
+        {
+            firstRefusal = false;
+            if (Interlocked.Add(ref _used, bytes) <= limit)
+                return true;
+            firstRefusal = Interlocked.Exchange(ref _refused, 1) == 0;
+            return false;
+        }
+    }
+}
+
+/// <summary>The child process could not be started (missing binary, bad working directory).</summary>
+public sealed class ProcessStartException : Exception
+{
+    public ProcessStartException(string message) : base(message) { }
+
+    public ProcessStartException(string message, Exception inner) : base(message, inner) { }
+}

@@ -1,0 +1,235 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using AgentWorker.Core.Workspace;
+
+namespace AgentWorker.Core.Jobs;
+
+/// <summary>
+/// Normalizes the three accepted request shapes (DESIGN.md "Job model") into a <see cref="JobSpec"/>:
+/// native camelCase (<c>repo: {url, branch, commit}</c>, <c>agent</c>, <c>mcpUrl</c>), the seed /queue shape
+/// (<c>agentId</c>, <c>repoUrl</c>) and the seed reliable-queue shape (<c>repo_url</c>, <c>mcp_connection_url</c>).
+/// Unknown fields are kept in <c>metadata</c>. Errors name the field as the client spelled it.
+/// </summary>
+public static class JobRequestParser
+{
+    public const int MaxIdLength = 128;
+
+    private static readonly string[] AgentNames = ["agent", "agentId", "agent_id"];
+    private static readonly string[] RepoUrlNames = ["repoUrl", "repo_url"];
+    private static readonly string[] McpNames = ["mcpUrl", "mcp_connection_url", "mcpConnectionUrl"];
+    private static readonly string[] TimeoutNames = ["timeoutSeconds", "timeout_seconds"];
+    private static readonly string[] MaxAttemptsNames = ["maxAttempts", "max_attempts"];
+    private static readonly string[] RunAtNames = ["runAt", "run_at"];
+    private static readonly HashSet<string> Known =
+    [
+        "id", "repo", "branch", "commit", "prompt", "mode", "network", "priority", "metadata",
+        .. AgentNames, .. RepoUrlNames, .. McpNames, .. TimeoutNames, .. MaxAttemptsNames, .. RunAtNames,
+    ];
+
+    /// <summary>Parses and validates <paramref name="body"/>. <paramref name="agentExists"/> says whether an agent id is registered.</summary>
+    public static JobParseResult Parse(JsonNode? body, Func<string, bool> agentExists, string? defaultAgent, Func<string> newId)
+    {
+        var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
+        // The first problem found for a field is the one reported.
+        void Error(string field, string message) => errors.TryAdd(field, [message]);
+
+        if (body is not JsonObject obj)
+        {
+            Error("body", "must be a JSON object");
+            return new JobParseResult(null, errors);
+        }
+
+        var id = ReadString(obj, "id", Error);
+        if (id is null)
+            id = newId();
+        else if (!IsValidId(id))
+            Error("id", $"must be 1-{MaxIdLength} characters of letters, digits, '.', '_', ':' or '-'");
+
+        var (agentField, agent) = ReadFirstString(obj, AgentNames, Error);
+        if (agent is not null && !agentExists(agent))
+            Error(agentField!, $"unknown agent '{agent}'");
+        else if (agent is null && defaultAgent is null)
+            Error(agentField ?? "agent", "required: this worker has no default agent (DEFAULT_AGENT)");
+
+        var repo = ReadRepo(obj, Error);
+        var prompt = ReadString(obj, "prompt", Error);
+
+        var mode = JobMode.DryRun;
+        if (ReadString(obj, "mode", Error) is { } modeText)
+        {
+            if (modeText == "apply")
+                Error("mode", "apply mode is not available in this build yet; use dry_run");
+            else if (modeText != "dry_run")
+                Error("mode", "must be dry_run or apply");
+        }
+
+        var network = NetworkMode.None;
+        if (ReadString(obj, "network", Error) is { } networkText && !TryParseNetwork(networkText, out network))
+            Error("network", "must be none, mcp_only or full");
+
+        var (mcpField, mcpUrl) = ReadFirstString(obj, McpNames, Error);
+        if (mcpUrl is not null && !(Uri.TryCreate(mcpUrl, UriKind.Absolute, out var mcp) && mcp.Scheme is "http" or "https" or "ws" or "wss"))
+            Error(mcpField!, "must be an absolute http(s) or ws(s) URL");
+        if (network == NetworkMode.McpOnly && mcpUrl is null)
+            Error("network", "mcp_only needs an MCP URL (mcpUrl)");
+
+        var timeout = ReadInt(obj, TimeoutNames, 1, 86_400, Error);
+        var maxAttempts = ReadInt(obj, MaxAttemptsNames, 1, 100, Error);
+        var priority = ReadInt(obj, ["priority"], -1000, 1000, Error);
+        DateTimeOffset? runAt = null;
+        var (runAtField, runAtText) = ReadFirstString(obj, RunAtNames, Error);
+        if (runAtText is not null)
+        {
+            if (DateTimeOffset.TryParse(runAtText, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var parsed))
+                runAt = parsed;
+            else
+                Error(runAtField!, "must be an ISO 8601 date-time");
+        }
+
+        var metadata = obj["metadata"] switch
+        {
+            null => new JsonObject(),
+            JsonObject m => (JsonObject)m.DeepClone(),
+            _ => null,
+        };
+        if (metadata is null)
+        {
+            Error("metadata", "must be a JSON object");
+            metadata = [];
+        }
+        foreach (var (name, value) in obj)
+        {
+            if (!Known.Contains(name))
+                metadata[name] = value?.DeepClone();
+        }
+
+        if (errors.Count > 0 || repo is null)
+            return new JobParseResult(null, errors);
+        return new JobParseResult(new JobSpec
+        {
+            Id = id,
+            Agent = agent,
+            Repo = repo,
+            Prompt = prompt,
+            Mode = mode,
+            Network = network,
+            McpUrl = mcpUrl,
+            TimeoutSeconds = timeout,
+            MaxAttempts = maxAttempts ?? 3,
+            Priority = priority ?? 0,
+            RunAt = runAt,
+            Metadata = metadata.Count > 0 ? metadata : null,
+        }, errors);
+    }
+
+    public static bool IsValidId(string id) =>
+        id.Length is > 0 and <= MaxIdLength && id.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or ':' or '-');
+
+    public static bool TryParseNetwork(string text, out NetworkMode network)
+    {
+        (var ok, network) = text switch
+        {
+            "none" => (true, NetworkMode.None),
+            "mcp_only" => (true, NetworkMode.McpOnly),
+            "full" => (true, NetworkMode.Full),
+            _ => (false, NetworkMode.None),
+        };
+        return ok;
+    }
+
+    private static RepoRef? ReadRepo(JsonObject obj, Action<string, string> error)
+    {
+        string urlField;
+        string? url;
+        string? branch;
+        string? commit;
+        if (obj["repo"] is JsonObject repo)
+        {
+            urlField = "repo.url";
+            url = ReadString(repo, "url", error, "repo.url");
+            branch = ReadString(repo, "branch", error, "repo.branch") ?? ReadString(obj, "branch", error);
+            commit = ReadString(repo, "commit", error, "repo.commit") ?? ReadString(obj, "commit", error);
+        }
+        else
+        {
+            if (obj["repo"] is not null)
+            {
+                error("repo", "must be an object {url, branch, commit}");
+                return null;
+            }
+            (var field, url) = ReadFirstString(obj, RepoUrlNames, error);
+            // Name the field in the client's own dialect when it is missing.
+            urlField = field ?? (obj.ContainsKey("repo_url") || obj.ContainsKey("mcp_connection_url") || obj.ContainsKey("prompt") && !obj.ContainsKey("agentId") ? "repo_url" : "repoUrl");
+            branch = ReadString(obj, "branch", error);
+            commit = ReadString(obj, "commit", error);
+        }
+        if (url is null)
+        {
+            error(urlField, "required");
+            return null;
+        }
+        if (RepoUrls.Validate(url) is { } problem)
+        {
+            error(urlField, problem);
+            return null;
+        }
+        if (branch is not null && !IsSafeRef(branch))
+        {
+            error("branch", "is not a valid branch name");
+            return null;
+        }
+        if (commit is not null && !(commit.Length is >= 4 and <= 64 && commit.All(char.IsAsciiHexDigit)))
+        {
+            error("commit", "must be a hexadecimal commit id");
+            return null;
+        }
+        return new RepoRef(url, branch, commit);
+    }
+
+    private static bool IsSafeRef(string name) =>
+        name.Length is > 0 and <= 255 && !name.StartsWith('-') && !name.Contains("..", StringComparison.Ordinal)
+        && name.All(c => !char.IsControl(c) && c is not (' ' or '~' or '^' or ':' or '?' or '*' or '[' or '\\'));
+
+    private static (string? Field, string? Value) ReadFirstString(JsonObject obj, string[] names, Action<string, string> error)
+    {
+        foreach (var name in names)
+        {
+            if (obj.ContainsKey(name))
+                return (name, ReadString(obj, name, error));
+        }
+        return (null, null);
+    }
+
+    private static string? ReadString(JsonObject obj, string name, Action<string, string> error, string? field = null)
+    {
+        var node = obj[name];
+        if (node is null)
+            return null;
+        if (node.GetValueKind() != JsonValueKind.String)
+        {
+            error(field ?? name, "must be a string");
+            return null;
+        }
+        var value = node.GetValue<string>();
+        return value.Length == 0 ? null : value;
+    }
+
+    private static int? ReadInt(JsonObject obj, string[] names, int min, int max, Action<string, string> error)
+    {
+        foreach (var name in names)
+        {
+            var node = obj[name];
+            if (node is null)
+                continue;
+            if (node.GetValueKind() == JsonValueKind.Number && node.AsValue().TryGetValue<int>(out var value) && value >= min && value <= max)
+                return value;
+            error(name, $"must be a whole number from {min} to {max}");
+            return null;
+        }
+        return null;
+    }
+}
+
+/// <summary>Either a valid <see cref="Job"/> or field → messages.</summary>
+public sealed record JobParseResult(JobSpec? Job, IReadOnlyDictionary<string, string[]> Errors);

@@ -1,0 +1,204 @@
+using AgentWorker.Core.Agents;
+using AgentWorker.Core.Execution;
+using AgentWorker.Core.Jobs;
+using AgentWorker.Core.Queue;
+using AgentWorker.Core.Workspace;
+using Microsoft.Extensions.Logging;
+
+namespace AgentWorker.Core.Pipeline;
+
+/// <summary>
+/// Runs one leased job through the pipeline: resolve agent → workspace (clone) → agent process → result → ack.
+/// A failure of the job is recorded on the job, never thrown; the workspace is always removed.
+/// </summary>
+public sealed partial class JobRunner(
+    IJobQueue queue,
+    AgentRegistry agents,
+    WorkspaceManager workspaces,
+    ProcessRunner processes,
+    PipelineOptions options,
+    JobMetrics metrics,
+    TimeProvider timeProvider,
+    ILogger<JobRunner> logger)
+{
+    /// <summary>Runs the job. When <paramref name="stop"/> fires (shutdown grace over) the job is stopped and handed back.</summary>
+    public async Task<JobState?> RunAsync(IJobLease lease, CancellationToken stop)
+    {
+        var job = lease.Job.Spec;
+        using var scope = logger.BeginScope(new Dictionary<string, object> { ["JobId"] = job.Id, ["Attempt"] = lease.Attempt });
+        var agentId = job.Agent ?? options.DefaultAgent ?? "";
+        var started = timeProvider.GetTimestamp();
+        metrics.Started();
+        LogStarted(logger, job.Id, agentId, lease.Attempt);
+
+        using var leaseLost = new CancellationTokenSource();
+        using var abort = CancellationTokenSource.CreateLinkedTokenSource(stop, lease.CancelRequested, leaseLost.Token);
+        using var finished = new CancellationTokenSource();
+        var heartbeat = HeartbeatAsync(lease, leaseLost, finished.Token);
+        JobState? state = null;
+        try
+        {
+            await using var events = new EventWriter(queue, job.Id, lease.Attempt, timeProvider);
+            state = await ExecuteAsync(lease, agentId, events, abort.Token, leaseLost.Token).ConfigureAwait(false);
+        }
+        catch (LeaseLostException)
+        {
+            LogLeaseLost(logger, job.Id);
+        }
+        catch (Exception e)
+        {
+            // A bug in a stage must not take the worker down; the attempt is recorded as failed.
+            LogUnexpected(logger, e, job.Id);
+            state = await TryFailAsync(lease, new JobFailure(FailureKind.Error, $"internal error: {e.Message}")).ConfigureAwait(false);
+        }
+        finally
+        {
+            await finished.CancelAsync().ConfigureAwait(false);
+            await heartbeat.ConfigureAwait(false);
+        }
+        metrics.Finished(agentId, state ?? JobState.Running, timeProvider.GetElapsedTime(started));
+        LogFinished(logger, job.Id, state?.Name() ?? "lease lost", timeProvider.GetElapsedTime(started).TotalSeconds);
+        return state;
+    }
+
+    private async Task<JobState> ExecuteAsync(IJobLease lease, string agentId, EventWriter events, CancellationToken abort, CancellationToken leaseLost)
+    {
+        var job = lease.Job.Spec;
+        var agent = agents.Find(agentId);
+        if (agent is null)
+        {
+            var reason = agentId.Length == 0 ? "job names no agent and no DEFAULT_AGENT is configured" : $"unknown agent '{agentId}'";
+            return await lease.FailAsync(new JobFailure(FailureKind.Permanent, reason), CancellationToken.None).ConfigureAwait(false);
+        }
+
+        await events.AddAsync(new NewJobEvent(JobEventKind.Progress, $"cloning {job.Repo.Url}")).ConfigureAwait(false);
+        JobWorkspace workspace;
+        try
+        {
+            workspace = await workspaces.CreateAsync(job, abort).ConfigureAwait(false);
+        }
+        catch (WorkspaceException e)
+        {
+            return await lease.FailAsync(new JobFailure(e.Permanent ? FailureKind.Permanent : FailureKind.Error, $"workspace: {e.Message}"), CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (abort.IsCancellationRequested)
+        {
+            return await AbortedAsync(lease, leaseLost).ConfigureAwait(false);
+        }
+
+        using (workspace)
+        {
+            var timeout = TimeSpan.FromSeconds(job.TimeoutSeconds ?? agent.TimeoutSeconds ?? options.DefaultTimeout.TotalSeconds);
+            var spec = new ProcessSpec(agent.Expand(workspace.RepoDir, job.Prompt), workspace.RepoDir, AgentEnvironment(agent, job, workspace), timeout, options.MaxOutputBytes);
+            await events.AddAsync(new NewJobEvent(JobEventKind.Progress, $"running agent {agent.Id}")).ConfigureAwait(false);
+            var collector = new ResultCollector(options.MaxFindings);
+            ProcessOutcome outcome;
+            try
+            {
+                outcome = await processes.RunAsync(spec, line => events.AddAsync(collector.Accept(line)), abort).ConfigureAwait(false);
+            }
+            catch (ProcessStartException e)
+            {
+                return await lease.FailAsync(new JobFailure(FailureKind.Permanent, $"agent {agent.Id}: {e.Message}"), CancellationToken.None).ConfigureAwait(false);
+            }
+            await events.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+            var result = collector.Build(outcome.ExitCode, outcome.Duration);
+            switch (outcome.End)
+            {
+                case ProcessEnd.Exited when outcome.ExitCode == 0:
+                    await lease.CompleteAsync(result, CancellationToken.None).ConfigureAwait(false);
+                    return JobState.Succeeded;
+                case ProcessEnd.Exited:
+                    return await lease.FailAsync(new JobFailure(FailureKind.Error, $"agent {agent.Id} exited with code {outcome.ExitCode}", outcome.ExitCode, result), CancellationToken.None).ConfigureAwait(false);
+                case ProcessEnd.TimedOut:
+                    return await lease.FailAsync(new JobFailure(FailureKind.TimedOut, $"agent {agent.Id} did not finish within {timeout.TotalSeconds:0}s and was killed", null, result), CancellationToken.None).ConfigureAwait(false);
+                default:
+                    return await AbortedAsync(lease, leaseLost).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>The attempt was stopped from outside: a cancel request, a lost lease, or shutdown.</summary>
+    private static async Task<JobState> AbortedAsync(IJobLease lease, CancellationToken leaseLost)
+    {
+        if (leaseLost.IsCancellationRequested)
+            throw new LeaseLostException(lease.Job.Id);
+        if (lease.CancelRequested.IsCancellationRequested)
+            return await lease.FailAsync(new JobFailure(FailureKind.Cancelled, "cancelled on request"), CancellationToken.None).ConfigureAwait(false);
+        await lease.ReleaseAsync(CancellationToken.None).ConfigureAwait(false);
+        return JobState.Queued;
+    }
+
+    private Dictionary<string, string> AgentEnvironment(AgentDefinition agent, JobSpec job, JobWorkspace workspace)
+    {
+        var environment = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var name in options.PassEnv.Concat(agent.Env))
+        {
+            if (Environment.GetEnvironmentVariable(name) is { } value)
+                environment[name] = value;
+        }
+        environment.TryAdd("PATH", "/usr/local/bin:/usr/bin:/bin");
+        environment["HOME"] = workspace.HomeDir;
+        environment["TMPDIR"] = workspace.TmpDir;
+        environment["AGENT_WORKER_JOB_ID"] = job.Id;
+        environment["AGENT_WORKER_WORKSPACE"] = workspace.RepoDir;
+        if (job.McpUrl is not null)
+            environment["MCP_CONNECTION_URL"] = job.McpUrl;
+        return environment;
+    }
+
+    private async Task HeartbeatAsync(IJobLease lease, CancellationTokenSource leaseLost, CancellationToken finished)
+    {
+        using var timer = new PeriodicTimer(options.HeartbeatInterval, timeProvider);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(finished).ConfigureAwait(false))
+            {
+                try
+                {
+                    if (!await lease.ExtendAsync(finished).ConfigureAwait(false))
+                    {
+                        await leaseLost.CancelAsync().ConfigureAwait(false);
+                        return;
+                    }
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    // The backend may be back before the lease runs out; keep the attempt going.
+                    LogHeartbeatFailed(logger, e, lease.Job.Id);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private async Task<JobState?> TryFailAsync(IJobLease lease, JobFailure failure)
+    {
+        try
+        {
+            return await lease.FailAsync(failure, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            LogUnexpected(logger, e, lease.Job.Id);
+            return null;
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId} attempt {Attempt} started with agent {Agent}")]
+    private static partial void LogStarted(ILogger logger, string jobId, string agent, int attempt);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId} ended {State} after {Seconds:0.000}s")]
+    private static partial void LogFinished(ILogger logger, string jobId, string state, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: lease lost to another worker; this attempt's outcome is discarded")]
+    private static partial void LogLeaseLost(ILogger logger, string jobId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: heartbeat failed")]
+    private static partial void LogHeartbeatFailed(ILogger logger, Exception exception, string jobId);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Job {JobId}: unexpected error")]
+    private static partial void LogUnexpected(ILogger logger, Exception exception, string jobId);
+}

@@ -1,0 +1,24 @@
+namespace AgentWorker.Core.Pipeline;
+
+/// <summary>How the worker pool runs jobs.</summary>
+public sealed record PipelineOptions
+{
+    public int Slots { get; init; } = 2;
+    public string? DefaultAgent { get; init; }
+    public TimeSpan DefaultTimeout { get; init; } = TimeSpan.FromMinutes(5);
+    public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long one lease call blocks waiting for work (the seed's <c>run --timeout</c>).</summary>
+    public TimeSpan LeaseWait { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>On shutdown, how long running jobs may go on before they are stopped and handed back.</summary>
+    public TimeSpan ShutdownGrace { get; init; } = TimeSpan.FromSeconds(30);
+
+    public long MaxOutputBytes { get; init; } = 1024 * 1024;
+    public int MaxFindings { get; init; } = 1000;
+
+    /// <summary>Worker environment variable names every agent may see (on top of each agent's own allow-list).</summary>
+    public IReadOnlyList<string> PassEnv { get; init; } = ["PATH", "LANG", "TZ", "DOTNET_ROOT"];
+
+    public string WorkerId { get; init; } = $"{Environment.MachineName}:{Environment.ProcessId}";
+}

@@ -1,0 +1,74 @@
+using AgentWorker.Core.Queue;
+using AgentWorker.Core.Workspace;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace AgentWorker.Core.Pipeline;
+
+/// <summary>
+/// N worker slots, each leasing and running one job at a time. On shutdown it stops leasing at once,
+/// lets running jobs go on for the grace period, then stops them and hands them back to the queue.
+/// </summary>
+public sealed partial class WorkerPool(
+    IJobQueue queue,
+    JobRunner runner,
+    WorkspaceManager workspaces,
+    PipelineOptions options,
+    TimeProvider timeProvider,
+    ILogger<WorkerPool> logger) : BackgroundService
+{
+    private static readonly TimeSpan BackendRetryDelay = TimeSpan.FromSeconds(1);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var swept = workspaces.SweepStale();
+        LogStarting(logger, options.Slots, queue.Backend, options.WorkerId, swept);
+        using var hardStop = new CancellationTokenSource(Timeout.InfiniteTimeSpan, timeProvider);
+        await using var registration = stoppingToken.Register(() => hardStop.CancelAfter(options.ShutdownGrace));
+        var slots = Enumerable.Range(0, options.Slots).Select(_ => Task.Run(() => SlotAsync(stoppingToken, hardStop.Token), CancellationToken.None));
+        await Task.WhenAll(slots).ConfigureAwait(false);
+        LogStopped(logger);
+    }
+
+    private async Task SlotAsync(CancellationToken stopping, CancellationToken hardStop)
+    {
+        while (!stopping.IsCancellationRequested)
+        {
+            IJobLease? lease;
+            try
+            {
+                lease = await queue.LeaseAsync(options.WorkerId, options.LeaseWait, stopping).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                LogLeaseFailed(logger, e, queue.Backend);
+                try
+                {
+                    await Task.Delay(BackendRetryDelay, timeProvider, stopping).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+                continue;
+            }
+            if (lease is null)
+                continue;
+            await using (lease.ConfigureAwait(false))
+                await runner.RunAsync(lease, hardStop).ConfigureAwait(false);
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Worker {WorkerId} starting {Slots} slot(s) on {Backend}; removed {Swept} stale workspace(s)")]
+    private static partial void LogStarting(ILogger logger, int slots, string backend, string workerId, int swept);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Worker slots stopped")]
+    private static partial void LogStopped(ILogger logger);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Leasing from {Backend} failed; retrying")]
+    private static partial void LogLeaseFailed(ILogger logger, Exception exception, string backend);
+}

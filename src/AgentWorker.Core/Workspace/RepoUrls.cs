@@ -1,0 +1,35 @@
+namespace AgentWorker.Core.Workspace;
+
+/// <summary>Which repository locations a job may name, and how git is given them.</summary>
+public static class RepoUrls
+{
+    private static readonly string[] Schemes = ["https", "http", "ssh", "git", "file"];
+
+    /// <summary>Returns null when <paramref name="url"/> is acceptable, else why not.</summary>
+    public static string? Validate(string url)
+    {
+        if (string.IsNullOrWhiteSpace(url))
+            return "must not be empty";
+        if (url.StartsWith('-') || url.Any(char.IsControl) || url.Contains("::", StringComparison.Ordinal))
+            return "is not a repository URL or path";
+        if (Path.IsPathRooted(url))
+            return null;
+        if (Uri.TryCreate(url, UriKind.Absolute, out var uri) && url.Contains("://", StringComparison.Ordinal))
+        {
+            if (!Schemes.Contains(uri.Scheme))
+                return $"scheme '{uri.Scheme}' is not allowed (use {string.Join(", ", Schemes)}, scp-style user@host:path, or an absolute path)";
+            if (uri.UserInfo.Contains(':', StringComparison.Ordinal))
+                return "must not embed credentials; configure GIT_TOKEN on the worker instead";
+            return null;
+        }
+        // scp-like syntax: user@host:path
+        var at = url.IndexOf('@', StringComparison.Ordinal);
+        var colon = url.IndexOf(':', StringComparison.Ordinal);
+        if (at > 0 && colon > at + 1 && colon < url.Length - 1)
+            return null;
+        return "must be an https/ssh/git/file URL, scp-style user@host:path, or an absolute path";
+    }
+
+    /// <summary>Local paths become file:// URLs so that --depth is honoured.</summary>
+    public static string ToGitUrl(string url) => Path.IsPathRooted(url) ? new Uri(url).AbsoluteUri : url;
+}

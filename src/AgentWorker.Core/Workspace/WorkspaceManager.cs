@@ -1,0 +1,129 @@
+using AgentWorker.Core.Execution;
+using AgentWorker.Core.Jobs;
+using Microsoft.Extensions.Logging;
+
+namespace AgentWorker.Core.Workspace;
+
+/// <summary>
+/// Creates one directory per attempt under WORK_DIR (<c>&lt;job-id&gt;-&lt;random&gt;</c>) holding the clone,
+/// a private HOME and TMP for the agent, and a lock file held for the attempt's lifetime. The lock is an
+/// OS file lock, so it vanishes with a crashed worker: a directory whose lock can be taken is stale and swept.
+/// </summary>
+public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRunner runner, ILogger<WorkspaceManager> logger)
+{
+    private const string LockName = ".agent-worker.lock";
+    private static readonly TimeSpan UnlockedGrace = TimeSpan.FromMinutes(1);
+    private readonly GitClient _git = new(options, runner);
+
+    public string WorkDir => options.WorkDir;
+
+    public async Task<JobWorkspace> CreateAsync(JobSpec job, CancellationToken cancellationToken)
+    {
+        Directory.CreateDirectory(options.WorkDir);
+        var root = Path.Combine(options.WorkDir, $"{SafeName(job.Id)}-{Path.GetRandomFileName().Replace(".", "", StringComparison.Ordinal)}");
+        Directory.CreateDirectory(root);
+        var workspace = new JobWorkspace(root, new FileStream(Path.Combine(root, LockName), FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None));
+        try
+        {
+            Directory.CreateDirectory(workspace.HomeDir);
+            Directory.CreateDirectory(workspace.TmpDir);
+            await _git.CloneAsync(job.Repo, workspace.RepoDir, workspace.HomeDir, cancellationToken).ConfigureAwait(false);
+            CheckLimits(workspace.RepoDir);
+            return workspace;
+        }
+        catch
+        {
+            workspace.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Removes workspaces left behind by workers that died. Returns how many were removed.</summary>
+    public int SweepStale()
+    {
+        if (!Directory.Exists(options.WorkDir))
+            return 0;
+        var removed = 0;
+        foreach (var dir in Directory.EnumerateDirectories(options.WorkDir))
+        {
+            var lockPath = Path.Combine(dir, LockName);
+            try
+            {
+                if (!File.Exists(lockPath))
+                {
+                    // Between mkdir and the lock; only old ones are abandoned.
+                    if (DateTime.UtcNow - Directory.GetCreationTimeUtc(dir) < UnlockedGrace)
+                        continue;
+                    JobWorkspace.DeleteTree(dir);
+                }
+                else
+                {
+                    using var held = new FileStream(lockPath, FileMode.Open, FileAccess.ReadWrite, FileShare.None);
+                    JobWorkspace.DeleteTree(dir);
+                }
+                removed++;
+                LogSwept(logger, dir);
+            }
+            catch (IOException)
+            {
+                // Locked: a live worker owns it.
+            }
+        }
+        return removed;
+    }
+
+    private void CheckLimits(string repoDir)
+    {
+        long bytes = 0;
+        var files = 0;
+        foreach (var file in new DirectoryInfo(repoDir).EnumerateFiles("*", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = 0 }))
+        {
+            bytes += file.Length;
+            if (++files > options.MaxRepoFiles)
+                throw new WorkspaceException($"repository has more than {options.MaxRepoFiles} files (MAX_REPO_FILES)", permanent: true);
+            if (bytes > options.MaxRepoBytes)
+                throw new WorkspaceException($"repository is larger than {options.MaxRepoBytes / (1024 * 1024)} MiB (MAX_REPO_SIZE_MB)", permanent: true);
+        }
+    }
+
+    private static string SafeName(string id)
+    {
+        var chars = id.Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' ? c : '_').ToArray();
+        return new string(chars, 0, Math.Min(chars.Length, 64));
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Removed stale workspace {Path}")]
+    private static partial void LogSwept(ILogger logger, string path);
+}
+
+/// <summary>A job attempt's directory: <see cref="RepoDir"/> is the clone the agent works in. Disposing removes it all.</summary>
+public sealed class JobWorkspace(string root, FileStream lockFile) : IDisposable
+{
+    public string Root { get; } = root;
+    public string RepoDir => Path.Combine(Root, "repo");
+    public string HomeDir => Path.Combine(Root, "home");
+    public string TmpDir => Path.Combine(Root, "tmp");
+
+    public void Dispose()
+    {
+        DeleteTree(Root);
+        lockFile.Dispose();
+    }
+
+    internal static void DeleteTree(string path)
+    {
+        if (!Directory.Exists(path))
+            return;
+        try
+        {
+            Directory.Delete(path, recursive: true);
+        }
+        catch (UnauthorizedAccessException)
+        {
+            // An agent may have removed write or search permission from directories it created.
+            foreach (var dir in Directory.EnumerateDirectories(path, "*", new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = true }).Prepend(path))
+                File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            Directory.Delete(path, recursive: true);
+        }
+    }
+}

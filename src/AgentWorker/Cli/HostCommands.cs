@@ -1,0 +1,50 @@
+using System.CommandLine;
+using AgentWorker.Http;
+
+namespace AgentWorker.Cli;
+
+/// <summary>`serve` (HTTP + workers) and `run` (workers only).</summary>
+internal static class HostCommands
+{
+    public static Command Serve(CommandAction action) =>
+        new Command("serve", "Run the HTTP API, /health, /ready, /metrics and the worker slots.").WithAction(action, async (context, cancellationToken) =>
+        {
+            var config = context.Config;
+            var agents = context.LoadAgents();
+            await using var queue = await context.OpenQueueAsync(cancellationToken);
+            await using var app = HttpHost.Build(config, queue, agents);
+            try
+            {
+                await app.RunAsync();
+            }
+            catch (IOException e)
+            {
+                throw new CliException($"cannot listen on {config.ListenAddress}:{config.Port}: {e.Message}");
+            }
+            return ExitCodes.Ok;
+        });
+
+    public static Command Run(CommandAction action)
+    {
+        var timeout = new Option<int?>("--timeout") { Description = "Seconds one dequeue blocks waiting for a job before looking again (default 30)." };
+        var command = new Command("run", "Run worker slots only (no HTTP): lease jobs from the queue and run them until SIGTERM.") { timeout };
+        return command.WithAction(action, async (context, cancellationToken) =>
+        {
+            var config = context.Config;
+            if (context.Parse.GetValue(timeout) is { } seconds)
+            {
+                if (seconds is < 1 or > 3600)
+                    throw new Configuration.ConfigException("invalid option --timeout: must be from 1 to 3600 seconds");
+                config = config with { Pipeline = config.Pipeline with { LeaseWait = TimeSpan.FromSeconds(seconds) } };
+            }
+            var agents = context.LoadAgents();
+            await using var queue = await context.OpenQueueAsync(cancellationToken);
+            var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true, Args = [] });
+            builder.Logging.AddWorkerLogging(config);
+            builder.Services.AddAgentWorker(config, queue, agents, runWorkers: true);
+            using var host = builder.Build();
+            await host.RunAsync();
+            return ExitCodes.Ok;
+        });
+    }
+}

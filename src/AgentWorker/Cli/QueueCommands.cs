@@ -1,0 +1,213 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using AgentWorker.Core.Jobs;
+using AgentWorker.Core.Queue;
+using AgentWorker.Http;
+
+namespace AgentWorker.Cli;
+
+/// <summary>Commands that work on the queue directly: enqueue, stats, peek, recover, jobs list|show|logs|cancel|retry.</summary>
+internal static class QueueCommands
+{
+    private static readonly TimeSpan FollowPoll = TimeSpan.FromMilliseconds(200);
+
+    public static IEnumerable<Command> All(CommandAction action)
+    {
+        yield return Enqueue(action);
+        yield return new Command("stats", "Print job counts by state as JSON.").WithAction(action, async (context, cancellationToken) =>
+        {
+            await using var queue = await context.OpenQueueAsync(cancellationToken);
+            var stats = await queue.GetStatsAsync(cancellationToken);
+            Output.Json(new { backend = queue.Backend, depth = stats.Depth, stats.Queued, stats.Running, stats.Retrying, stats.Succeeded, stats.Failed, stats.Cancelled, stats.TimedOut, stats.Dead });
+            return ExitCodes.Ok;
+        });
+
+        var count = new Option<int>("--count") { Description = "How many jobs to show.", DefaultValueFactory = _ => 1 };
+        yield return new Command("peek", "Show the next job(s) that would run, without taking them.") { count }.WithAction(action, async (context, cancellationToken) =>
+        {
+            var n = context.Parse.GetValue(count);
+            if (n is < 1 or > 1000)
+                throw new Configuration.ConfigException("invalid option --count: must be from 1 to 1000");
+            await using var queue = await context.OpenQueueAsync(cancellationToken);
+            Output.Json((await queue.PeekAsync(n, cancellationToken)).Select(JobView.From));
+            return ExitCodes.Ok;
+        });
+
+        yield return new Command("recover", "Give jobs whose worker died (lease expired) back to the queue now.").WithAction(action, async (context, cancellationToken) =>
+        {
+            await using var queue = await context.OpenQueueAsync(cancellationToken);
+            Console.WriteLine($"recovered {await queue.RecoverAsync(cancellationToken)} job(s)");
+            return ExitCodes.Ok;
+        });
+
+        yield return Jobs(action);
+    }
+
+    private static Command Enqueue(CommandAction action)
+    {
+        // Flags map onto the reliable-queue JSON shape, so the CLI and HTTP share one validation path.
+        var fields = new (string Flag, string Field, string Help)[]
+        {
+            ("--job-id", "id", "Job id (idempotency key); generated when absent."),
+            ("--repo-url", "repo_url", "Repository URL or absolute path (required)."),
+            ("--branch", "branch", "Branch to check out."),
+            ("--commit", "commit", "Commit to check out."),
+            ("--prompt", "prompt", "Task text for the agent."),
+            ("--mcp-connection-url", "mcp_connection_url", "MCP endpoint handed to the agent as MCP_CONNECTION_URL."),
+            ("--agent", "agent", "Agent id from the registry (default: DEFAULT_AGENT)."),
+            ("--mode", "mode", "dry_run (default) or apply."),
+            ("--network", "network", "none (default), mcp_only or full."),
+        };
+        var options = fields.Select(f => (f.Field, f.Flag, Option: new Option<string?>(f.Flag) { Description = f.Help })).ToList();
+        var numbers = new (string Flag, string Field, string Help)[]
+        {
+            ("--timeout-seconds", "timeoutSeconds", "Agent timeout for this job."),
+            ("--max-attempts", "maxAttempts", "Attempts before the job is dead (default 3)."),
+            ("--priority", "priority", "Higher runs first (default 0)."),
+        };
+        var numberOptions = numbers.Select(f => (f.Field, f.Flag, Option: new Option<int?>(f.Flag) { Description = f.Help })).ToList();
+        var command = new Command("enqueue", "Queue a job.");
+        foreach (var (_, _, option) in options)
+            command.Options.Add(option);
+        foreach (var (_, _, option) in numberOptions)
+            command.Options.Add(option);
+
+        return command.WithAction(action, async (context, cancellationToken) =>
+        {
+            var body = new JsonObject();
+            foreach (var (field, _, option) in options)
+            {
+                if (context.Parse.GetValue(option) is { } value)
+                    body[field] = value;
+            }
+            foreach (var (field, _, option) in numberOptions)
+            {
+                if (context.Parse.GetValue(option) is { } value)
+                    body[field] = value;
+            }
+            var agents = context.LoadAgents();
+            var parsed = JobRequestParser.Parse(body, id => agents.Find(id) is not null, context.Config.Pipeline.DefaultAgent, () => Ulid.NewUlid().ToString());
+            if (parsed.Job is not { } job)
+            {
+                var flagOf = options.Select(o => (o.Field, o.Flag)).Concat(numberOptions.Select(o => (o.Field, o.Flag))).ToDictionary(o => o.Field, o => o.Flag);
+                var (field, messages) = parsed.Errors.First();
+                var flag = flagOf.GetValueOrDefault(field) ?? (field == "agent" ? "--agent" : field);
+                throw new Configuration.ConfigException($"invalid option {flag}: {string.Join(", ", messages)}");
+            }
+            await using var queue = await context.OpenQueueAsync(cancellationToken);
+            var result = await queue.EnqueueAsync(job, cancellationToken);
+            Console.WriteLine(result.Created ? $"queued {result.Job.Id}" : $"exists {result.Job.Id} ({result.Job.State.Name()})");
+            return ExitCodes.Ok;
+        });
+    }
+
+    private static Command Jobs(CommandAction action)
+    {
+        var jobs = new Command("jobs", "List, inspect, follow, cancel and retry jobs.");
+
+        var state = new Option<string?>("--state") { Description = "Only jobs in this state." };
+        var agent = new Option<string?>("--agent") { Description = "Only jobs of this agent." };
+        var limit = new Option<int>("--limit") { Description = "Page size.", DefaultValueFactory = _ => 20 };
+        var offset = new Option<int>("--offset") { Description = "Jobs to skip.", DefaultValueFactory = _ => 0 };
+        jobs.Subcommands.Add(new Command("list", "Jobs, newest first.") { state, agent, limit, offset }.WithAction(action, async (context, cancellationToken) =>
+        {
+            JobState? filter = null;
+            if (context.Parse.GetValue(state) is { } name)
+            {
+                if (!JobStates.TryParse(name, out var parsed))
+                    throw new Configuration.ConfigException($"invalid option --state: unknown state '{name}'");
+                filter = parsed;
+            }
+            var (size, skip) = (context.Parse.GetValue(limit), context.Parse.GetValue(offset));
+            if (size is < 1 or > 500 || skip < 0)
+                throw new Configuration.ConfigException("invalid option --limit/--offset: limit 1-500, offset not negative");
+            await using var queue = await context.OpenQueueAsync(cancellationToken);
+            var page = await queue.ListAsync(new JobQuery(filter, context.Parse.GetValue(agent), size, skip), cancellationToken);
+            Output.Table(["ID", "STATE", "AGENT", "ATTEMPTS", "SCORE", "FINDINGS", "CREATED"], page.Items.Select(j => (IReadOnlyList<string>)
+            [
+                j.Id, j.State.Name(), j.Spec.Agent ?? "(default)", $"{j.Attempts}/{j.Spec.MaxAttempts}",
+                j.Result?.HealthScore.ToString(CultureInfo.InvariantCulture) ?? "-",
+                j.Result?.Findings.Count.ToString(CultureInfo.InvariantCulture) ?? "-",
+                j.CreatedAt.ToString("u", CultureInfo.InvariantCulture),
+            ]));
+            Console.WriteLine($"{page.Items.Count} of {page.Total}");
+            return ExitCodes.Ok;
+        }));
+
+        jobs.Subcommands.Add(WithId("show", "Print a job, its attempts and result as JSON.", action, async (queue, id, _, cancellationToken) =>
+        {
+            Output.Json(JobView.From(await queue.GetAsync(id, cancellationToken) ?? throw NotFound(id)));
+            return ExitCodes.Ok;
+        }));
+
+        var follow = new Option<bool>("--follow", "-f") { Description = "Keep printing new lines until the job ends." };
+        jobs.Subcommands.Add(WithId("logs", "Print a job's events and log lines.", action, async (queue, id, parse, cancellationToken) =>
+        {
+            _ = await queue.GetAsync(id, cancellationToken) ?? throw NotFound(id);
+            long cursor = 0;
+            while (true)
+            {
+                var job = await queue.GetAsync(id, cancellationToken);
+                var events = await queue.ReadEventsAsync(id, cursor, 1000, cancellationToken);
+                foreach (var e in events)
+                {
+                    Console.WriteLine($"{e.At:HH:mm:ss.fff} #{e.Attempt} {e.Kind.ToString().ToLowerInvariant(),-8} {(e.Stream is null ? "" : e.Stream + ": ")}{e.Message}");
+                    cursor = e.Seq;
+                }
+                if (!parse.GetValue(follow) || (events.Count == 0 && (job is null || job.State.IsTerminal())))
+                    return ExitCodes.Ok;
+                if (events.Count == 0)
+                    await Task.Delay(FollowPoll, cancellationToken);
+            }
+        }, follow));
+
+        jobs.Subcommands.Add(WithId("cancel", "Cancel a queued job, or stop a running one.", action, async (queue, id, _, cancellationToken) =>
+        {
+            switch (await queue.CancelAsync(id, "cancelled via CLI", cancellationToken))
+            {
+                case CancelOutcome.NotFound:
+                    throw NotFound(id);
+                case CancelOutcome.AlreadyFinished:
+                    throw new CliException($"job '{id}' has already ended");
+                case CancelOutcome.Cancelled:
+                    Console.WriteLine($"cancelled {id}");
+                    break;
+                default:
+                    Console.WriteLine($"cancel requested for running job {id}");
+                    break;
+            }
+            return ExitCodes.Ok;
+        }));
+
+        jobs.Subcommands.Add(WithId("retry", "Queue a failed, dead, cancelled or timed-out job again.", action, async (queue, id, _, cancellationToken) =>
+        {
+            switch (await queue.RetryAsync(id, cancellationToken))
+            {
+                case RetryOutcome.NotFound:
+                    throw NotFound(id);
+                case RetryOutcome.NotFinished:
+                    throw new CliException($"job '{id}' is still queued or running");
+                default:
+                    Console.WriteLine($"queued {id} again");
+                    return ExitCodes.Ok;
+            }
+        }));
+        return jobs;
+    }
+
+    private static Command WithId(string name, string description, CommandAction action, Func<IJobQueue, string, ParseResult, CancellationToken, Task<int>> body, params Option[] extra)
+    {
+        var id = new Argument<string>("id") { Description = "Job id." };
+        var command = new Command(name, description) { id };
+        foreach (var option in extra)
+            command.Options.Add(option);
+        return command.WithAction(action, async (context, cancellationToken) =>
+        {
+            await using var queue = await context.OpenQueueAsync(cancellationToken);
+            return await body(queue, context.Parse.GetValue(id)!, context.Parse, cancellationToken);
+        });
+    }
+
+    private static CliException NotFound(string id) => new($"no job with id '{id}'");
+}

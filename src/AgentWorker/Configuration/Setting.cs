@@ -1,0 +1,40 @@
+namespace AgentWorker.Configuration;
+
+/// <summary>One configuration setting: its flag, the environment names that set it (seed names first), default and help.</summary>
+internal sealed record Setting(string Key, string Flag, string[] Env, string? Default, string Help, bool Secret = false);
+
+/// <summary>Every setting the worker reads. The one place that names flags, environment variables and defaults.</summary>
+internal static class Settings
+{
+    public static readonly Setting ConfigFile = new("config", "--config", ["AGENT_WORKER_CONFIG"], null, "YAML file with settings (keys as in `config show`).");
+    public static readonly Setting DataDir = new("dataDir", "--data-dir", ["AGENT_WORKER_DATA"], "./.agent-worker", "Directory of the embedded SQLite queue.");
+    public static readonly Setting Backend = new("backend", "--backend", ["AGENT_WORKER_BACKEND"], "sqlite", "Queue backend: sqlite.");
+    public static readonly Setting WorkDir = new("workDir", "--work-dir", ["WORK_DIR"], "/tmp/agent-worker", "Where job workspaces are created.");
+    public static readonly Setting Port = new("port", "--port", ["PORT"], "3000", "HTTP port of `serve`.");
+    public static readonly Setting Host = new("host", "--host", ["HOST"], null, "HTTP listen address (default 0.0.0.0 with an API key, 127.0.0.1 without).");
+    public static readonly Setting Workers = new("workers", "--workers", ["WORKERS"], "2", "Worker slots (jobs run at once) per process.");
+    public static readonly Setting ApiKey = new("apiKey", "--api-key", ["WORKER_API_KEY", "AGENT_WEBHOOK_SECRET"], null, "Bearer token for the HTTP API.", Secret: true);
+    public static readonly Setting RateLimit = new("rateLimitPerMinute", "--rate-limit-per-minute", ["RATE_LIMIT_PER_MINUTE"], "30", "Intake requests per client per minute (0 = off).");
+    public static readonly Setting MaxQueueDepth = new("maxQueueDepth", "--max-queue-depth", ["MAX_QUEUE_DEPTH"], "100", "Refuse intake (503) at this many waiting jobs (0 = off).");
+    public static readonly Setting MaxBodyBytes = new("maxBodyBytes", "--max-body-bytes", ["MAX_BODY_BYTES"], "1048576", "Largest accepted request body.");
+    public static readonly Setting AgentsFile = new("agents", "--agents", ["AGENTS_FILE"], null, "Agent registry file (YAML).");
+    public static readonly Setting DefaultAgent = new("defaultAgent", "--default-agent", ["DEFAULT_AGENT"], null, "Agent for jobs that name none.");
+    public static readonly Setting JobTimeout = new("jobTimeoutSeconds", "--job-timeout", ["JOB_TIMEOUT_SECONDS"], "300", "Default agent timeout in seconds.");
+    public static readonly Setting LeaseSeconds = new("leaseSeconds", "--lease-seconds", ["LEASE_SECONDS"], "30", "Lease length; a job whose worker stops renewing is re-run after it.");
+    public static readonly Setting HeartbeatSeconds = new("heartbeatSeconds", "--heartbeat-seconds", ["HEARTBEAT_SECONDS"], "10", "How often running jobs renew their lease (must be below the lease).");
+    public static readonly Setting RetryBaseDelay = new("retryBaseDelaySeconds", "--retry-base-delay", ["RETRY_BASE_DELAY_SECONDS"], "5", "Backoff before the first retry; doubles per attempt, with jitter.");
+    public static readonly Setting ShutdownGrace = new("shutdownGraceSeconds", "--shutdown-grace", ["SHUTDOWN_GRACE_SECONDS"], "30", "On SIGTERM, how long running jobs may finish before they are handed back.");
+    public static readonly Setting MaxRepoSizeMb = new("maxRepoSizeMb", "--max-repo-size-mb", ["MAX_REPO_SIZE_MB"], "500", "Largest repository checkout.");
+    public static readonly Setting MaxRepoFiles = new("maxRepoFiles", "--max-repo-files", ["MAX_REPO_FILES"], "100000", "Most files in a checkout.");
+    public static readonly Setting MaxOutputBytes = new("maxOutputBytes", "--max-output-bytes", ["MAX_OUTPUT_BYTES"], "1048576", "Agent output kept per attempt; the rest is dropped.");
+    public static readonly Setting GitToken = new("gitToken", "--git-token", ["GIT_TOKEN", "GITHUB_TOKEN"], null, "Token for cloning private HTTPS repositories.", Secret: true);
+    public static readonly Setting LogLevel = new("logLevel", "--log-level", ["LOG_LEVEL"], "info", "trace, debug, info, warn, error.");
+    public static readonly Setting LogFormat = new("logFormat", "--log-format", ["LOG_FORMAT"], "auto", "json, text, or auto (text on a terminal, JSON otherwise).");
+
+    public static readonly IReadOnlyList<Setting> All =
+    [
+        ConfigFile, DataDir, Backend, WorkDir, Port, Host, Workers, ApiKey, RateLimit, MaxQueueDepth, MaxBodyBytes,
+        AgentsFile, DefaultAgent, JobTimeout, LeaseSeconds, HeartbeatSeconds, RetryBaseDelay, ShutdownGrace,
+        MaxRepoSizeMb, MaxRepoFiles, MaxOutputBytes, GitToken, LogLevel, LogFormat,
+    ];
+}

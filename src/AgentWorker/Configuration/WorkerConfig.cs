@@ -1,0 +1,102 @@
+using System.Net;
+using AgentWorker.Core.Pipeline;
+using AgentWorker.Core.Queue;
+using AgentWorker.Core.Workspace;
+
+namespace AgentWorker.Configuration;
+
+/// <summary>Validated, typed configuration of one worker process.</summary>
+internal sealed record WorkerConfig
+{
+    public required ConfigValues Values { get; init; }
+    public required string DataDir { get; init; }
+    public required string Backend { get; init; }
+    public required int Port { get; init; }
+    public required IPAddress ListenAddress { get; init; }
+    public string? ApiKey { get; init; }
+    public required int RateLimitPerMinute { get; init; }
+    public required int MaxQueueDepth { get; init; }
+    public required long MaxBodyBytes { get; init; }
+    public string? AgentsFile { get; init; }
+    public required QueueOptions Queue { get; init; }
+    public required PipelineOptions Pipeline { get; init; }
+    public required WorkspaceOptions Workspace { get; init; }
+    public required Microsoft.Extensions.Logging.LogLevel LogLevel { get; init; }
+    public required string LogFormat { get; init; }
+
+    public string DatabasePath => Path.Combine(DataDir, "queue.db");
+
+    /// <summary>Secret values to scrub from anything the worker writes.</summary>
+    public IEnumerable<string> Secrets => Settings.All.Where(s => s.Secret).Select(Values.Get).OfType<string>().Where(s => s.Length > 0);
+
+    public static WorkerConfig Load(ConfigValues values)
+    {
+        var apiKey = values.Get(Settings.ApiKey);
+        if (apiKey is { Length: < 8 })
+            throw values.Invalid(Settings.ApiKey, "must be at least 8 characters");
+
+        var lease = values.GetSeconds(Settings.LeaseSeconds, 1, 86_400);
+        var heartbeat = values.GetSeconds(Settings.HeartbeatSeconds, 0.1, 3_600);
+        if (heartbeat >= lease)
+            throw values.Invalid(Settings.HeartbeatSeconds, $"must be shorter than the lease ({lease}s, {Settings.LeaseSeconds.Flag})");
+
+        IPAddress listen;
+        var host = values.Get(Settings.Host);
+        if (host is null)
+            listen = apiKey is null ? IPAddress.Loopback : IPAddress.Any;
+        else if (!IPAddress.TryParse(host, out listen!))
+            throw values.Invalid(Settings.Host, $"'{host}' is not an IP address");
+        else if (apiKey is null && !IPAddress.IsLoopback(listen))
+            throw values.Invalid(Settings.Host, "listening beyond loopback needs an API key (--api-key / WORKER_API_KEY)");
+
+        var dataDir = Path.GetFullPath(values.Get(Settings.DataDir) is { Length: > 0 } d ? d : throw values.Invalid(Settings.DataDir, "must not be empty"));
+        var workDir = Path.GetFullPath(values.Get(Settings.WorkDir) is { Length: > 0 } w ? w : throw values.Invalid(Settings.WorkDir, "must not be empty"));
+        var agentsFile = values.Get(Settings.AgentsFile);
+        if (agentsFile is not null && !File.Exists(agentsFile))
+            throw values.Invalid(Settings.AgentsFile, $"file '{agentsFile}' does not exist");
+
+        return new WorkerConfig
+        {
+            Values = values,
+            DataDir = dataDir,
+            Backend = values.GetChoice(Settings.Backend, "sqlite"),
+            Port = values.GetInt(Settings.Port, 0, 65_535),
+            ListenAddress = listen,
+            ApiKey = apiKey,
+            RateLimitPerMinute = values.GetInt(Settings.RateLimit, 0, 1_000_000),
+            MaxQueueDepth = values.GetInt(Settings.MaxQueueDepth, 0, int.MaxValue),
+            MaxBodyBytes = values.GetInt(Settings.MaxBodyBytes, 1_024, 64 * 1024 * 1024),
+            AgentsFile = agentsFile,
+            Queue = new QueueOptions
+            {
+                LeaseDuration = TimeSpan.FromSeconds(lease),
+                RetryBaseDelay = TimeSpan.FromSeconds(values.GetSeconds(Settings.RetryBaseDelay, 0, 86_400)),
+            },
+            Pipeline = new PipelineOptions
+            {
+                Slots = values.GetInt(Settings.Workers, 1, 1_000),
+                DefaultAgent = values.Get(Settings.DefaultAgent),
+                DefaultTimeout = TimeSpan.FromSeconds(values.GetInt(Settings.JobTimeout, 1, 86_400)),
+                HeartbeatInterval = TimeSpan.FromSeconds(heartbeat),
+                ShutdownGrace = TimeSpan.FromSeconds(values.GetSeconds(Settings.ShutdownGrace, 0, 86_400)),
+                MaxOutputBytes = values.GetInt(Settings.MaxOutputBytes, 1_024, int.MaxValue),
+            },
+            Workspace = new WorkspaceOptions
+            {
+                WorkDir = workDir,
+                MaxRepoBytes = values.GetInt(Settings.MaxRepoSizeMb, 1, 1_000_000) * 1024L * 1024,
+                MaxRepoFiles = values.GetInt(Settings.MaxRepoFiles, 1, 100_000_000),
+                GitToken = values.Get(Settings.GitToken),
+            },
+            LogLevel = values.GetChoice(Settings.LogLevel, "trace", "debug", "info", "warn", "error") switch
+            {
+                "trace" => Microsoft.Extensions.Logging.LogLevel.Trace,
+                "debug" => Microsoft.Extensions.Logging.LogLevel.Debug,
+                "warn" => Microsoft.Extensions.Logging.LogLevel.Warning,
+                "error" => Microsoft.Extensions.Logging.LogLevel.Error,
+                _ => Microsoft.Extensions.Logging.LogLevel.Information,
+            },
+            LogFormat = values.GetChoice(Settings.LogFormat, "auto", "json", "text"),
+        };
+    }
+}

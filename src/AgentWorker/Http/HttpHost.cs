@@ -1,0 +1,145 @@
+using System.Globalization;
+using System.Text.Json.Serialization;
+using System.Threading.RateLimiting;
+using AgentWorker.Configuration;
+using AgentWorker.Core.Agents;
+using AgentWorker.Core.Pipeline;
+using AgentWorker.Core.Queue;
+using Microsoft.AspNetCore.RateLimiting;
+using Prometheus;
+
+namespace AgentWorker.Http;
+
+/// <summary>The `serve` process: HTTP API, health, metrics and the worker pool in one host.</summary>
+internal static partial class HttpHost
+{
+    public static WebApplication Build(WorkerConfig config, IJobQueue queue, AgentRegistry agents, bool runWorkers = true)
+    {
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
+        builder.Logging.AddWorkerLogging(config);
+        builder.Services.AddAgentWorker(config, queue, agents, runWorkers);
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.Listen(config.ListenAddress, config.Port);
+            kestrel.Limits.MaxRequestBodySize = config.MaxBodyBytes;
+            kestrel.AddServerHeader = false;
+        });
+        builder.Services.AddProblemDetails();
+        builder.Services.ConfigureHttpJsonOptions(o =>
+        {
+            o.SerializerOptions.DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull;
+        });
+        builder.Services.AddRateLimiter(o => ConfigureRateLimits(o, config.RateLimitPerMinute));
+
+        var app = builder.Build();
+        app.UseExceptionHandler();
+        app.UseStatusCodePages();
+        app.UseRateLimiter();
+        app.MapJobs(config);
+        app.MapHealth(queue, config);
+        app.MapMetrics("/metrics", CreateMetricsRegistry(app, queue));
+        app.Lifetime.ApplicationStarted.Register(() =>
+        {
+            var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("AgentWorker.Http");
+            LogListening(logger, string.Join(", ", app.Urls), config.ApiKey is null ? "no API key configured: listening on loopback only, API open to local clients" : "bearer auth on");
+        });
+        return app;
+    }
+
+    private static void ConfigureRateLimits(RateLimiterOptions options, int perMinute)
+    {
+        options.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
+        options.OnRejected = async (context, cancellationToken) =>
+        {
+            var retryAfter = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? wait : TimeSpan.FromMinutes(1);
+            context.HttpContext.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
+            await Problems.Create(StatusCodes.Status429TooManyRequests, "Too many requests",
+                $"at most {perMinute} intake requests per minute per client (RATE_LIMIT_PER_MINUTE)").ExecuteAsync(context.HttpContext);
+        };
+        options.AddPolicy(JobsApi.IntakePolicy, http => perMinute == 0
+            ? RateLimitPartition.GetNoLimiter("off")
+            : RateLimitPartition.GetFixedWindowLimiter(http.Connection.RemoteIpAddress?.ToString() ?? "unknown", _ => new FixedWindowRateLimiterOptions
+            {
+                PermitLimit = perMinute,
+                Window = TimeSpan.FromMinutes(1),
+                QueueLimit = 0,
+            }));
+    }
+
+    private static void MapHealth(this IEndpointRouteBuilder app, IJobQueue queue, WorkerConfig config)
+    {
+        var started = TimeProvider.System.GetTimestamp();
+        app.MapGet("/health", async (CancellationToken cancellationToken) =>
+        {
+            var uptime = Math.Round(TimeProvider.System.GetElapsedTime(started).TotalSeconds, 1);
+            try
+            {
+                var stats = await queue.GetStatsAsync(cancellationToken);
+                return Results.Ok(new
+                {
+                    status = "ok",
+                    uptimeSeconds = uptime,
+                    queueDepth = stats.Depth,
+                    running = stats.Running,
+                    succeeded = stats.Succeeded,
+                    failed = stats.Failed,
+                    dead = stats.Dead,
+                    cancelled = stats.Cancelled,
+                    timedOut = stats.TimedOut,
+                    workers = config.Pipeline.Slots,
+                    backend = new { name = queue.Backend, status = "up" },
+                });
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                return Results.Ok(new { status = "degraded", uptimeSeconds = uptime, backend = new { name = queue.Backend, status = "down", error = e.Message } });
+            }
+        });
+        app.MapGet("/ready", async (IHostApplicationLifetime lifetime, CancellationToken cancellationToken) =>
+        {
+            if (lifetime.ApplicationStopping.IsCancellationRequested)
+                return Problems.Create(StatusCodes.Status503ServiceUnavailable, "Not ready", "shutting down");
+            try
+            {
+                await queue.PingAsync(cancellationToken);
+                return Results.Ok(new { ready = true });
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                return Problems.Create(StatusCodes.Status503ServiceUnavailable, "Not ready", $"backend {queue.Backend} unreachable: {e.Message}");
+            }
+        });
+    }
+
+    /// <summary>
+    /// One registry per host (not the static default, so hosts in one process stay apart). Queue-wide counts
+    /// come from the store at scrape time; per-attempt counters and durations from <see cref="JobMetrics"/>.
+    /// </summary>
+    private static CollectorRegistry CreateMetricsRegistry(WebApplication app, IJobQueue queue)
+    {
+        var registry = Metrics.NewCustomRegistry();
+        var meter = app.Services.GetRequiredService<JobMetrics>().Meter;
+        var adapter = MeterAdapter.StartListening(new MeterAdapterOptions { Registry = registry, InstrumentFilterPredicate = i => i.Meter == meter });
+        app.Lifetime.ApplicationStopped.Register(adapter.Dispose);
+        var factory = Metrics.WithCustomRegistry(registry);
+        var depth = factory.CreateGauge("agent_worker_queue_depth", "Jobs waiting to run (queued + retrying).");
+        var jobs = factory.CreateGauge("agent_worker_jobs", "Jobs in the store by state.", "state");
+        registry.AddBeforeCollectCallback(async cancellationToken =>
+        {
+            var stats = await queue.GetStatsAsync(cancellationToken);
+            depth.Set(stats.Depth);
+            jobs.WithLabels("queued").Set(stats.Queued);
+            jobs.WithLabels("running").Set(stats.Running);
+            jobs.WithLabels("retrying").Set(stats.Retrying);
+            jobs.WithLabels("succeeded").Set(stats.Succeeded);
+            jobs.WithLabels("failed").Set(stats.Failed);
+            jobs.WithLabels("cancelled").Set(stats.Cancelled);
+            jobs.WithLabels("timed_out").Set(stats.TimedOut);
+            jobs.WithLabels("dead").Set(stats.Dead);
+        });
+        return registry;
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Listening on {Urls} ({Auth})")]
+    private static partial void LogListening(ILogger logger, string urls, string auth);
+}

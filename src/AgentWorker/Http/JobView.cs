@@ -1,0 +1,36 @@
+using System.Text.Json.Nodes;
+using AgentWorker.Core.Jobs;
+using AgentWorker.Core.Results;
+
+namespace AgentWorker.Http;
+
+/// <summary>A job as the HTTP API and the CLI show it.</summary>
+internal sealed record JobView(
+    string Id,
+    string? Agent,
+    RepoRef Repo,
+    string? Prompt,
+    JobMode Mode,
+    NetworkMode Network,
+    string? McpUrl,
+    JobState State,
+    int Attempts,
+    int MaxAttempts,
+    int Priority,
+    int? TimeoutSeconds,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset UpdatedAt,
+    DateTimeOffset RunAt,
+    DateTimeOffset? FinishedAt,
+    bool CancelRequested,
+    string? Error,
+    JobResult? Result,
+    IReadOnlyList<AttemptRecord> AttemptHistory,
+    JsonObject? Metadata)
+{
+    public static JobView From(JobRecord job) => new(
+        job.Id, job.Spec.Agent, job.Spec.Repo, job.Spec.Prompt, job.Spec.Mode, job.Spec.Network, job.Spec.McpUrl,
+        job.State, job.Attempts, job.Spec.MaxAttempts, job.Spec.Priority, job.Spec.TimeoutSeconds,
+        job.CreatedAt, job.UpdatedAt, job.RunAt, job.FinishedAt, job.CancelRequested, job.Error, job.Result,
+        job.AttemptHistory, job.Spec.Metadata);
+}

@@ -1,0 +1,150 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using AgentWorker.Configuration;
+using AgentWorker.Core.Agents;
+using AgentWorker.Core.Jobs;
+using AgentWorker.Core.Pipeline;
+using AgentWorker.Core.Queue;
+using Microsoft.AspNetCore.Mvc;
+
+namespace AgentWorker.Http;
+
+/// <summary>The job routes: intake (three shapes), list, get, logs (with live follow), cancel, retry.</summary>
+internal static class JobsApi
+{
+    public const string IntakePolicy = "intake";
+    private static readonly TimeSpan FollowPoll = TimeSpan.FromMilliseconds(200);
+    private static readonly TimeSpan FollowKeepAlive = TimeSpan.FromSeconds(15);
+
+    public static void MapJobs(this IEndpointRouteBuilder app, WorkerConfig config)
+    {
+        var secured = app.MapGroup("").AddEndpointFilter(new BearerAuthFilter(config.ApiKey));
+        foreach (var route in new[] { "/v1/jobs", "/queue", "/api/tasks" })
+            secured.MapPost(route, SubmitAsync).RequireRateLimiting(IntakePolicy);
+        secured.MapGet("/v1/jobs", ListAsync);
+        secured.MapGet("/v1/jobs/{id}", GetAsync);
+        secured.MapGet("/v1/jobs/{id}/logs", LogsAsync);
+        secured.MapPost("/v1/jobs/{id}/cancel", CancelAsync);
+        secured.MapPost("/v1/jobs/{id}/retry", RetryAsync);
+    }
+
+    private static async Task<IResult> SubmitAsync(HttpContext http, IJobQueue queue, AgentRegistry agents, WorkerConfig config, CancellationToken cancellationToken)
+    {
+        JsonNode? body;
+        try
+        {
+            body = await JsonNode.ParseAsync(http.Request.Body, cancellationToken: cancellationToken);
+        }
+        catch (JsonException e)
+        {
+            return Problems.Invalid(new Dictionary<string, string[]> { ["body"] = [$"malformed JSON: {e.Message}"] });
+        }
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            return Problems.Create(StatusCodes.Status413PayloadTooLarge, "Request body too large", $"the limit is {config.MaxBodyBytes} bytes (MAX_BODY_BYTES)");
+        }
+
+        var parsed = JobRequestParser.Parse(body, id => agents.Find(id) is not null, config.Pipeline.DefaultAgent, () => Ulid.NewUlid().ToString());
+        if (parsed.Job is not { } job)
+            return Problems.Invalid(parsed.Errors);
+
+        // A repeated id is answered with the job it names, even when the queue is full.
+        if (await queue.GetAsync(job.Id, cancellationToken) is { } existing)
+            return Accepted(existing, created: false);
+        if (config.MaxQueueDepth > 0 && (await queue.GetStatsAsync(cancellationToken)).Depth >= config.MaxQueueDepth)
+        {
+            http.Response.Headers.RetryAfter = "30";
+            return Problems.Create(StatusCodes.Status503ServiceUnavailable, "Queue full", $"{config.MaxQueueDepth} jobs are waiting (MAX_QUEUE_DEPTH); try again later");
+        }
+        var result = await queue.EnqueueAsync(job, cancellationToken);
+        return Accepted(result.Job, result.Created);
+    }
+
+    private static IResult Accepted(JobRecord job, bool created) =>
+        TypedResults.Accepted($"/v1/jobs/{Uri.EscapeDataString(job.Id)}", new { id = job.Id, state = job.State, created });
+
+    private static async Task<IResult> ListAsync(IJobQueue queue, string? state, string? agent, int? limit, int? offset, CancellationToken cancellationToken)
+    {
+        JobState? filter = null;
+        if (state is not null)
+        {
+            if (!JobStates.TryParse(state, out var parsed))
+                return Problems.Invalid(new Dictionary<string, string[]> { ["state"] = [$"unknown state '{state}'"] });
+            filter = parsed;
+        }
+        if (limit is < 1 or > 500)
+            return Problems.Invalid(new Dictionary<string, string[]> { ["limit"] = ["must be from 1 to 500"] });
+        if (offset is < 0)
+            return Problems.Invalid(new Dictionary<string, string[]> { ["offset"] = ["must not be negative"] });
+        var page = await queue.ListAsync(new JobQuery(filter, agent, limit ?? 50, offset ?? 0), cancellationToken);
+        return TypedResults.Ok(new { items = page.Items.Select(JobView.From), total = page.Total, limit = limit ?? 50, offset = offset ?? 0 });
+    }
+
+    private static async Task<IResult> GetAsync(IJobQueue queue, string id, CancellationToken cancellationToken) =>
+        await queue.GetAsync(id, cancellationToken) is { } job ? TypedResults.Ok(JobView.From(job)) : Problems.NotFound(id);
+
+    private static async Task<IResult> CancelAsync(IJobQueue queue, string id, CancellationToken cancellationToken) =>
+        await queue.CancelAsync(id, "cancelled via API", cancellationToken) switch
+        {
+            CancelOutcome.NotFound => Problems.NotFound(id),
+            CancelOutcome.AlreadyFinished => Problems.Create(StatusCodes.Status409Conflict, "Job already finished", $"job '{id}' has already ended"),
+            var outcome => TypedResults.Accepted($"/v1/jobs/{Uri.EscapeDataString(id)}", new { id, outcome = outcome == CancelOutcome.Cancelled ? "cancelled" : "cancel_requested" }),
+        };
+
+    private static async Task<IResult> RetryAsync(IJobQueue queue, string id, CancellationToken cancellationToken) =>
+        await queue.RetryAsync(id, cancellationToken) switch
+        {
+            RetryOutcome.NotFound => Problems.NotFound(id),
+            RetryOutcome.NotFinished => Problems.Create(StatusCodes.Status409Conflict, "Job not finished", $"job '{id}' is still queued or running"),
+            _ => TypedResults.Accepted($"/v1/jobs/{Uri.EscapeDataString(id)}", new { id, state = JobState.Queued }),
+        };
+
+    private static async Task LogsAsync(HttpContext http, IJobQueue queue, string id, bool? follow, long? after, [FromHeader(Name = "Last-Event-ID")] long? lastEventId, CancellationToken cancellationToken)
+    {
+        if (await queue.GetAsync(id, cancellationToken) is null)
+        {
+            await Problems.NotFound(id).ExecuteAsync(http);
+            return;
+        }
+        var cursor = lastEventId ?? after ?? 0;
+        if (follow != true)
+        {
+            var events = await queue.ReadEventsAsync(id, cursor, 10_000, cancellationToken);
+            await TypedResults.Ok(new { items = events, next = events.Count > 0 ? events[^1].Seq : cursor }).ExecuteAsync(http);
+            return;
+        }
+
+        http.Response.ContentType = "text/event-stream";
+        http.Response.Headers.CacheControl = "no-cache";
+        var sinceWrite = TimeProvider.System.GetTimestamp();
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            // Read the state before the events so the last events of a job that just ended are not missed.
+            var job = await queue.GetAsync(id, cancellationToken);
+            var events = await queue.ReadEventsAsync(id, cursor, 1_000, cancellationToken);
+            foreach (var e in events)
+            {
+                await http.Response.WriteAsync($"id: {e.Seq}\nevent: {JsonSerializer.Serialize(e.Kind, ResultJson.Options).Trim('"')}\ndata: {JsonSerializer.Serialize(e, ResultJson.Options)}\n\n", cancellationToken);
+                cursor = e.Seq;
+            }
+            if (events.Count > 0)
+            {
+                await http.Response.Body.FlushAsync(cancellationToken);
+                sinceWrite = TimeProvider.System.GetTimestamp();
+                continue;
+            }
+            if (job is null || job.State.IsTerminal())
+            {
+                await http.Response.WriteAsync($"event: end\ndata: {JsonSerializer.Serialize(new { state = job?.State }, ResultJson.Options)}\n\n", cancellationToken);
+                return;
+            }
+            if (TimeProvider.System.GetElapsedTime(sinceWrite) > FollowKeepAlive)
+            {
+                await http.Response.WriteAsync(": keep-alive\n\n", cancellationToken);
+                await http.Response.Body.FlushAsync(cancellationToken);
+                sinceWrite = TimeProvider.System.GetTimestamp();
+            }
+            await Task.Delay(FollowPoll, cancellationToken);
+        }
+    }
+}

@@ -1,0 +1,88 @@
+using AgentWorker.Configuration;
+using AgentWorker.Core.Agents;
+using AgentWorker.Core.Execution;
+using AgentWorker.Core.Pipeline;
+using AgentWorker.Core.Queue;
+using AgentWorker.Core.Workspace;
+using AgentWorker.Storage.Sqlite;
+using Microsoft.Extensions.Logging.Console;
+
+namespace AgentWorker;
+
+/// <summary>Builds what every command shares: the queue, the agent registry, the pipeline and logging.</summary>
+internal static class WorkerServices
+{
+    /// <summary>Opens the configured backend (only the embedded SQLite one so far).</summary>
+    public static async Task<IJobQueue> OpenQueueAsync(WorkerConfig config, CancellationToken cancellationToken) =>
+        await SqliteJobQueue.OpenAsync(config.DatabasePath, config.Queue, TimeProvider.System, cancellationToken).ConfigureAwait(false);
+
+    /// <summary>The command that runs this binary again, used to start built-in agents as child processes.</summary>
+    public static IReadOnlyList<string> SelfCommand()
+    {
+        var path = Environment.ProcessPath ?? "dotnet";
+        return Path.GetFileNameWithoutExtension(path) == "agent-worker" ? [path] : [path, typeof(WorkerServices).Assembly.Location];
+    }
+
+    public static AgentRegistry LoadAgents(WorkerConfig config)
+    {
+        try
+        {
+            return AgentRegistry.Load(config.AgentsFile, SelfCommand());
+        }
+        catch (AgentRegistryException e)
+        {
+            throw new ConfigException($"invalid setting {Settings.AgentsFile.Flag} / {Settings.AgentsFile.Env[0]}: {e.Message}");
+        }
+    }
+
+    /// <summary>Registers the worker pool and its stages. <paramref name="queue"/> is owned by the caller.</summary>
+    public static IServiceCollection AddAgentWorker(this IServiceCollection services, WorkerConfig config, IJobQueue queue, AgentRegistry agents, bool runWorkers)
+    {
+        if (config.Pipeline.DefaultAgent is { } defaultAgent && agents.Find(defaultAgent) is null)
+            throw config.Values.Invalid(Settings.DefaultAgent, $"agent '{defaultAgent}' is not in the registry");
+        services.AddSingleton(config);
+        services.AddSingleton(queue);
+        services.AddSingleton(agents);
+        services.AddSingleton(TimeProvider.System);
+        services.AddSingleton(config.Pipeline);
+        services.AddSingleton(config.Workspace);
+        services.AddSingleton<ProcessRunner>();
+        services.AddSingleton<WorkspaceManager>();
+        services.AddSingleton<JobMetrics>();
+        services.AddSingleton<JobRunner>();
+        if (runWorkers)
+            services.AddHostedService<WorkerPool>();
+        services.Configure<HostOptions>(o => o.ShutdownTimeout = config.Pipeline.ShutdownGrace + TimeSpan.FromSeconds(15));
+        return services;
+    }
+
+    /// <summary>JSON lines (one object per event, job id in the scope) unless text was asked for or stdout is a terminal.</summary>
+    public static ILoggingBuilder AddWorkerLogging(this ILoggingBuilder logging, WorkerConfig config, LogLevel? floor = null)
+    {
+        logging.ClearProviders();
+        logging.SetMinimumLevel(floor is { } f && f > config.LogLevel ? f : config.LogLevel);
+        logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Information);
+        var json = config.LogFormat == "json" || (config.LogFormat == "auto" && Console.IsOutputRedirected);
+        if (json)
+        {
+            logging.AddJsonConsole(o =>
+            {
+                o.IncludeScopes = true;
+                o.UseUtcTimestamp = true;
+                o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+            });
+        }
+        else
+        {
+            logging.AddSimpleConsole(o =>
+            {
+                o.IncludeScopes = true;
+                o.SingleLine = true;
+                o.TimestampFormat = "HH:mm:ss ";
+                o.ColorBehavior = LoggerColorBehavior.Default;
+            });
+        }
+        return logging;
+    }
+}

@@ -1,0 +1,90 @@
+using System.Text.Json.Nodes;
+using AgentWorker.Core.Jobs;
+
+namespace AgentWorker.Core.Tests.Jobs;
+
+public sealed class JobRequestParserTests
+{
+    private static JobParseResult Parse(string json, string? defaultAgent = null) =>
+        JobRequestParser.Parse(JsonNode.Parse(json), id => id is "ssot_auditor" or "codex", defaultAgent, () => "generated-id");
+
+    [Fact]
+    public void Parse_SeedQueueShape_MapsFieldsAndKeepsRequestedAtInMetadata()
+    {
+        var job = Parse("""{"id":"test-001","agentId":"ssot_auditor","repoUrl":"https://example.invalid/r.git","mode":"dry_run","requestedAt":"2026-01-01T00:00:00Z"}""").Job!;
+
+        Assert.Equal("test-001", job.Id);
+        Assert.Equal("ssot_auditor", job.Agent);
+        Assert.Equal("https://example.invalid/r.git", job.Repo.Url);
+        Assert.Equal(JobMode.DryRun, job.Mode);
+        Assert.Equal("2026-01-01T00:00:00Z", job.Metadata!["requestedAt"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public void Parse_ReliableQueueShape_MapsBranchPromptAndMcp()
+    {
+        var job = Parse("""{"id":"job-123","repo_url":"git@github.com:user/repo.git","branch":"feature-branch","prompt":"Implement X","mcp_connection_url":"http://mcp.example.invalid"}""", defaultAgent: "codex").Job!;
+
+        Assert.Null(job.Agent);
+        Assert.Equal(new RepoRef("git@github.com:user/repo.git", "feature-branch"), job.Repo);
+        Assert.Equal("Implement X", job.Prompt);
+        Assert.Equal("http://mcp.example.invalid", job.McpUrl);
+        Assert.Null(job.Metadata);
+    }
+
+    [Fact]
+    public void Parse_NativeShape_MapsEveryField()
+    {
+        var job = Parse("""
+            {"id":"n1","agent":"codex","repo":{"url":"/srv/repo","branch":"dev","commit":"abc123"},"prompt":"p",
+             "network":"mcp_only","mcpUrl":"https://mcp.example.invalid","timeoutSeconds":60,"maxAttempts":5,"priority":7,
+             "runAt":"2030-01-01T00:00:00Z","metadata":{"team":"a"}}
+            """).Job!;
+
+        Assert.Equal(new RepoRef("/srv/repo", "dev", "abc123"), job.Repo);
+        Assert.Equal(NetworkMode.McpOnly, job.Network);
+        Assert.Equal((60, 5, 7), (job.TimeoutSeconds!.Value, job.MaxAttempts, job.Priority));
+        Assert.Equal(new DateTimeOffset(2030, 1, 1, 0, 0, 0, TimeSpan.Zero), job.RunAt);
+        Assert.Equal("a", job.Metadata!["team"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public void Parse_NoId_UsesGeneratedId() =>
+        Assert.Equal("generated-id", Parse("""{"agent":"codex","repoUrl":"/srv/r"}""").Job!.Id);
+
+    [Theory]
+    [InlineData("""{"id":"x","agentId":"ssot_auditor"}""", "repoUrl", "required")]
+    [InlineData("""{"id":"x","prompt":"p"}""", "repo_url", "required")]
+    [InlineData("""{"id":"x","agentId":"nope","repoUrl":"/r"}""", "agentId", "unknown agent 'nope'")]
+    [InlineData("""{"id":"x","repoUrl":"/r"}""", "agent", "no default agent")]
+    [InlineData("""{"id":"bad id!","agent":"codex","repoUrl":"/r"}""", "id", "letters, digits")]
+    [InlineData("""{"agent":"codex","repoUrl":"https://user:token@example.invalid/r.git"}""", "repoUrl", "must not embed credentials")]
+    [InlineData("""{"agent":"codex","repoUrl":"ext::sh -c touch% /tmp/pwned"}""", "repoUrl", "not a repository")]
+    [InlineData("""{"agent":"codex","repoUrl":"--upload-pack=touch /tmp/x"}""", "repoUrl", "not a repository")]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","branch":"--force"}""", "branch", "not a valid branch")]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","mode":"yolo"}""", "mode", "dry_run or apply")]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","network":"internet"}""", "network", "none, mcp_only or full")]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","network":"mcp_only"}""", "network", "needs an MCP URL")]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","timeoutSeconds":0}""", "timeoutSeconds", "whole number")]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","maxAttempts":"3"}""", "maxAttempts", "whole number")]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","mcp_connection_url":"file:///etc/passwd"}""", "mcp_connection_url", "http(s)")]
+    [InlineData("""{"agent":"codex","repoUrl":42}""", "repoUrl", "must be a string")]
+    [InlineData("""{"agent":"codex","repo":{"branch":"x"}}""", "repo.url", "required")]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","metadata":[1]}""", "metadata", "JSON object")]
+    [InlineData("""[1,2]""", "body", "JSON object")]
+    public void Parse_BadField_IsNamed(string json, string field, string message)
+    {
+        var result = Parse(json);
+
+        Assert.Null(result.Job);
+        Assert.True(result.Errors.ContainsKey(field), $"expected an error for '{field}', got: {string.Join(", ", result.Errors.Keys)}");
+        Assert.Contains(message, result.Errors[field][0], StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Parse_ApplyMode_IsRefusedUntilSupported()
+    {
+        var result = Parse("""{"agent":"codex","repoUrl":"/r","mode":"apply"}""");
+        Assert.Contains("not available", result.Errors["mode"][0], StringComparison.Ordinal);
+    }
+}

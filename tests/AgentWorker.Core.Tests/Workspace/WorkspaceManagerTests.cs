@@ -1,0 +1,125 @@
+using AgentWorker.Core.Execution;
+using AgentWorker.Core.Jobs;
+using AgentWorker.Core.Workspace;
+using AgentWorker.Testing;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace AgentWorker.Core.Tests.Workspace;
+
+public sealed class WorkspaceManagerTests : IDisposable
+{
+    private readonly TempDirectory _work = new("aw-work");
+    private readonly TestRepository _repo = TestRepository.Create(new Dictionary<string, string> { ["a.txt"] = "main\n", ["src/b.txt"] = "b\n" });
+
+    private WorkspaceManager Manager(WorkspaceOptions? options = null) =>
+        new(options ?? new WorkspaceOptions { WorkDir = _work.Path }, new ProcessRunner(TimeProvider.System), NullLogger<WorkspaceManager>.Instance);
+
+    private static JobSpec Job(RepoRef repo) => new() { Id = "job/1", Repo = repo };
+
+    [Fact]
+    public async Task CreateAsync_DefaultBranch_ClonesShallowAndRemovesOnDispose()
+    {
+        _repo.Commit(new Dictionary<string, string> { ["a.txt"] = "second\n" }, "second");
+        string root;
+        using (var workspace = await Manager().CreateAsync(Job(new RepoRef(_repo.Path)), CancellationToken.None))
+        {
+            root = workspace.Root;
+            Assert.StartsWith(Path.Combine(_work.Path, "job_1-"), root, StringComparison.Ordinal);
+            Assert.Equal("second\n", File.ReadAllText(Path.Combine(workspace.RepoDir, "a.txt")));
+            Assert.Equal("1", TestRepository.Git(workspace.RepoDir, "rev-list", "--count", "HEAD").Trim());
+        }
+        Assert.False(Directory.Exists(root));
+    }
+
+    [Fact]
+    public async Task CreateAsync_Branch_ChecksOutThatBranch()
+    {
+        _repo.CreateBranch("feature");
+        _repo.Checkout("feature");
+        _repo.Commit(new Dictionary<string, string> { ["a.txt"] = "feature\n" }, "on feature");
+        _repo.Checkout("main");
+
+        using var workspace = await Manager().CreateAsync(Job(new RepoRef(_repo.Path, Branch: "feature")), CancellationToken.None);
+
+        Assert.Equal("feature\n", File.ReadAllText(Path.Combine(workspace.RepoDir, "a.txt")));
+    }
+
+    [Fact]
+    public async Task CreateAsync_Commit_ChecksOutThatCommit()
+    {
+        var first = TestRepository.Git(_repo.Path, "rev-parse", "HEAD").Trim();
+        _repo.Commit(new Dictionary<string, string> { ["a.txt"] = "later\n" }, "later");
+
+        using var workspace = await Manager().CreateAsync(Job(new RepoRef(_repo.Path, Commit: first)), CancellationToken.None);
+
+        Assert.Equal("main\n", File.ReadAllText(Path.Combine(workspace.RepoDir, "a.txt")));
+        Assert.Equal(first, TestRepository.Git(workspace.RepoDir, "rev-parse", "HEAD").Trim());
+    }
+
+    [Fact]
+    public async Task CreateAsync_MissingRepository_FailsRetryablyAndLeavesNothing()
+    {
+        var e = await Assert.ThrowsAsync<WorkspaceException>(() => Manager().CreateAsync(Job(new RepoRef(_work.Combine("nope"))), CancellationToken.None));
+
+        Assert.False(e.Permanent);
+        Assert.Contains("git clone failed", e.Message, StringComparison.Ordinal);
+        Assert.Empty(Directory.EnumerateDirectories(_work.Path));
+    }
+
+    [Fact]
+    public async Task CreateAsync_TooManyFiles_FailsPermanentlyAndLeavesNothing()
+    {
+        var manager = Manager(new WorkspaceOptions { WorkDir = _work.Path, MaxRepoFiles = 3 });
+
+        var e = await Assert.ThrowsAsync<WorkspaceException>(() => manager.CreateAsync(Job(new RepoRef(_repo.Path)), CancellationToken.None));
+
+        Assert.True(e.Permanent);
+        Assert.Contains("MAX_REPO_FILES", e.Message, StringComparison.Ordinal);
+        Assert.Empty(Directory.EnumerateDirectories(_work.Path));
+    }
+
+    [Fact]
+    public async Task CreateAsync_WorkerGitEnvironment_DoesNotReachGit()
+    {
+        // Git runs with a cleared environment, so a template (or any GIT_* setting) of the worker's cannot install or run hooks.
+        var template = _work.Combine("..", $"tpl-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(Path.Combine(template, "hooks"));
+        var marker = Path.Combine(template, "hook-ran");
+        var hook = Path.Combine(template, "hooks", "post-checkout");
+        File.WriteAllText(hook, $"#!/bin/sh\ntouch {marker}\n");
+        File.SetUnixFileMode(hook, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        Environment.SetEnvironmentVariable("GIT_TEMPLATE_DIR", template);
+        try
+        {
+            using var workspace = await Manager().CreateAsync(Job(new RepoRef(_repo.Path)), CancellationToken.None);
+            Assert.False(File.Exists(Path.Combine(workspace.RepoDir, ".git", "hooks", "post-checkout")), "the template hook was installed");
+            Assert.False(File.Exists(marker), "the hook ran");
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("GIT_TEMPLATE_DIR", null);
+            Directory.Delete(template, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task SweepStale_RemovesUnlockedWorkspacesOnly()
+    {
+        var manager = Manager();
+        using var live = await manager.CreateAsync(Job(new RepoRef(_repo.Path)), CancellationToken.None);
+        var stale = _work.Combine("dead-job-abc");
+        Directory.CreateDirectory(Path.Combine(stale, "repo"));
+        File.WriteAllText(Path.Combine(stale, ".agent-worker.lock"), "");
+
+        Assert.Equal(1, manager.SweepStale());
+
+        Assert.False(Directory.Exists(stale));
+        Assert.True(Directory.Exists(live.RepoDir));
+    }
+
+    public void Dispose()
+    {
+        _repo.Dispose();
+        _work.Dispose();
+    }
+}

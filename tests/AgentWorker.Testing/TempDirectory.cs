@@ -1,0 +1,21 @@
+namespace AgentWorker.Testing;
+
+/// <summary>A directory under /tmp removed when disposed.</summary>
+public sealed class TempDirectory : IDisposable
+{
+    public TempDirectory(string prefix = "aw-test")
+    {
+        Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"{prefix}-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(Path);
+    }
+
+    public string Path { get; }
+
+    public string Combine(params string[] parts) => System.IO.Path.Combine([Path, .. parts]);
+
+    public void Dispose()
+    {
+        if (Directory.Exists(Path))
+            Directory.Delete(Path, recursive: true);
+    }
+}
