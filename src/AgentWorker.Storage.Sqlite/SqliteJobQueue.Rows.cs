@@ -1,0 +1,114 @@
+using System.Text.Json;
+using AgentWorker.Core.Jobs;
+using AgentWorker.Core.Results;
+using Microsoft.Data.Sqlite;
+
+namespace AgentWorker.Storage.Sqlite;
+
+// Mapping between rows and the core records. Times are stored as Unix milliseconds so SQL can compare them.
+public sealed partial class SqliteJobQueue
+{
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+
+    private const string JobColumns = "id, state, attempts, spec, result, error, cancel_requested, run_at, created_at, updated_at, finished_at";
+
+    private static async Task<JobRecord?> ReadJobAsync(SqliteSession session, string id, CancellationToken cancellationToken)
+    {
+        var jobs = await ReadJobsAsync(session, $"SELECT {JobColumns} FROM jobs WHERE id = $id", [("$id", id)], cancellationToken).ConfigureAwait(false);
+        return jobs.Count == 0 ? null : jobs[0];
+    }
+
+    /// <summary>Runs a query selecting <see cref="JobColumns"/> and attaches each job's attempt history (one more query for all of them).</summary>
+    private static async Task<List<JobRecord>> ReadJobsAsync(
+        SqliteSession session,
+        string sql,
+        IReadOnlyList<(string Name, object? Value)> parameters,
+        CancellationToken cancellationToken)
+    {
+        var jobs = await session.QueryAsync(sql, parameters, ReadJob, cancellationToken).ConfigureAwait(false);
+        if (jobs.Count == 0)
+            return jobs;
+        var attempts = await session.QueryAsync(
+            """
+            SELECT job_id, number, worker, started_at, finished_at, outcome, exit_code, error
+            FROM job_attempts
+            WHERE job_id IN (SELECT value FROM json_each($ids))
+            ORDER BY id
+            """,
+            [("$ids", JsonSerializer.Serialize(jobs.Select(job => job.Id), Json))],
+            reader => (JobId: reader.GetString(0), Attempt: ReadAttempt(reader)),
+            cancellationToken).ConfigureAwait(false);
+        var history = attempts.ToLookup(row => row.JobId, row => row.Attempt, StringComparer.Ordinal);
+        return jobs.ConvertAll(job => job with { AttemptHistory = [.. history[job.Id]] });
+    }
+
+    private static JobRecord ReadJob(SqliteDataReader reader) => new()
+    {
+        Spec = JsonSerializer.Deserialize<JobSpec>(reader.GetString(3), Json)
+            ?? throw new InvalidDataException($"job {reader.GetString(0)}: stored spec is null"),
+        State = ParseState(reader.GetString(1)),
+        Attempts = reader.GetInt32(2),
+        Result = reader.GetFieldValue<string?>(4) is { } result ? JsonSerializer.Deserialize<JobResult>(result, Json) : null,
+        Error = reader.GetFieldValue<string?>(5),
+        CancelRequested = reader.GetBoolean(6),
+        RunAt = Time(reader.GetInt64(7)),
+        CreatedAt = Time(reader.GetInt64(8)),
+        UpdatedAt = Time(reader.GetInt64(9)),
+        FinishedAt = Time(reader.GetFieldValue<long?>(10)),
+    };
+
+    private static AttemptRecord ReadAttempt(SqliteDataReader reader) => new(
+        Number: reader.GetInt32(1),
+        Worker: reader.GetString(2),
+        StartedAt: Time(reader.GetInt64(3)),
+        FinishedAt: Time(reader.GetFieldValue<long?>(4)),
+        Outcome: reader.GetFieldValue<string?>(5),
+        ExitCode: reader.GetFieldValue<int?>(6),
+        Error: reader.GetFieldValue<string?>(7));
+
+    private static JobEvent ReadEvent(SqliteDataReader reader) => new(
+        Seq: reader.GetInt64(0),
+        JobId: reader.GetString(1),
+        Attempt: reader.GetInt32(2),
+        At: Time(reader.GetInt64(3)),
+        Kind: JsonSerializer.Deserialize<JobEventKind>($"\"{reader.GetString(4)}\"", Json),
+        Message: reader.GetString(5),
+        Stream: reader.GetFieldValue<string?>(6));
+
+    private static Task InsertEventAsync(SqliteSession session, string jobId, int attempt, DateTimeOffset at, NewJobEvent jobEvent, CancellationToken cancellationToken) =>
+        session.ExecuteAsync(
+            "INSERT INTO job_events (job_id, attempt, at, kind, message, stream) VALUES ($job_id, $attempt, $at, $kind, $message, $stream)",
+            [
+                ("$job_id", jobId),
+                ("$attempt", attempt),
+                ("$at", Ms(at)),
+                // The enum's JSON names ("state", "log", ...) are the stored names.
+                ("$kind", JsonSerializer.Serialize(jobEvent.Kind, Json)[1..^1]),
+                ("$message", jobEvent.Message),
+                ("$stream", jobEvent.Stream),
+            ],
+            cancellationToken);
+
+    /// <summary>Records a state change as "state" or "state: reason", so the event log tells the job's story.</summary>
+    private static Task AppendStateAsync(
+        SqliteSession session,
+        string jobId,
+        int attempt,
+        JobState state,
+        string? reason,
+        DateTimeOffset at,
+        CancellationToken cancellationToken)
+    {
+        var message = string.IsNullOrWhiteSpace(reason) ? state.Name() : $"{state.Name()}: {reason}";
+        return InsertEventAsync(session, jobId, attempt, at, new NewJobEvent(JobEventKind.State, message), cancellationToken);
+    }
+
+    private static JobState ParseState(string name) =>
+        JobStates.TryParse(name, out var state) ? state : throw new InvalidDataException($"unknown job state '{name}' in the SQLite queue");
+
+    private static long Ms(DateTimeOffset time) => time.ToUnixTimeMilliseconds();
+
+    private static DateTimeOffset Time(long ms) => DateTimeOffset.FromUnixTimeMilliseconds(ms);
+
+    private static DateTimeOffset? Time(long? ms) => ms is { } value ? Time(value) : null;
+}

@@ -1,0 +1,291 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text.Json;
+using AgentWorker.Core.Jobs;
+using AgentWorker.Core.Queue;
+
+namespace AgentWorker.Storage.Sqlite;
+
+/// <summary>
+/// The embedded queue backend: one SQLite file in WAL mode, shared by any number of threads and by
+/// several processes on one machine. Every change runs in an immediate transaction, so a job is claimed
+/// by one worker at a time even across processes.
+/// </summary>
+public sealed partial class SqliteJobQueue : IJobQueue
+{
+    private readonly SqliteDatabase database;
+    private readonly QueueOptions options;
+    private readonly TimeProvider timeProvider;
+
+    // This instance's live leases by job id: a cancel reaches the worker at once instead of at its next renewal.
+    private readonly ConcurrentDictionary<string, SqliteJobLease> leases = new(StringComparer.Ordinal);
+
+    // Never disposed: a waiter may still be linking to it while the queue is being disposed.
+    private readonly CancellationTokenSource disposing = new();
+    private int disposed;
+
+    private SqliteJobQueue(SqliteDatabase database, QueueOptions options, TimeProvider timeProvider)
+    {
+        this.database = database;
+        this.options = options;
+        this.timeProvider = timeProvider;
+    }
+
+    /// <summary>
+    /// Opens (creating it and its directory if needed) the queue database at <paramref name="databasePath"/>
+    /// and brings its schema up to date.
+    /// </summary>
+    public static async Task<SqliteJobQueue> OpenAsync(string databasePath, QueueOptions options, TimeProvider timeProvider, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(databasePath);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(timeProvider);
+        var database = await SqliteDatabase.OpenAsync(databasePath, timeProvider, cancellationToken).ConfigureAwait(false);
+        return new SqliteJobQueue(database, options, timeProvider);
+    }
+
+    /// <inheritdoc/>
+    public string Backend => "sqlite";
+
+    internal SqliteDatabase Database => database;
+
+    /// <inheritdoc/>
+    public async Task<EnqueueResult> EnqueueAsync(JobSpec job, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(job);
+        ArgumentException.ThrowIfNullOrEmpty(job.Id, nameof(job));
+        var now = timeProvider.GetUtcNow();
+        bool created;
+        JobRecord record;
+        await using (var session = await database.WriteAsync(cancellationToken).ConfigureAwait(false))
+        {
+            created = await session.ExecuteAsync(
+                """
+                INSERT INTO jobs (id, agent, state, priority, run_at, max_attempts, spec, created_at, updated_at)
+                VALUES ($id, $agent, 'queued', $priority, $run_at, $max_attempts, $spec, $now, $now)
+                ON CONFLICT (id) DO NOTHING
+                """,
+                [
+                    ("$id", job.Id),
+                    ("$agent", job.Agent),
+                    ("$priority", job.Priority),
+                    ("$run_at", Ms(job.RunAt ?? now)),
+                    ("$max_attempts", job.MaxAttempts),
+                    ("$spec", JsonSerializer.Serialize(job, Json)),
+                    ("$now", Ms(now)),
+                ],
+                cancellationToken).ConfigureAwait(false) == 1;
+            if (created)
+                await AppendStateAsync(session, job.Id, 0, JobState.Queued, null, now, cancellationToken).ConfigureAwait(false);
+            record = await ReadJobAsync(session, job.Id, cancellationToken).ConfigureAwait(false) ?? throw new UnreachableException();
+            await session.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        if (created)
+            WakeWaiters();
+        return new EnqueueResult(record, created);
+    }
+
+    /// <inheritdoc/>
+    public async Task<JobRecord?> GetAsync(string id, CancellationToken cancellationToken)
+    {
+        await using var session = await database.ReadAsync(cancellationToken).ConfigureAwait(false);
+        return await ReadJobAsync(session, id, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc/>
+    public async Task<JobPage> ListAsync(JobQuery query, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(query);
+        ArgumentOutOfRangeException.ThrowIfNegative(query.Limit, nameof(query));
+        ArgumentOutOfRangeException.ThrowIfNegative(query.Offset, nameof(query));
+        // Only the filters in use go into the WHERE clause, so the state and agent indexes apply.
+        var conditions = new List<string>();
+        var parameters = new List<(string Name, object? Value)>();
+        if (query.State is { } state)
+        {
+            conditions.Add("state = $state");
+            parameters.Add(("$state", state.Name()));
+        }
+        if (query.Agent is { } agent)
+        {
+            conditions.Add("agent = $agent");
+            parameters.Add(("$agent", agent));
+        }
+        var where = conditions.Count == 0 ? "" : "WHERE " + string.Join(" AND ", conditions);
+
+        await using var session = await database.ReadAsync(cancellationToken).ConfigureAwait(false);
+        var total = await session.ScalarAsync<long>($"SELECT count(*) FROM jobs {where}", parameters, cancellationToken).ConfigureAwait(false);
+        var items = await ReadJobsAsync(
+            session,
+            $"SELECT {JobColumns} FROM jobs {where} ORDER BY seq DESC LIMIT $limit OFFSET $offset",
+            [.. parameters, ("$limit", query.Limit), ("$offset", query.Offset)],
+            cancellationToken).ConfigureAwait(false);
+        return new JobPage(items, total);
+    }
+
+    /// <inheritdoc/>
+    public async Task<IReadOnlyList<JobRecord>> PeekAsync(int count, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        await using var session = await database.ReadAsync(cancellationToken).ConfigureAwait(false);
+        return await ReadJobsAsync(
+            session,
+            $"SELECT {JobColumns} FROM jobs WHERE {Runnable} {LeaseOrder} LIMIT $count",
+            [("$now", Ms(timeProvider.GetUtcNow())), ("$count", count)],
+            cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc/>
+    public async Task<QueueStats> GetStatsAsync(CancellationToken cancellationToken)
+    {
+        await using var session = await database.ReadAsync(cancellationToken).ConfigureAwait(false);
+        var rows = await session.QueryAsync(
+            "SELECT state, count(*) FROM jobs GROUP BY state",
+            [],
+            reader => (State: ParseState(reader.GetString(0)), Count: reader.GetInt64(1)),
+            cancellationToken).ConfigureAwait(false);
+        var counts = rows.ToDictionary(row => row.State, row => row.Count);
+        long Count(JobState state) => counts.GetValueOrDefault(state);
+        return new QueueStats(
+            Queued: Count(JobState.Queued),
+            Running: Count(JobState.Running),
+            Retrying: Count(JobState.Retrying),
+            Succeeded: Count(JobState.Succeeded),
+            Failed: Count(JobState.Failed),
+            Cancelled: Count(JobState.Cancelled),
+            TimedOut: Count(JobState.TimedOut),
+            Dead: Count(JobState.Dead));
+    }
+
+    /// <inheritdoc/>
+    public async Task<CancelOutcome> CancelAsync(string id, string reason, CancellationToken cancellationToken)
+    {
+        var now = timeProvider.GetUtcNow();
+        await using (var session = await database.WriteAsync(cancellationToken).ConfigureAwait(false))
+        {
+            var rows = await session.QueryAsync(
+                "SELECT state, attempts FROM jobs WHERE id = $id",
+                [("$id", id)],
+                reader => (State: ParseState(reader.GetString(0)), Attempts: reader.GetInt32(1)),
+                cancellationToken).ConfigureAwait(false);
+            if (rows.Count == 0)
+                return CancelOutcome.NotFound;
+            var (state, attempts) = rows[0];
+            if (state.IsTerminal())
+                return CancelOutcome.AlreadyFinished;
+            if (state != JobState.Running)
+            {
+                await session.ExecuteAsync(
+                    "UPDATE jobs SET state = 'cancelled', error = $reason, finished_at = $now, updated_at = $now WHERE id = $id",
+                    [("$id", id), ("$reason", reason), ("$now", Ms(now))],
+                    cancellationToken).ConfigureAwait(false);
+                await AppendStateAsync(session, id, attempts, JobState.Cancelled, reason, now, cancellationToken).ConfigureAwait(false);
+                await session.CommitAsync(cancellationToken).ConfigureAwait(false);
+                return CancelOutcome.Cancelled;
+            }
+            // Running: only the worker can stop the agent. Workers of other processes see the flag on their next renewal.
+            await session.ExecuteAsync(
+                "UPDATE jobs SET cancel_requested = 1, updated_at = $now WHERE id = $id",
+                [("$id", id), ("$now", Ms(now))],
+                cancellationToken).ConfigureAwait(false);
+            await InsertEventAsync(session, id, attempts, now, new NewJobEvent(JobEventKind.Log, $"cancel requested: {reason}"), cancellationToken).ConfigureAwait(false);
+            await session.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        if (leases.TryGetValue(id, out var lease))
+            lease.RequestCancel();
+        return CancelOutcome.CancelRequested;
+    }
+
+    /// <inheritdoc/>
+    public async Task<RetryOutcome> RetryAsync(string id, CancellationToken cancellationToken)
+    {
+        var now = timeProvider.GetUtcNow();
+        await using (var session = await database.WriteAsync(cancellationToken).ConfigureAwait(false))
+        {
+            var name = await session.ScalarAsync<string>("SELECT state FROM jobs WHERE id = $id", [("$id", id)], cancellationToken).ConfigureAwait(false);
+            if (name is null)
+                return RetryOutcome.NotFound;
+            var state = ParseState(name);
+            // A succeeded job is never run again: "never marked succeeded twice" must hold for manual retries too.
+            // RetryOutcome has no better value for it than NotFinished.
+            if (!state.IsTerminal() || state == JobState.Succeeded)
+                return RetryOutcome.NotFinished;
+            await session.ExecuteAsync(
+                """
+                UPDATE jobs SET state = 'queued', attempts = 0, run_at = $now, error = NULL, result = NULL,
+                    finished_at = NULL, cancel_requested = 0, updated_at = $now
+                WHERE id = $id
+                """,
+                [("$id", id), ("$now", Ms(now))],
+                cancellationToken).ConfigureAwait(false);
+            await AppendStateAsync(session, id, 0, JobState.Queued, "manual retry", now, cancellationToken).ConfigureAwait(false);
+            await session.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        WakeWaiters();
+        return RetryOutcome.Requeued;
+    }
+
+    /// <inheritdoc/>
+    public async Task<int> RecoverAsync(CancellationToken cancellationToken)
+    {
+        int recovered;
+        await using (var session = await database.WriteAsync(cancellationToken).ConfigureAwait(false))
+        {
+            recovered = await RecoverExpiredAsync(session, timeProvider.GetUtcNow(), cancellationToken).ConfigureAwait(false);
+            await session.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        if (recovered > 0)
+            WakeWaiters();
+        return recovered;
+    }
+
+    /// <inheritdoc/>
+    public async Task AppendEventsAsync(string jobId, int attempt, IReadOnlyList<NewJobEvent> events, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(events);
+        if (events.Count == 0)
+            return;
+        var now = timeProvider.GetUtcNow();
+        await using var session = await database.WriteAsync(cancellationToken).ConfigureAwait(false);
+        // Checked here rather than left to the foreign key, whose error would not name the job.
+        if (await session.ScalarAsync<long>("SELECT 1 FROM jobs WHERE id = $id", [("$id", jobId)], cancellationToken).ConfigureAwait(false) == 0)
+            throw new KeyNotFoundException($"job {jobId}: cannot append events, no such job");
+        foreach (var jobEvent in events)
+            await InsertEventAsync(session, jobId, attempt, now, jobEvent, cancellationToken).ConfigureAwait(false);
+        await session.CommitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc/>
+    public async Task<IReadOnlyList<JobEvent>> ReadEventsAsync(string jobId, long afterSeq, int limit, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(limit);
+        await using var session = await database.ReadAsync(cancellationToken).ConfigureAwait(false);
+        return await session.QueryAsync(
+            """
+            SELECT seq, job_id, attempt, at, kind, message, stream
+            FROM job_events
+            WHERE job_id = $job_id AND seq > $after
+            ORDER BY seq
+            LIMIT $limit
+            """,
+            [("$job_id", jobId), ("$after", afterSeq), ("$limit", limit)],
+            ReadEvent,
+            cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc/>
+    public async Task PingAsync(CancellationToken cancellationToken)
+    {
+        await using var session = await database.ReadAsync(cancellationToken).ConfigureAwait(false);
+        await session.ScalarAsync<long>("SELECT max(version) FROM schema_version", [], cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Wakes every waiting <see cref="LeaseAsync"/> with an <see cref="OperationCanceledException"/> and closes the database.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref disposed, 1) == 1)
+            return;
+        await disposing.CancelAsync().ConfigureAwait(false);
+        database.Close();
+    }
+}

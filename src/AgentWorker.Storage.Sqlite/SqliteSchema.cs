@@ -1,0 +1,71 @@
+namespace AgentWorker.Storage.Sqlite;
+
+/// <summary>
+/// Versioned schema. Migration <c>n</c> (1-based) brings the database from version <c>n - 1</c> to <c>n</c>;
+/// applied migrations are recorded in <c>schema_version</c>. Never edit a released migration, append a new one.
+/// </summary>
+internal static class SqliteSchema
+{
+    public static readonly IReadOnlyList<string> Migrations =
+    [
+        """
+        -- seq gives FIFO order among equal priorities; AUTOINCREMENT so it never goes backwards.
+        CREATE TABLE jobs (
+            seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+            id               TEXT    NOT NULL UNIQUE,
+            agent            TEXT,
+            state            TEXT    NOT NULL,
+            priority         INTEGER NOT NULL,
+            run_at           INTEGER NOT NULL,
+            attempts         INTEGER NOT NULL DEFAULT 0,
+            max_attempts     INTEGER NOT NULL,
+            lease_token      TEXT,
+            lease_owner      TEXT,
+            lease_expires_at INTEGER,
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            spec             TEXT    NOT NULL,
+            result           TEXT,
+            error            TEXT,
+            created_at       INTEGER NOT NULL,
+            updated_at       INTEGER NOT NULL,
+            finished_at      INTEGER
+        );
+
+        -- The WHERE clauses match the lease and wait queries word for word so the planner can use them.
+        CREATE INDEX jobs_runnable ON jobs (priority DESC, seq) WHERE state IN ('queued', 'retrying');
+        CREATE INDEX jobs_due ON jobs (run_at) WHERE state IN ('queued', 'retrying');
+        CREATE INDEX jobs_lease_expiry ON jobs (lease_expires_at) WHERE state = 'running';
+        CREATE INDEX jobs_state ON jobs (state, seq);
+        CREATE INDEX jobs_agent ON jobs (agent, seq);
+
+        -- An attempt is identified by its lease token: attempt numbers repeat after a release or a manual retry.
+        CREATE TABLE job_attempts (
+            id          INTEGER PRIMARY KEY,
+            job_id      TEXT    NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+            number      INTEGER NOT NULL,
+            lease_token TEXT    NOT NULL UNIQUE,
+            worker      TEXT    NOT NULL,
+            started_at  INTEGER NOT NULL,
+            finished_at INTEGER,
+            outcome     TEXT,
+            exit_code   INTEGER,
+            error       TEXT
+        );
+
+        CREATE INDEX job_attempts_job ON job_attempts (job_id, id);
+
+        -- AUTOINCREMENT: readers page with "after seq", so a seq must never be handed out twice.
+        CREATE TABLE job_events (
+            seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id  TEXT    NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+            attempt INTEGER NOT NULL,
+            at      INTEGER NOT NULL,
+            kind    TEXT    NOT NULL,
+            message TEXT    NOT NULL,
+            stream  TEXT
+        );
+
+        CREATE INDEX job_events_job ON job_events (job_id, seq);
+        """,
+    ];
+}
