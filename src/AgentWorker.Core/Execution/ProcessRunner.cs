@@ -38,6 +38,7 @@ public sealed class ProcessRunner(TimeProvider timeProvider)
         foreach (var (name, value) in spec.Environment)
             startInfo.Environment[name] = value;
         startInfo.Environment[ProcessTree.CookieVariable] = cookie;
+        startInfo.Environment[ProcessTree.OwnerVariable] = ProcessTree.Owner;
 
         var started = timeProvider.GetTimestamp();
         using var process = new Process { StartInfo = startInfo };

@@ -12,9 +12,41 @@ namespace AgentWorker.Core.Execution;
 internal static partial class ProcessTree
 {
     public const string CookieVariable = "AGENT_WORKER_RUN_ID";
+
+    /// <summary>Names the worker process (pid and start time) that started a child, so orphans of a crashed worker can be found.</summary>
+    public const string OwnerVariable = "AGENT_WORKER_OWNER";
+
     private const int SigKill = 9;
+    private static readonly byte[] OwnerPrefix = Encoding.ASCII.GetBytes(OwnerVariable + "=");
 
     public static string NewCookie() => Guid.NewGuid().ToString("N");
+
+    /// <summary>This process as an owner: <c>pid:start-time</c> (the start time tells a reused pid apart).</summary>
+    public static string Owner { get; } = $"{Environment.ProcessId}:{StartTime(Environment.ProcessId)}";
+
+    /// <summary>
+    /// Kills every process tagged by a worker that is no longer alive (its agents and their descendants keep
+    /// running after a kill -9 of the worker otherwise). Returns how many were killed.
+    /// </summary>
+    public static int KillOrphans()
+    {
+        var killed = 0;
+        foreach (var (pid, environ) in Environments())
+        {
+            var at = environ.AsSpan().IndexOf(OwnerPrefix);
+            if (at < 0)
+                continue;
+            var value = environ.AsSpan(at + OwnerPrefix.Length);
+            var end = value.IndexOf((byte)0);
+            var owner = Encoding.ASCII.GetString(end < 0 ? value : value[..end]);
+            var parts = owner.Split(':');
+            if (parts.Length == 2 && int.TryParse(parts[0], out var ownerPid) && StartTime(ownerPid) == parts[1])
+                continue;
+            if (Native.Kill(pid, SigKill) == 0)
+                killed++;
+        }
+        return killed;
+    }
 
     /// <summary>SIGKILLs the group led by <paramref name="groupLeader"/> and every process carrying <paramref name="cookie"/>, until none is left.</summary>
     public static void Kill(int groupLeader, string cookie)
@@ -35,29 +67,46 @@ internal static partial class ProcessTree
     public static List<int> FindByCookie(string cookie)
     {
         var needle = Encoding.ASCII.GetBytes($"{CookieVariable}={cookie}\0");
+        return [.. Environments().Where(p => p.Environ.AsSpan().IndexOf(needle) >= 0).Select(p => p.Pid)];
+    }
+
+    /// <summary>Environment blocks of the other live processes this user may read (a zombie's is empty).</summary>
+    private static IEnumerable<(int Pid, byte[] Environ)> Environments()
+    {
         var self = Environment.ProcessId;
-        var found = new List<int>();
         foreach (var dir in Directory.EnumerateDirectories("/proc"))
         {
             if (!int.TryParse(Path.GetFileName(dir), out var pid) || pid == self)
                 continue;
+            byte[] environ;
             try
             {
-                // A zombie has an empty environ, so only live processes match.
-                var environ = File.ReadAllBytes(Path.Combine(dir, "environ"));
-                if (environ.AsSpan().IndexOf(needle) >= 0)
-                    found.Add(pid);
+                environ = File.ReadAllBytes(Path.Combine(dir, "environ"));
             }
-            catch (IOException)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                // The process exited while we looked.
+                // Exited while we looked, or another user's process: not one of ours.
+                continue;
             }
-            catch (UnauthorizedAccessException)
-            {
-                // Another user's process: not one of ours.
-            }
+            if (environ.Length > 0)
+                yield return (pid, environ);
         }
-        return found;
+    }
+
+    /// <summary>Field 22 of /proc/PID/stat (start time in clock ticks since boot), or null if no such process.</summary>
+    private static string? StartTime(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            // Fields after the parenthesised command name (which may contain spaces); start time is the 20th of them.
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return fields.Length > 19 ? fields[19] : null;
+        }
+        catch (IOException)
+        {
+            return null;
+        }
     }
 
     private static partial class Native

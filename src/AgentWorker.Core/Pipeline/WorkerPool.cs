@@ -1,3 +1,4 @@
+using AgentWorker.Core.Execution;
 using AgentWorker.Core.Queue;
 using AgentWorker.Core.Workspace;
 using Microsoft.Extensions.Hosting;
@@ -18,16 +19,37 @@ public sealed partial class WorkerPool(
     ILogger<WorkerPool> logger) : BackgroundService
 {
     private static readonly TimeSpan BackendRetryDelay = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan JanitorInterval = TimeSpan.FromSeconds(15);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        var swept = workspaces.SweepStale();
-        LogStarting(logger, options.Slots, queue.Backend, options.WorkerId, swept);
+        var (orphans, swept) = CleanUp();
+        LogStarting(logger, options.Slots, queue.Backend, options.WorkerId, swept, orphans);
         using var hardStop = new CancellationTokenSource(Timeout.InfiniteTimeSpan, timeProvider);
         await using var registration = stoppingToken.Register(() => hardStop.CancelAfter(options.ShutdownGrace));
         var slots = Enumerable.Range(0, options.Slots).Select(_ => Task.Run(() => SlotAsync(stoppingToken, hardStop.Token), CancellationToken.None));
-        await Task.WhenAll(slots).ConfigureAwait(false);
+        await Task.WhenAll([.. slots, JanitorAsync(stoppingToken)]).ConfigureAwait(false);
         LogStopped(logger);
+    }
+
+    /// <summary>Kills agents orphaned by workers that died on this host and removes their workspaces.</summary>
+    private (int Orphans, int Workspaces) CleanUp() => (ProcessTree.KillOrphans(), workspaces.SweepStale());
+
+    private async Task JanitorAsync(CancellationToken stopping)
+    {
+        using var timer = new PeriodicTimer(JanitorInterval, timeProvider);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stopping).ConfigureAwait(false))
+            {
+                var (orphans, swept) = CleanUp();
+                if (orphans + swept > 0)
+                    LogCleanedUp(logger, orphans, swept);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
     }
 
     private async Task SlotAsync(CancellationToken stopping, CancellationToken hardStop)
@@ -63,8 +85,11 @@ public sealed partial class WorkerPool(
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Worker {WorkerId} starting {Slots} slot(s) on {Backend}; removed {Swept} stale workspace(s)")]
-    private static partial void LogStarting(ILogger logger, int slots, string backend, string workerId, int swept);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Worker {WorkerId} starting {Slots} slot(s) on {Backend}; removed {Swept} stale workspace(s), killed {Orphans} orphaned agent process(es)")]
+    private static partial void LogStarting(ILogger logger, int slots, string backend, string workerId, int swept, int orphans);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Killed {Orphans} orphaned agent process(es) and removed {Swept} stale workspace(s) left by dead workers")]
+    private static partial void LogCleanedUp(ILogger logger, int orphans, int swept);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Worker slots stopped")]
     private static partial void LogStopped(ILogger logger);
