@@ -49,7 +49,14 @@ public sealed partial class JobRunner(
         {
             // A bug in a stage must not take the worker down; the attempt is recorded as failed.
             LogUnexpected(logger, e, job.Id);
-            state = await TryFailAsync(lease, new JobFailure(FailureKind.Error, $"internal error: {e.Message}")).ConfigureAwait(false);
+            try
+            {
+                state = await FailAsync(lease, new JobFailure(FailureKind.Error, $"internal error: {e.Message}")).ConfigureAwait(false);
+            }
+            catch (Exception recordFailure)
+            {
+                LogUnexpected(logger, recordFailure, job.Id);
+            }
         }
         finally
         {
@@ -68,7 +75,7 @@ public sealed partial class JobRunner(
         if (agent is null)
         {
             var reason = agentId.Length == 0 ? "job names no agent and no DEFAULT_AGENT is configured" : $"unknown agent '{agentId}'";
-            return await lease.FailAsync(new JobFailure(FailureKind.Permanent, reason), CancellationToken.None).ConfigureAwait(false);
+            return await FailAsync(lease, new JobFailure(FailureKind.Permanent, reason)).ConfigureAwait(false);
         }
 
         await events.AddAsync(new NewJobEvent(JobEventKind.Progress, $"cloning {job.Repo.Url}")).ConfigureAwait(false);
@@ -79,7 +86,7 @@ public sealed partial class JobRunner(
         }
         catch (WorkspaceException e)
         {
-            return await lease.FailAsync(new JobFailure(e.Permanent ? FailureKind.Permanent : FailureKind.Error, $"workspace: {e.Message}"), CancellationToken.None).ConfigureAwait(false);
+            return await FailAsync(lease, new JobFailure(e.Permanent ? FailureKind.Permanent : FailureKind.Error, $"workspace: {e.Message}")).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (abort.IsCancellationRequested)
         {
@@ -95,11 +102,11 @@ public sealed partial class JobRunner(
             ProcessOutcome outcome;
             try
             {
-                outcome = await processes.RunAsync(spec, line => events.AddAsync(collector.Accept(line)), abort).ConfigureAwait(false);
+                outcome = await processes.RunAsync(spec, line => events.AddAsync(collector.Accept(line with { Text = options.Redactor.Redact(line.Text) })), abort).ConfigureAwait(false);
             }
             catch (ProcessStartException e)
             {
-                return await lease.FailAsync(new JobFailure(FailureKind.Permanent, $"agent {agent.Id}: {e.Message}"), CancellationToken.None).ConfigureAwait(false);
+                return await FailAsync(lease, new JobFailure(FailureKind.Permanent, $"agent {agent.Id}: {e.Message}")).ConfigureAwait(false);
             }
             await events.FlushAsync(CancellationToken.None).ConfigureAwait(false);
             var result = collector.Build(outcome.ExitCode, outcome.Duration);
@@ -109,9 +116,9 @@ public sealed partial class JobRunner(
                     await lease.CompleteAsync(result, CancellationToken.None).ConfigureAwait(false);
                     return JobState.Succeeded;
                 case ProcessEnd.Exited:
-                    return await lease.FailAsync(new JobFailure(FailureKind.Error, $"agent {agent.Id} exited with code {outcome.ExitCode}", outcome.ExitCode, result), CancellationToken.None).ConfigureAwait(false);
+                    return await FailAsync(lease, new JobFailure(FailureKind.Error, $"agent {agent.Id} exited with code {outcome.ExitCode}", outcome.ExitCode, result)).ConfigureAwait(false);
                 case ProcessEnd.TimedOut:
-                    return await lease.FailAsync(new JobFailure(FailureKind.TimedOut, $"agent {agent.Id} did not finish within {timeout.TotalSeconds:0}s and was killed", null, result), CancellationToken.None).ConfigureAwait(false);
+                    return await FailAsync(lease, new JobFailure(FailureKind.TimedOut, $"agent {agent.Id} did not finish within {timeout.TotalSeconds:0}s and was killed", null, result)).ConfigureAwait(false);
                 default:
                     return await AbortedAsync(lease, leaseLost).ConfigureAwait(false);
             }
@@ -119,12 +126,12 @@ public sealed partial class JobRunner(
     }
 
     /// <summary>The attempt was stopped from outside: a cancel request, a lost lease, or shutdown.</summary>
-    private static async Task<JobState> AbortedAsync(IJobLease lease, CancellationToken leaseLost)
+    private async Task<JobState> AbortedAsync(IJobLease lease, CancellationToken leaseLost)
     {
         if (leaseLost.IsCancellationRequested)
             throw new LeaseLostException(lease.Job.Id);
         if (lease.CancelRequested.IsCancellationRequested)
-            return await lease.FailAsync(new JobFailure(FailureKind.Cancelled, "cancelled on request"), CancellationToken.None).ConfigureAwait(false);
+            return await FailAsync(lease, new JobFailure(FailureKind.Cancelled, "cancelled on request")).ConfigureAwait(false);
         await lease.ReleaseAsync(CancellationToken.None).ConfigureAwait(false);
         return JobState.Queued;
     }
@@ -174,18 +181,9 @@ public sealed partial class JobRunner(
         }
     }
 
-    private async Task<JobState?> TryFailAsync(IJobLease lease, JobFailure failure)
-    {
-        try
-        {
-            return await lease.FailAsync(failure, CancellationToken.None).ConfigureAwait(false);
-        }
-        catch (Exception e)
-        {
-            LogUnexpected(logger, e, lease.Job.Id);
-            return null;
-        }
-    }
+    /// <summary>Records a failed attempt; the error text is stored, so the worker's secrets are masked first.</summary>
+    private Task<JobState> FailAsync(IJobLease lease, JobFailure failure) =>
+        lease.FailAsync(failure with { Error = options.Redactor.Redact(failure.Error) }, CancellationToken.None);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId} attempt {Attempt} started with agent {Agent}")]
     private static partial void LogStarted(ILogger logger, string jobId, string agent, int attempt);

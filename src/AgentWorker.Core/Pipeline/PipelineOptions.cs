@@ -1,3 +1,5 @@
+using AgentWorker.Core.Execution;
+
 namespace AgentWorker.Core.Pipeline;
 
 /// <summary>How the worker pool runs jobs.</summary>
@@ -19,6 +21,9 @@ public sealed record PipelineOptions
 
     /// <summary>Worker environment variable names every agent may see (on top of each agent's own allow-list).</summary>
     public IReadOnlyList<string> PassEnv { get; init; } = ["PATH", "LANG", "TZ", "DOTNET_ROOT"];
+
+    /// <summary>Masks the worker's own secrets in everything an attempt stores (log lines, errors).</summary>
+    public SecretRedactor Redactor { get; init; } = SecretRedactor.None;
 
     public string WorkerId { get; init; } = $"{Environment.MachineName}:{Environment.ProcessId}";
 }

@@ -12,6 +12,7 @@ internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
 {
     private const string TokenVariable = "AGENT_WORKER_GIT_TOKEN";
     private const long MaxGitOutputBytes = 256 * 1024;
+    private readonly SecretRedactor _redactor = new([options.GitToken]);
 
     public async Task CloneAsync(RepoRef repo, string destination, string home, CancellationToken cancellationToken)
     {
@@ -83,10 +84,7 @@ internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
             string message;
             lock (errors)
                 message = errors.ToString().Trim();
-            throw new WorkspaceException($"git {args[0]} failed (exit {outcome.ExitCode}): {Redact(message)}", permanent: false);
+            throw new WorkspaceException($"git {args[0]} failed (exit {outcome.ExitCode}): {_redactor.Redact(message)}", permanent: false);
         }
     }
-
-    private string Redact(string text) =>
-        options.GitToken is { Length: > 0 } token ? text.Replace(token, "***", StringComparison.Ordinal) : text;
 }

@@ -1,4 +1,5 @@
 using System.Net;
+using AgentWorker.Core.Execution;
 using AgentWorker.Core.Pipeline;
 using AgentWorker.Core.Queue;
 using AgentWorker.Core.Workspace;
@@ -25,9 +26,6 @@ internal sealed record WorkerConfig
     public required string LogFormat { get; init; }
 
     public string DatabasePath => Path.Combine(DataDir, "queue.db");
-
-    /// <summary>Secret values to scrub from anything the worker writes.</summary>
-    public IEnumerable<string> Secrets => Settings.All.Where(s => s.Secret).Select(Values.Get).OfType<string>().Where(s => s.Length > 0);
 
     public static WorkerConfig Load(ConfigValues values)
     {
@@ -80,6 +78,7 @@ internal sealed record WorkerConfig
                 HeartbeatInterval = TimeSpan.FromSeconds(heartbeat),
                 ShutdownGrace = TimeSpan.FromSeconds(values.GetSeconds(Settings.ShutdownGrace, 0, 86_400)),
                 MaxOutputBytes = values.GetInt(Settings.MaxOutputBytes, 1_024, int.MaxValue),
+                Redactor = new SecretRedactor(Settings.All.Where(s => s.Secret).Select(values.Get)),
             },
             Workspace = new WorkspaceOptions
             {

@@ -1,0 +1,300 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using AgentWorker.Testing;
+
+namespace AgentWorker.Tests.EndToEnd;
+
+/// <summary>Acceptance scenarios run against real worker processes, a real git repository and the SQLite file they share.</summary>
+public sealed class PipelineEndToEndTests : IDisposable
+{
+    private const string ApiKey = "dev_secret";
+    private static readonly TimeSpan JobDeadline = TimeSpan.FromSeconds(90);
+
+    private readonly TempDirectory _dir = new("aw-e2e");
+    private readonly TestRepository _repo = TestRepository.Create(new Dictionary<string, string>
+    {
+        ["src/one/settings.py"] = "MAX_RETRIES = 3\nTIMEOUT = 30\nHOST = 'a'\nPORT = 1\nUSER = 'x'\nNAME = 'y'\n",
+        ["src/two/settings.py"] = "MAX_RETRIES = 3\nTIMEOUT = 30\nHOST = 'a'\nPORT = 1\nUSER = 'x'\nNAME = 'y'\n",
+        ["README.md"] = "demo\n",
+    });
+
+    private string WorkDir => _dir.Combine("work");
+    private string Side => _dir.Combine("side-effects");
+
+    /// <summary>Agents used by the scenarios. Each writes what it did to files outside the workspace.</summary>
+    private string AgentsFile()
+    {
+        var file = _dir.Combine("agents.yaml");
+        File.WriteAllText(file, $$"""
+            agents:
+              - id: tree
+                command: ["sh", "-c", "sleep 300 & echo $! >> {{_dir.Path}}/pids; setsid sh -c 'echo $$ >> {{_dir.Path}}/pids; exec sleep 300' & echo $$ >> {{_dir.Path}}/pids; sleep 300"]
+                timeoutSeconds: 2
+              - id: sleeper
+                command: ["sh", "-c", "sleep 300 & echo $! >> {{_dir.Path}}/pids; setsid sh -c 'echo $$ >> {{_dir.Path}}/pids; exec sleep 300' & echo $$ >> {{_dir.Path}}/pids; sleep 300"]
+              - id: once
+                command: ["sh", "-c", "echo \"start $$\" >> {{Side}}; sleep 6; echo done >> {{Side}}; echo '{\"type\":\"finding\",\"severity\":\"low\",\"rule\":\"r\",\"message\":\"m\"}'"]
+              - id: failing
+                command: ["sh", "-c", "echo \"attempt output\"; echo 'to stderr' >&2; exit 3"]
+            """);
+        return file;
+    }
+
+    private Dictionary<string, string> Environment(int port = 0, Dictionary<string, string>? extra = null)
+    {
+        var environment = new Dictionary<string, string>
+        {
+            ["AGENT_WEBHOOK_SECRET"] = ApiKey,
+            ["PORT"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["HOST"] = "127.0.0.1",
+            ["AGENT_WORKER_DATA"] = _dir.Combine("data"),
+            ["WORK_DIR"] = WorkDir,
+            ["AGENTS_FILE"] = AgentsFile(),
+            ["RATE_LIMIT_PER_MINUTE"] = "0",
+        };
+        foreach (var (name, value) in extra ?? [])
+            environment[name] = value;
+        return environment;
+    }
+
+    private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
+
+    private StringContent NativeJob(string id, string agent, int maxAttempts = 3) =>
+        Json(new JsonObject { ["id"] = id, ["agent"] = agent, ["repo"] = new JsonObject { ["url"] = _repo.Path }, ["maxAttempts"] = maxAttempts }.ToJsonString());
+
+    private async Task<(WorkerProcess Worker, HttpClient Client)> ServeAsync(Dictionary<string, string>? extra = null)
+    {
+        var port = WorkerProcess.FreePort();
+        var worker = WorkerProcess.Start(Environment(port, extra), "serve");
+        var client = WorkerProcess.Client(port, ApiKey);
+        await worker.WaitReadyAsync(client);
+        return (worker, client);
+    }
+
+    private static async Task<JsonElement> WaitForStateAsync(HttpClient client, string id, string state, TimeSpan? deadline = null, WorkerProcess? worker = null) =>
+        await Eventually.UntilAsync(
+            () => client.GetFromJsonAsync<JsonElement>($"/v1/jobs/{id}"),
+            job => job.GetProperty("state").GetString() == state,
+            deadline ?? JobDeadline,
+            $"job {id} {state}{(worker is null ? "" : "\n" + worker.Output)}");
+
+    private void AssertNoWorkspaceLeft() =>
+        Assert.Empty(Directory.Exists(WorkDir) ? Directory.EnumerateFileSystemEntries(WorkDir) : []);
+
+    private void AssertPidsDead()
+    {
+        var pids = Processes.ReadPids(_dir.Combine("pids"));
+        Assert.Equal(3, pids.Count);
+        Assert.All(pids, pid => Assert.False(Processes.IsAlive(pid), $"pid {pid} of the agent's tree survived"));
+    }
+
+    [Fact]
+    public async Task SeedQueueExample_RunsBuiltInAuditor_AndReportsFindingsAndScore()
+    {
+        var (worker, client) = await ServeAsync();
+        await using (worker)
+        using (client)
+        {
+            var body = $$"""{"id":"test-001","agentId":"ssot_auditor","repoUrl":"{{_repo.Path}}","mode":"dry_run","requestedAt":"2026-01-01T00:00:00Z"}""";
+            var response = await client.PostAsync("/queue", Json(body));
+            Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+
+            var job = await WaitForStateAsync(client, "test-001", "succeeded", worker: worker);
+
+            var result = job.GetProperty("result");
+            Assert.Equal(0, result.GetProperty("exitCode").GetInt32());
+            var findings = result.GetProperty("findings").EnumerateArray().ToList();
+            Assert.Contains(findings, f => f.GetProperty("rule").GetString() == "duplicate-file");
+            Assert.InRange(result.GetProperty("healthScore").GetInt32(), 0, 99);
+            AssertNoWorkspaceLeft();
+        }
+    }
+
+    [Fact]
+    public async Task AgentOutlivingItsTimeout_EndsTimedOut_WithWholeTreeKilled()
+    {
+        var (worker, client) = await ServeAsync();
+        await using (worker)
+        using (client)
+        {
+            await client.PostAsync("/v1/jobs", NativeJob("slow-1", "tree"));
+
+            var job = await WaitForStateAsync(client, "slow-1", "timed_out", worker: worker);
+
+            Assert.Contains("did not finish within 2s", job.GetProperty("error").GetString(), StringComparison.Ordinal);
+            AssertPidsDead();
+            AssertNoWorkspaceLeft();
+        }
+    }
+
+    [Fact]
+    public async Task CancellingARunningJob_EndsCancelledWithinTwoSeconds_WithWholeTreeKilled()
+    {
+        var (worker, client) = await ServeAsync();
+        await using (worker)
+        using (client)
+        {
+            await client.PostAsync("/v1/jobs", NativeJob("long-1", "sleeper"));
+            await Eventually.UntilAsync(() => File.Exists(_dir.Combine("pids")) && File.ReadAllLines(_dir.Combine("pids")).Length == 3, JobDeadline, "agent tree started");
+
+            var cancel = await client.PostAsync("/v1/jobs/long-1/cancel", null);
+
+            Assert.Equal(HttpStatusCode.Accepted, cancel.StatusCode);
+            await WaitForStateAsync(client, "long-1", "cancelled", TimeSpan.FromSeconds(2), worker);
+            AssertPidsDead();
+            await Eventually.UntilAsync(() => !Directory.EnumerateFileSystemEntries(WorkDir).Any(), TimeSpan.FromSeconds(5), "workspace removed");
+        }
+    }
+
+    [Fact]
+    public async Task FailingAgent_IsRetriedWithBackoff_ThenDead_KeepingEveryAttempt()
+    {
+        var (worker, client) = await ServeAsync(new() { ["RETRY_BASE_DELAY_SECONDS"] = "0.2" });
+        await using (worker)
+        using (client)
+        {
+            await client.PostAsync("/v1/jobs", NativeJob("fail-1", "failing", maxAttempts: 3));
+
+            var job = await WaitForStateAsync(client, "fail-1", "dead", worker: worker);
+
+            Assert.Equal(3, job.GetProperty("attempts").GetInt32());
+            var history = job.GetProperty("attemptHistory").EnumerateArray().ToList();
+            Assert.Equal([1, 2, 3], history.Select(a => a.GetProperty("number").GetInt32()));
+            Assert.All(history, a => Assert.Equal(3, a.GetProperty("exitCode").GetInt32()));
+            // Backoff: each attempt starts after the previous one finished.
+            for (var i = 1; i < history.Count; i++)
+                Assert.True(history[i].GetProperty("startedAt").GetDateTimeOffset() > history[i - 1].GetProperty("finishedAt").GetDateTimeOffset());
+
+            var logs = await client.GetFromJsonAsync<JsonElement>("/v1/jobs/fail-1/logs");
+            var lines = logs.GetProperty("items").EnumerateArray().Where(e => e.GetProperty("kind").GetString() == "log").ToList();
+            Assert.Equal([1, 2, 3], lines.Where(e => e.GetProperty("message").GetString() == "attempt output").Select(e => e.GetProperty("attempt").GetInt32()));
+            Assert.Equal(3, lines.Count(e => e.GetProperty("stream").GetString() == "stderr"));
+            AssertNoWorkspaceLeft();
+        }
+    }
+
+    [Fact]
+    public async Task FollowingLogs_StreamsServerSentEventsUntilTheJobEnds()
+    {
+        var (worker, client) = await ServeAsync(new() { ["RETRY_BASE_DELAY_SECONDS"] = "0.1" });
+        await using (worker)
+        using (client)
+        {
+            await client.PostAsync("/v1/jobs", NativeJob("follow-1", "failing", maxAttempts: 2));
+
+            using var response = await client.GetAsync("/v1/jobs/follow-1/logs?follow=true", HttpCompletionOption.ResponseHeadersRead);
+            var stream = await response.Content.ReadAsStringAsync();
+
+            Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
+            Assert.Contains("event: log", stream, StringComparison.Ordinal);
+            Assert.Contains("attempt output", stream, StringComparison.Ordinal);
+            Assert.EndsWith("event: end\ndata: {\"state\":\"dead\"}\n\n", stream, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task WorkerKilledMidJob_AnotherWorkerRunsItAfterTheLease_SucceedingExactlyOnce()
+    {
+        var leases = new Dictionary<string, string> { ["LEASE_SECONDS"] = "3", ["HEARTBEAT_SECONDS"] = "1" };
+        var first = WorkerProcess.Start(Environment(extra: leases), "run", "--timeout", "1");
+        await using (first)
+        {
+            var enqueue = WorkerProcess.Start(Environment(), "enqueue", "--job-id", "crash-1", "--agent", "once", "--repo-url", _repo.Path);
+            await using (enqueue)
+                Assert.Equal(0, await enqueue.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+            await Eventually.UntilAsync(() => File.Exists(Side) && File.ReadAllText(Side).Contains("start", StringComparison.Ordinal), JobDeadline, "first attempt started");
+            var orphan = int.Parse(File.ReadAllLines(Side)[0].Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
+
+            first.KillHard();
+            await first.WaitForExitAsync(TimeSpan.FromSeconds(10));
+
+            var port = WorkerProcess.FreePort();
+            var second = WorkerProcess.Start(Environment(port, leases), "serve");
+            await using (second)
+            {
+                using var client = WorkerProcess.Client(port, ApiKey);
+                await second.WaitReadyAsync(client);
+                // The dead worker's agent is killed by the next worker on this host, so it cannot finish behind our back.
+                await Eventually.UntilAsync(() => !Processes.IsAlive(orphan), TimeSpan.FromSeconds(20), "orphaned agent killed");
+
+                var job = await WaitForStateAsync(client, "crash-1", "succeeded", worker: second);
+
+                Assert.Equal(2, job.GetProperty("attempts").GetInt32());
+                var outcomes = job.GetProperty("attemptHistory").EnumerateArray().Select(a => a.GetProperty("outcome").GetString()).ToList();
+                Assert.Equal(1, outcomes.Count(o => o == "succeeded"));
+                Assert.Equal(1, File.ReadAllLines(Side).Count(l => l == "done"));
+                Assert.Equal(2, File.ReadAllLines(Side).Count(l => l.StartsWith("start", StringComparison.Ordinal)));
+                // The first worker's workspace was swept when the second started; the second removed its own.
+                AssertNoWorkspaceLeft();
+            }
+        }
+    }
+
+    [Fact]
+    public async Task StaleWorkspace_IsSweptWhenAWorkerStarts()
+    {
+        var stale = Path.Combine(WorkDir, "old-job-abc123");
+        Directory.CreateDirectory(Path.Combine(stale, "repo"));
+        File.WriteAllText(Path.Combine(stale, ".agent-worker.lock"), "");
+
+        var (worker, client) = await ServeAsync();
+        await using (worker)
+        using (client)
+            await Eventually.UntilAsync(() => !Directory.Exists(stale), TimeSpan.FromSeconds(10), "stale workspace swept");
+    }
+
+    [Fact]
+    public async Task Sigterm_LetsTheRunningJobFinish_AndExitsZero()
+    {
+        var (worker, client) = await ServeAsync(new() { ["SHUTDOWN_GRACE_SECONDS"] = "60" });
+        await using (worker)
+        using (client)
+        {
+            await client.PostAsync("/v1/jobs", NativeJob("graceful-1", "once"));
+            await Eventually.UntilAsync(() => File.Exists(Side), JobDeadline, "job started");
+
+            worker.Terminate();
+
+            Assert.Equal(0, await worker.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+            Assert.Contains("done", File.ReadAllLines(Side));
+        }
+        var (restarted, again) = await ServeAsync();
+        await using (restarted)
+        using (again)
+            Assert.Equal("succeeded", (await again.GetFromJsonAsync<JsonElement>("/v1/jobs/graceful-1")).GetProperty("state").GetString());
+    }
+
+    [Fact]
+    public async Task Sigterm_AfterGracePeriod_HandsTheJobBack()
+    {
+        var (worker, client) = await ServeAsync(new() { ["SHUTDOWN_GRACE_SECONDS"] = "0.5" });
+        await using (worker)
+        using (client)
+        {
+            await client.PostAsync("/v1/jobs", NativeJob("handback-1", "sleeper"));
+            await Eventually.UntilAsync(() => File.Exists(_dir.Combine("pids")) && File.ReadAllLines(_dir.Combine("pids")).Length == 3, JobDeadline, "agent started");
+
+            worker.Terminate();
+
+            Assert.Equal(0, await worker.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+            AssertPidsDead();
+            AssertNoWorkspaceLeft();
+        }
+        var stats = WorkerProcess.Start(Environment(), "jobs", "show", "handback-1");
+        await using (stats)
+        {
+            Assert.Equal(0, await stats.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+            Assert.Contains("\"state\": \"queued\"", stats.Output, StringComparison.Ordinal);
+            Assert.Contains("\"attempts\": 0", stats.Output, StringComparison.Ordinal);
+        }
+    }
+
+    public void Dispose()
+    {
+        _repo.Dispose();
+        _dir.Dispose();
+    }
+}

@@ -1,0 +1,91 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Sockets;
+using AgentWorker.Testing;
+
+namespace AgentWorker.Tests.EndToEnd;
+
+/// <summary>A real `agent-worker` process started from the build output, with its output kept for failure messages.</summary>
+internal sealed class WorkerProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly ConcurrentQueue<string> _output = new();
+
+    private WorkerProcess(Process process) => _process = process;
+
+    public int Pid => _process.Id;
+    public string Output => string.Join('\n', _output);
+
+    public static WorkerProcess Start(IReadOnlyDictionary<string, string> environment, params string[] args)
+    {
+        var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "agent-worker"))
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        foreach (var arg in args)
+            start.ArgumentList.Add(arg);
+        start.Environment["LOG_FORMAT"] = "json";
+        foreach (var (name, value) in environment)
+            start.Environment[name] = value;
+        var worker = new WorkerProcess(Process.Start(start)!);
+        worker._process.OutputDataReceived += (_, e) => { if (e.Data is not null) worker._output.Enqueue(e.Data); };
+        worker._process.ErrorDataReceived += (_, e) => { if (e.Data is not null) worker._output.Enqueue(e.Data); };
+        worker._process.BeginOutputReadLine();
+        worker._process.BeginErrorReadLine();
+        return worker;
+    }
+
+    public static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    public static HttpClient Client(int port, string? apiKey)
+    {
+        var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+        if (apiKey is not null)
+            client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
+        return client;
+    }
+
+    public async Task WaitReadyAsync(HttpClient client) =>
+        await Eventually.UntilAsync(async () =>
+        {
+            if (_process.HasExited)
+                throw new InvalidOperationException($"worker exited with {_process.ExitCode}:\n{Output}");
+            try
+            {
+                return (await client.GetAsync("/ready")).IsSuccessStatusCode;
+            }
+            catch (HttpRequestException)
+            {
+                return false;
+            }
+        }, ok => ok, TimeSpan.FromSeconds(30), "worker /ready");
+
+    /// <summary>kill -9: the worker gets no chance to clean up.</summary>
+    public void KillHard() => _process.Kill();
+
+    public void Terminate() => Process.Start("kill", ["-TERM", Pid.ToString(System.Globalization.CultureInfo.InvariantCulture)])!.WaitForExit();
+
+    public async Task<int> WaitForExitAsync(TimeSpan deadline)
+    {
+        await _process.WaitForExitAsync().WaitAsync(deadline);
+        return _process.ExitCode;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync();
+        }
+        _process.Dispose();
+    }
+}
