@@ -48,23 +48,23 @@ public sealed partial class SqliteJobQueue
             ?? throw new InvalidDataException($"job {reader.GetString(0)}: stored spec is null"),
         State = ParseState(reader.GetString(1)),
         Attempts = reader.GetInt32(2),
-        Result = reader.GetFieldValue<string?>(4) is { } result ? JsonSerializer.Deserialize<JobResult>(result, Json) : null,
-        Error = reader.GetFieldValue<string?>(5),
+        Result = StringOrNull(reader, 4) is { } result ? JsonSerializer.Deserialize<JobResult>(result, Json) : null,
+        Error = StringOrNull(reader, 5),
         CancelRequested = reader.GetBoolean(6),
         RunAt = Time(reader.GetInt64(7)),
         CreatedAt = Time(reader.GetInt64(8)),
         UpdatedAt = Time(reader.GetInt64(9)),
-        FinishedAt = Time(reader.GetFieldValue<long?>(10)),
+        FinishedAt = Time(Int64OrNull(reader, 10)),
     };
 
     private static AttemptRecord ReadAttempt(SqliteDataReader reader) => new(
         Number: reader.GetInt32(1),
         Worker: reader.GetString(2),
         StartedAt: Time(reader.GetInt64(3)),
-        FinishedAt: Time(reader.GetFieldValue<long?>(4)),
-        Outcome: reader.GetFieldValue<string?>(5),
-        ExitCode: reader.GetFieldValue<int?>(6),
-        Error: reader.GetFieldValue<string?>(7));
+        FinishedAt: Time(Int64OrNull(reader, 4)),
+        Outcome: StringOrNull(reader, 5),
+        ExitCode: (int?)Int64OrNull(reader, 6),
+        Error: StringOrNull(reader, 7));
 
     private static JobEvent ReadEvent(SqliteDataReader reader) => new(
         Seq: reader.GetInt64(0),
@@ -73,7 +73,7 @@ public sealed partial class SqliteJobQueue
         At: Time(reader.GetInt64(3)),
         Kind: JsonSerializer.Deserialize<JobEventKind>($"\"{reader.GetString(4)}\"", Json),
         Message: reader.GetString(5),
-        Stream: reader.GetFieldValue<string?>(6));
+        Stream: StringOrNull(reader, 6));
 
     private static Task InsertEventAsync(SqliteSession session, string jobId, int attempt, DateTimeOffset at, NewJobEvent jobEvent, CancellationToken cancellationToken) =>
         session.ExecuteAsync(
@@ -102,6 +102,11 @@ public sealed partial class SqliteJobQueue
         var message = string.IsNullOrWhiteSpace(reason) ? state.Name() : $"{state.Name()}: {reason}";
         return InsertEventAsync(session, jobId, attempt, at, new NewJobEvent(JobEventKind.State, message), cancellationToken);
     }
+
+    // GetFieldValue<string?> and friends throw on NULL in Microsoft.Data.Sqlite rather than returning null.
+    private static string? StringOrNull(SqliteDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetString(ordinal);
+
+    private static long? Int64OrNull(SqliteDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetInt64(ordinal);
 
     private static JobState ParseState(string name) =>
         JobStates.TryParse(name, out var state) ? state : throw new InvalidDataException($"unknown job state '{name}' in the SQLite queue");
