@@ -93,35 +93,40 @@ public sealed partial class JobRunner(
             return await AbortedAsync(lease, leaseLost).ConfigureAwait(false);
         }
 
+        // The workspace goes before the outcome is recorded, so a job in a final state never has one left.
+        var timeout = TimeSpan.FromSeconds(job.TimeoutSeconds ?? agent.TimeoutSeconds ?? options.DefaultTimeout.TotalSeconds);
+        ProcessOutcome? outcome = null;
+        Results.JobResult? result = null;
+        string? startError = null;
         using (workspace)
         {
-            var timeout = TimeSpan.FromSeconds(job.TimeoutSeconds ?? agent.TimeoutSeconds ?? options.DefaultTimeout.TotalSeconds);
             var spec = new ProcessSpec(agent.Expand(workspace.RepoDir, job.Prompt), workspace.RepoDir, AgentEnvironment(agent, job, workspace), timeout, options.MaxOutputBytes);
             await events.AddAsync(new NewJobEvent(JobEventKind.Progress, $"running agent {agent.Id}")).ConfigureAwait(false);
             var collector = new ResultCollector(options.MaxFindings);
-            ProcessOutcome outcome;
             try
             {
                 outcome = await processes.RunAsync(spec, line => events.AddAsync(collector.Accept(line with { Text = options.Redactor.Redact(line.Text) })), abort).ConfigureAwait(false);
             }
             catch (ProcessStartException e)
             {
-                return await FailAsync(lease, new JobFailure(FailureKind.Permanent, $"agent {agent.Id}: {e.Message}")).ConfigureAwait(false);
+                startError = e.Message;
             }
-            await events.FlushAsync(CancellationToken.None).ConfigureAwait(false);
-            var result = collector.Build(outcome.ExitCode, outcome.Duration);
-            switch (outcome.End)
-            {
-                case ProcessEnd.Exited when outcome.ExitCode == 0:
-                    await lease.CompleteAsync(result, CancellationToken.None).ConfigureAwait(false);
-                    return JobState.Succeeded;
-                case ProcessEnd.Exited:
-                    return await FailAsync(lease, new JobFailure(FailureKind.Error, $"agent {agent.Id} exited with code {outcome.ExitCode}", outcome.ExitCode, result)).ConfigureAwait(false);
-                case ProcessEnd.TimedOut:
-                    return await FailAsync(lease, new JobFailure(FailureKind.TimedOut, $"agent {agent.Id} did not finish within {timeout.TotalSeconds:0}s and was killed", null, result)).ConfigureAwait(false);
-                default:
-                    return await AbortedAsync(lease, leaseLost).ConfigureAwait(false);
-            }
+            result = outcome is null ? null : collector.Build(outcome.ExitCode, outcome.Duration);
+        }
+        await events.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+        if (outcome is null || result is null)
+            return await FailAsync(lease, new JobFailure(FailureKind.Permanent, $"agent {agent.Id}: {startError}")).ConfigureAwait(false);
+        switch (outcome.End)
+        {
+            case ProcessEnd.Exited when outcome.ExitCode == 0:
+                await lease.CompleteAsync(result, CancellationToken.None).ConfigureAwait(false);
+                return JobState.Succeeded;
+            case ProcessEnd.Exited:
+                return await FailAsync(lease, new JobFailure(FailureKind.Error, $"agent {agent.Id} exited with code {outcome.ExitCode}", outcome.ExitCode, result)).ConfigureAwait(false);
+            case ProcessEnd.TimedOut:
+                return await FailAsync(lease, new JobFailure(FailureKind.TimedOut, $"agent {agent.Id} did not finish within {timeout.TotalSeconds:0}s and was killed", null, result)).ConfigureAwait(false);
+            default:
+                return await AbortedAsync(lease, leaseLost).ConfigureAwait(false);
         }
     }
 
