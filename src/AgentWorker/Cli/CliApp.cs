@@ -49,8 +49,7 @@ internal static class CliApp
         var result = root.Parse(args);
         if (result.Errors.Count > 0)
         {
-            foreach (var error in result.Errors)
-                await Console.Error.WriteLineAsync($"agent-worker: {error.Message}");
+            await Console.Error.WriteLineAsync($"agent-worker: {string.Join("; ", result.Errors.Select(e => e.Message))}");
             return ExitCodes.Usage;
         }
         // The host handles SIGTERM/SIGINT itself (graceful shutdown), so the parser must not cut it short.

@@ -91,9 +91,8 @@ internal static class QueueCommands
             if (parsed.Job is not { } job)
             {
                 var flagOf = options.Select(o => (o.Field, o.Flag)).Concat(numberOptions.Select(o => (o.Field, o.Flag))).ToDictionary(o => o.Field, o => o.Flag);
-                var (field, messages) = parsed.Errors.First();
-                var flag = flagOf.GetValueOrDefault(field) ?? (field == "agent" ? "--agent" : field);
-                throw new Configuration.ConfigException($"invalid option {flag}: {string.Join(", ", messages)}");
+                throw new Configuration.ConfigException("invalid option " + string.Join("; ", parsed.Errors.Select(e =>
+                    $"{flagOf.GetValueOrDefault(e.Key, e.Key)}: {string.Join(", ", e.Value)}")));
             }
             await using var queue = await context.OpenQueueAsync(cancellationToken);
             var result = await queue.EnqueueAsync(job, cancellationToken);
