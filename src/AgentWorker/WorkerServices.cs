@@ -5,6 +5,7 @@ using AgentWorker.Core.Pipeline;
 using AgentWorker.Core.Queue;
 using AgentWorker.Core.Workspace;
 using AgentWorker.Storage.Sqlite;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging.Console;
 
 namespace AgentWorker;
@@ -48,7 +49,7 @@ internal static class WorkerServices
         services.AddSingleton(config.Workspace);
         services.AddSingleton<ProcessRunner>();
         services.AddSingleton<WorkspaceManager>();
-        services.AddSingleton<JobMetrics>();
+        services.TryAddSingleton<IJobMetrics, NoJobMetrics>();
         services.AddSingleton<JobRunner>();
         if (runWorkers)
             services.AddHostedService<WorkerPool>();

@@ -17,7 +17,7 @@ public sealed partial class JobRunner(
     WorkspaceManager workspaces,
     ProcessRunner processes,
     PipelineOptions options,
-    JobMetrics metrics,
+    IJobMetrics metrics,
     TimeProvider timeProvider,
     ILogger<JobRunner> logger)
 {
@@ -25,10 +25,10 @@ public sealed partial class JobRunner(
     public async Task<JobState?> RunAsync(IJobLease lease, CancellationToken stop)
     {
         var job = lease.Job.Spec;
-        using var scope = logger.BeginScope(new Dictionary<string, object> { ["JobId"] = job.Id, ["Attempt"] = lease.Attempt });
+        using var scope = JobScope(logger, job.Id, lease.Attempt);
         var agentId = job.Agent ?? options.DefaultAgent ?? "";
         var started = timeProvider.GetTimestamp();
-        metrics.Started();
+        metrics.Started(agentId);
         LogStarted(logger, job.Id, agentId, lease.Attempt);
 
         using var leaseLost = new CancellationTokenSource();
@@ -63,7 +63,7 @@ public sealed partial class JobRunner(
             await finished.CancelAsync().ConfigureAwait(false);
             await heartbeat.ConfigureAwait(false);
         }
-        metrics.Finished(agentId, state ?? JobState.Running, timeProvider.GetElapsedTime(started));
+        metrics.Finished(agentId, state, timeProvider.GetElapsedTime(started));
         LogFinished(logger, job.Id, state?.Name() ?? "lease lost", timeProvider.GetElapsedTime(started).TotalSeconds);
         return state;
     }
@@ -189,6 +189,10 @@ public sealed partial class JobRunner(
     /// <summary>Records a failed attempt; the error text is stored, so the worker's secrets are masked first.</summary>
     private Task<JobState> FailAsync(IJobLease lease, JobFailure failure) =>
         lease.FailAsync(failure with { Error = options.Redactor.Redact(failure.Error) }, CancellationToken.None);
+
+    // Every line logged while the attempt runs carries the job id (JSON: Scopes[].JobId).
+    private static readonly Func<ILogger, string, int, IDisposable?> JobScope =
+        LoggerMessage.DefineScope<string, int>("JobId:{JobId} Attempt:{Attempt}");
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId} attempt {Attempt} started with agent {Agent}")]
     private static partial void LogStarted(ILogger logger, string jobId, string agent, int attempt);

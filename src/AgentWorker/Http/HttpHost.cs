@@ -17,6 +17,8 @@ internal static partial class HttpHost
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
         builder.Logging.AddWorkerLogging(config);
+        var registry = Metrics.NewCustomRegistry();
+        builder.Services.AddSingleton<IJobMetrics>(new PrometheusJobMetrics(registry));
         builder.Services.AddAgentWorker(config, queue, agents, runWorkers);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
@@ -37,7 +39,8 @@ internal static partial class HttpHost
         app.UseRateLimiter();
         app.MapJobs(config);
         app.MapHealth(queue, config);
-        app.MapMetrics("/metrics", CreateMetricsRegistry(app, queue));
+        ExportQueueGauges(registry, queue);
+        app.MapMetrics("/metrics", registry);
         app.Lifetime.ApplicationStarted.Register(() =>
         {
             var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("AgentWorker.Http");
@@ -111,16 +114,9 @@ internal static partial class HttpHost
         });
     }
 
-    /// <summary>
-    /// One registry per host (not the static default, so hosts in one process stay apart). Queue-wide counts
-    /// come from the store at scrape time; per-attempt counters and durations from <see cref="JobMetrics"/>.
-    /// </summary>
-    private static CollectorRegistry CreateMetricsRegistry(WebApplication app, IJobQueue queue)
+    /// <summary>Queue-wide counts come from the store at scrape time, so every worker sharing the queue reports the same.</summary>
+    private static void ExportQueueGauges(CollectorRegistry registry, IJobQueue queue)
     {
-        var registry = Metrics.NewCustomRegistry();
-        var meter = app.Services.GetRequiredService<JobMetrics>().Meter;
-        var adapter = MeterAdapter.StartListening(new MeterAdapterOptions { Registry = registry, InstrumentFilterPredicate = i => i.Meter == meter });
-        app.Lifetime.ApplicationStopped.Register(adapter.Dispose);
         var factory = Metrics.WithCustomRegistry(registry);
         var depth = factory.CreateGauge("agent_worker_queue_depth", "Jobs waiting to run (queued + retrying).");
         var jobs = factory.CreateGauge("agent_worker_jobs", "Jobs in the store by state.", "state");
@@ -137,7 +133,6 @@ internal static partial class HttpHost
             jobs.WithLabels("timed_out").Set(stats.TimedOut);
             jobs.WithLabels("dead").Set(stats.Dead);
         });
-        return registry;
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Listening on {Urls} ({Auth})")]
