@@ -8,9 +8,11 @@ namespace AgentWorker.Storage.Sqlite;
 /// </summary>
 internal sealed class SqliteDatabase
 {
-    // Long enough to ride out another process's write transaction (short, but each commit waits for
-    // fsync); short enough that a wedged lock surfaces as an error instead of a hang.
-    private const int BusyTimeoutMilliseconds = 10_000;
+    // How long a statement waits for another process's lock: long enough to ride out its write
+    // transaction (short, but each commit waits for fsync), short enough that a wedged lock surfaces
+    // as an error instead of a hang. SQLite's busy handler does the waiting; Microsoft.Data.Sqlite's
+    // own retry loop (150 ms sleeps up to the command timeout) gets the same bound so it adds nothing.
+    private const int LockTimeoutSeconds = 10;
 
     private readonly string connectionString;
 
@@ -27,6 +29,7 @@ internal sealed class SqliteDatabase
             DataSource = path,
             Mode = SqliteOpenMode.ReadWriteCreate,
             Pooling = true,
+            DefaultTimeout = LockTimeoutSeconds,
         }.ToString();
     }
 
@@ -53,7 +56,7 @@ internal sealed class SqliteDatabase
             // there is no telling a fresh one from a reused one, and re-applying them costs no I/O.
             // synchronous=FULL: a commit returns only after the WAL is on disk, so an enqueued job survives a power cut.
             await using var command = connection.CreateCommand();
-            command.CommandText = $"PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA busy_timeout = {BusyTimeoutMilliseconds};";
+            command.CommandText = $"PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA busy_timeout = {LockTimeoutSeconds * 1000};";
             await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             return connection;
         }

@@ -11,7 +11,9 @@ namespace AgentWorker.Storage.Sqlite;
 // "never succeeded twice" hold when a lease expired and the job went to another worker.
 public sealed partial class SqliteJobQueue
 {
-    // Both must match the partial indexes jobs_runnable and jobs_lease_expiry word for word.
+    // INDEXED BY pins the partial indexes: without ANALYZE statistics the planner picks jobs_state and
+    // then sorts the whole backlog on every claim, inside the write lock. It also makes SQLite refuse the
+    // query if an edit ever makes a WHERE clause stop matching its index.
     private const string Runnable = "state IN ('queued', 'retrying') AND run_at <= $now";
     private const string LeaseOrder = "ORDER BY priority DESC, seq";
     private const string Expired = "state = 'running' AND lease_expires_at <= $now";
@@ -66,7 +68,7 @@ public sealed partial class SqliteJobQueue
             $"""
             UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = $token, lease_owner = $worker,
                 lease_expires_at = $expires, updated_at = $now
-            WHERE seq = (SELECT seq FROM jobs WHERE {Runnable} {LeaseOrder} LIMIT 1)
+            WHERE seq = (SELECT seq FROM jobs INDEXED BY jobs_runnable WHERE {Runnable} {LeaseOrder} LIMIT 1)
             RETURNING id, attempts
             """,
             [("$token", token), ("$worker", workerId), ("$expires", Ms(now + options.LeaseDuration)), ("$now", Ms(now))],
@@ -75,7 +77,7 @@ public sealed partial class SqliteJobQueue
         if (claimed.Count == 0)
         {
             var nextRunAt = await session.ScalarAsync<long?>(
-                "SELECT min(run_at) FROM jobs WHERE state IN ('queued', 'retrying')", [], cancellationToken).ConfigureAwait(false);
+                "SELECT min(run_at) FROM jobs INDEXED BY jobs_due WHERE state IN ('queued', 'retrying')", [], cancellationToken).ConfigureAwait(false);
             await session.CommitAsync(cancellationToken).ConfigureAwait(false);
             return (null, Time(nextRunAt));
         }
@@ -108,13 +110,13 @@ public sealed partial class SqliteJobQueue
         await session.ExecuteAsync(
             $"""
             UPDATE job_attempts SET finished_at = $now, outcome = $outcome, error = $error
-            WHERE lease_token IN (SELECT lease_token FROM jobs WHERE {Expired})
+            WHERE lease_token IN (SELECT lease_token FROM jobs INDEXED BY jobs_lease_expiry WHERE {Expired})
             """,
             [("$now", Ms(now)), ("$outcome", AttemptOutcome.LeaseExpired), ("$error", LeaseExpired)],
             cancellationToken).ConfigureAwait(false);
         var recovered = await session.QueryAsync(
             $"""
-            UPDATE jobs SET state = {AfterExpiry},
+            UPDATE jobs INDEXED BY jobs_lease_expiry SET state = {AfterExpiry},
                 finished_at = CASE WHEN {AfterExpiry} = 'queued' THEN NULL ELSE $now END,
                 error = $error, updated_at = $now, {ClearLease}
             WHERE {Expired}

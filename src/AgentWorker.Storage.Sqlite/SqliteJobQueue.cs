@@ -130,7 +130,7 @@ public sealed partial class SqliteJobQueue : IJobQueue
         await using var session = await database.ReadAsync(cancellationToken).ConfigureAwait(false);
         return await ReadJobsAsync(
             session,
-            $"SELECT {JobColumns} FROM jobs WHERE {Runnable} {LeaseOrder} LIMIT $count",
+            $"SELECT {JobColumns} FROM jobs INDEXED BY jobs_runnable WHERE {Runnable} {LeaseOrder} LIMIT $count",
             [("$now", Ms(timeProvider.GetUtcNow())), ("$count", count)],
             cancellationToken).ConfigureAwait(false);
     }

@@ -31,7 +31,7 @@ internal static class SqliteSchema
             finished_at      INTEGER
         );
 
-        -- The WHERE clauses match the lease and wait queries word for word so the planner can use them.
+        -- Partial indexes over the few live jobs; the queries name them with INDEXED BY and repeat their WHERE clauses.
         CREATE INDEX jobs_runnable ON jobs (priority DESC, seq) WHERE state IN ('queued', 'retrying');
         CREATE INDEX jobs_due ON jobs (run_at) WHERE state IN ('queued', 'retrying');
         CREATE INDEX jobs_lease_expiry ON jobs (lease_expires_at) WHERE state = 'running';

@@ -1,0 +1,119 @@
+using AgentWorker.Core.Jobs;
+using AgentWorker.Core.Queue;
+using AgentWorker.Storage.ContractTests;
+using Microsoft.Data.Sqlite;
+
+namespace AgentWorker.Storage.Sqlite.Tests;
+
+/// <summary>The queue contract on a temporary SQLite file per queue, plus what only SQLite has: pragmas, schema, durability.</summary>
+public sealed class SqliteJobQueueTests : JobQueueContractTests
+{
+    // A directory that does not exist yet, so every test also covers OpenAsync creating it.
+    private readonly string directory = Path.Combine(Path.GetTempPath(), "agent-worker-tests", Guid.NewGuid().ToString("N"), "data");
+    private readonly Dictionary<IJobQueue, string> paths = [];
+
+    public override async Task DisposeAsync()
+    {
+        await base.DisposeAsync();
+        var root = Path.GetDirectoryName(directory)!;
+        if (Directory.Exists(root))
+            Directory.Delete(root, recursive: true);
+    }
+
+    protected override async Task<IJobQueue> CreateQueueAsync(QueueOptions options, TimeProvider timeProvider)
+    {
+        var path = Path.Combine(directory, $"queue-{paths.Count}.db");
+        var queue = await SqliteJobQueue.OpenAsync(path, options, timeProvider, Token);
+        paths[queue] = path;
+        return queue;
+    }
+
+    protected override async Task<IJobQueue> CreateSecondClientAsync(IJobQueue first, QueueOptions options, TimeProvider timeProvider)
+    {
+        var path = paths[first];
+        var queue = await SqliteJobQueue.OpenAsync(path, options, timeProvider, Token);
+        paths[queue] = path;
+        return queue;
+    }
+
+    [Fact]
+    public async Task OpenAsync_NewFile_ConnectionsUseWalFullSyncForeignKeysAndBusyTimeout()
+    {
+        await using var queue = await OpenSqliteAsync(NewPath());
+        await using var connection = await queue.Database.OpenConnectionAsync(Token);
+
+        Assert.Equal("wal", await PragmaAsync<string>(connection, "journal_mode"));
+        Assert.Equal(2L, await PragmaAsync<long>(connection, "synchronous"));
+        Assert.Equal(1L, await PragmaAsync<long>(connection, "foreign_keys"));
+        Assert.True(await PragmaAsync<long>(connection, "busy_timeout") > 0);
+        Assert.Equal("sqlite", queue.Backend);
+    }
+
+    [Fact]
+    public async Task OpenAsync_ExistingFile_KeepsJobsHistoryAndEventsAcrossReopen()
+    {
+        var path = NewPath();
+        var time = NewFakeTime();
+        JobRecord before;
+        IReadOnlyList<JobEvent> eventsBefore;
+        await using (var queue = await OpenSqliteAsync(path, time))
+        {
+            await queue.EnqueueAsync(Spec("job-1"), Token);
+            var lease = await LeaseExpectedAsync(queue);
+            await queue.AppendEventsAsync("job-1", lease.Attempt, [new(JobEventKind.Log, "cloning", "stdout")], Token);
+            await lease.FailAsync(new JobFailure(FailureKind.Error, "boom", ExitCode: 7), Token);
+            before = Assert.IsType<JobRecord>(await queue.GetAsync("job-1", Token));
+            eventsBefore = await queue.ReadEventsAsync("job-1", 0, 100, Token);
+        }
+
+        await using var reopened = await OpenSqliteAsync(path, time);
+
+        var after = await reopened.GetAsync("job-1", Token);
+        Assert.NotNull(after);
+        Assert.Equal(before.AttemptHistory, after.AttemptHistory);
+        Assert.Equal(before with { AttemptHistory = after.AttemptHistory }, after);
+        Assert.Equal(eventsBefore, await reopened.ReadEventsAsync("job-1", 0, 100, Token));
+        Assert.Equal([1L], await SchemaVersionsAsync(reopened));
+    }
+
+    [Fact]
+    public async Task OpenAsync_SchemaNewerThanBuild_Throws()
+    {
+        var path = NewPath();
+        await using (var queue = await OpenSqliteAsync(path))
+        {
+            await using var connection = await queue.Database.OpenConnectionAsync(Token);
+            await using var command = connection.CreateCommand();
+            command.CommandText = "INSERT INTO schema_version (version, applied_at) VALUES (999, 0)";
+            await command.ExecuteNonQueryAsync(Token);
+        }
+
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => OpenSqliteAsync(path));
+
+        Assert.Contains("999", error.Message, StringComparison.Ordinal);
+    }
+
+    private string NewPath() => Path.Combine(directory, $"{Guid.NewGuid():N}.db");
+
+    private Task<SqliteJobQueue> OpenSqliteAsync(string path, TimeProvider? timeProvider = null) =>
+        SqliteJobQueue.OpenAsync(path, Options, timeProvider ?? TimeProvider.System, Token);
+
+    private async Task<T?> PragmaAsync<T>(SqliteConnection connection, string name)
+    {
+        await using var command = connection.CreateCommand();
+        command.CommandText = $"PRAGMA {name}";
+        return (T?)await command.ExecuteScalarAsync(Token);
+    }
+
+    private async Task<List<long>> SchemaVersionsAsync(SqliteJobQueue queue)
+    {
+        await using var connection = await queue.Database.OpenConnectionAsync(Token);
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT version FROM schema_version ORDER BY version";
+        await using var reader = await command.ExecuteReaderAsync(Token);
+        var versions = new List<long>();
+        while (await reader.ReadAsync(Token))
+            versions.Add(reader.GetInt64(0));
+        return versions;
+    }
+}
