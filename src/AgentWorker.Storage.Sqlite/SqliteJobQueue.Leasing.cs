@@ -278,16 +278,4 @@ public sealed partial class SqliteJobQueue
     private void WakeWaiters() => Interlocked.Exchange(ref wake, NewWake()).TrySetResult();
 
     private static TaskCompletionSource NewWake() => new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-    /// <summary>How an attempt ended, as stored in <see cref="AttemptRecord.Outcome"/>.</summary>
-    private static class AttemptOutcome
-    {
-        public const string Succeeded = "succeeded";
-        public const string Error = "error";
-        public const string Failed = "failed";
-        public const string TimedOut = "timed_out";
-        public const string Cancelled = "cancelled";
-        public const string LeaseExpired = "lease_expired";
-        public const string Released = "released";
-    }
 }

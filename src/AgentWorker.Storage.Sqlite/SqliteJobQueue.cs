@@ -206,9 +206,9 @@ public sealed partial class SqliteJobQueue : IJobQueue
             if (name is null)
                 return RetryOutcome.NotFound;
             var state = ParseState(name);
-            // A succeeded job is never run again: "never marked succeeded twice" must hold for manual retries too.
-            // RetryOutcome has no better value for it than NotFinished.
-            if (!state.IsTerminal() || state == JobState.Succeeded)
+            if (state == JobState.Succeeded)
+                return RetryOutcome.AlreadySucceeded;
+            if (!state.IsTerminal())
                 return RetryOutcome.NotFinished;
             await session.ExecuteAsync(
                 """

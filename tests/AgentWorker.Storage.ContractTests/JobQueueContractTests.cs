@@ -539,13 +539,13 @@ public abstract class JobQueueContractTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task RetryAsync_SucceededJob_IsNotRequeued()
+    public async Task RetryAsync_SucceededJob_IsRefusedAsAlreadySucceeded()
     {
         var queue = await OpenAsync(NewFakeTime());
         await queue.EnqueueAsync(Spec("job-1"), Token);
         await (await LeaseExpectedAsync(queue)).CompleteAsync(new JobResult(), Token);
 
-        Assert.NotEqual(RetryOutcome.Requeued, await queue.RetryAsync("job-1", Token));
+        Assert.Equal(RetryOutcome.AlreadySucceeded, await queue.RetryAsync("job-1", Token));
         Assert.Equal(JobState.Succeeded, (await queue.GetAsync("job-1", Token))?.State);
     }
 

@@ -26,6 +26,24 @@ public sealed record JobRecord
     public string Id => Spec.Id;
 }
 
+/// <summary>How an attempt ended, as stored in <see cref="AttemptRecord.Outcome"/>; the same words on every backend.</summary>
+public static class AttemptOutcome
+{
+    public const string Succeeded = "succeeded";
+
+    /// <summary>Failed and will be retried (or went dead).</summary>
+    public const string Error = "error";
+    public const string Failed = "failed";
+    public const string TimedOut = "timed_out";
+    public const string Cancelled = "cancelled";
+
+    /// <summary>The worker stopped renewing (it died); the job went back to the queue.</summary>
+    public const string LeaseExpired = "lease_expired";
+
+    /// <summary>Handed back on shutdown without counting.</summary>
+    public const string Released = "released";
+}
+
 /// <summary>One attempt at running a job, kept after the job ends.</summary>
 public sealed record AttemptRecord(
     int Number,

@@ -89,7 +89,15 @@ public sealed record QueueStats(long Queued, long Running, long Retrying, long S
 
 public enum CancelOutcome { NotFound, AlreadyFinished, Cancelled, CancelRequested }
 
-public enum RetryOutcome { NotFound, NotFinished, Requeued }
+public enum RetryOutcome
+{
+    NotFound,
+    NotFinished,
+
+    /// <summary>A succeeded job is never run again, so a job is never marked succeeded twice.</summary>
+    AlreadySucceeded,
+    Requeued,
+}
 
 /// <summary>How an attempt ended, if not in success.</summary>
 public enum FailureKind

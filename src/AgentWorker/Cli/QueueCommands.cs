@@ -185,6 +185,8 @@ internal static class QueueCommands
             {
                 case RetryOutcome.NotFound:
                     throw NotFound(id);
+                case RetryOutcome.AlreadySucceeded:
+                    throw new CliException($"job '{id}' succeeded; a succeeded job is not run again (enqueue a new id)");
                 case RetryOutcome.NotFinished:
                     throw new CliException($"job '{id}' is still queued or running");
                 default:

@@ -96,6 +96,7 @@ internal static class JobsApi
         {
             RetryOutcome.NotFound => Problems.NotFound(id),
             RetryOutcome.NotFinished => Problems.Create(StatusCodes.Status409Conflict, "Job not finished", $"job '{id}' is still queued or running"),
+            RetryOutcome.AlreadySucceeded => Problems.Create(StatusCodes.Status409Conflict, "Job succeeded", $"job '{id}' succeeded; a succeeded job is not run again (enqueue a new id)"),
             _ => TypedResults.Accepted($"/v1/jobs/{Uri.EscapeDataString(id)}", new { id, state = JobState.Queued }),
         };
 
