@@ -83,7 +83,11 @@ public sealed class SecretScannerTests : IDisposable
                 tokenizer = "bert-base-uncased-x9"
                 api_token = "GITHUB_TOKEN"
                 db_password = "db-credentials"
+                paginator = {"output_token": "nextPageToken"}
+                def load(private_key: "_DSAPrivateKey") -> None: ...
+                sequence_token = "49542672486831074009"
                 """)
+            .Write("test/init.bats", "if test \"\\$PWD\" = \"\\$_VENV_PWD\"; then :; fi\n")
             .Write("config/app.yml", "api_key: <your-api-key>\npassword: ${DB_PASSWORD}\n")
             .Write("docs/keys.md", "-----BEGIN RSA PRIVATE KEY-----\n...\n-----END RSA PRIVATE KEY-----\n")
             .Write("docs/urls.md", "postgres://user:password@localhost/db and postgres://postgres:postgres@localhost/db\n")
@@ -95,7 +99,7 @@ public sealed class SecretScannerTests : IDisposable
         var transcript = AgentTranscript.Run(new SecretScanner(), repository);
 
         Assert.Empty(transcript.Findings);
-        Assert.Equal("secret_scanner: 0 findings in 9 files", transcript.Summary);
+        Assert.Equal("secret_scanner: 0 findings in 10 files", transcript.Summary);
     }
 
     [Fact]

@@ -170,7 +170,7 @@ internal sealed partial class SecretScanner : IBuiltInAgent
     [GeneratedRegex(@"(?:server|data source|host|address)\s*=", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
     private static partial Regex ConnectionStringKeys();
 
-    [GeneratedRegex(@"(?<![A-Za-z0-9_.-])(?<key>[A-Za-z_][A-Za-z0-9_.-]{0,63})[""']?\]?\s*(?::=|=>|===?|=|:)\s*(?<q>[""'`])(?<secret>[^""'`\r\n]{1,512})\k<q>", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"(?<![A-Za-z0-9_.$-])(?<key>[A-Za-z_][A-Za-z0-9_.-]{0,63})[""']?\]?\s*(?::=|=>|===?|=|:)\s*(?<q>[""'`])(?<secret>[^""'`\r\n]{1,512})\k<q>", RegexOptions.CultureInvariant)]
     private static partial Regex QuotedAssignment();
 
     [GeneratedRegex(@"^\s*(?<key>[A-Za-z_][A-Za-z0-9_.-]{0,63})\s*[:=]\s*(?<secret>[^\s'""#!&*|>{}\[\],][^\s#]{7,511})\s*(?:#.*)?$", RegexOptions.CultureInvariant)]

@@ -67,7 +67,7 @@ internal static partial class SecretText
         value.Length >= 8
         && !value.Any(char.IsWhiteSpace)
         && !IsPlaceholder(value)
-        && !Identifier().IsMatch(value)
+        && !NameOrNumber().IsMatch(value)
         && !value.StartsWith('/') && !value.StartsWith("./", StringComparison.Ordinal)
         && !value.Contains("://", StringComparison.Ordinal)
         && Entropy(value) >= 3.0;
@@ -78,7 +78,9 @@ internal static partial class SecretText
         RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
     private static partial Regex CredentialName();
 
-    // lower_snake, kebab-case, dotted.names and UPPER_SNAKE: names of things, not secrets.
-    [GeneratedRegex(@"^(?:[a-z]+(?:[_.-][a-z]+)*|[A-Z]+(?:[_.-][A-Z]+)*)$", RegexOptions.CultureInvariant)]
-    private static partial Regex Identifier();
+    // Letters and separators only — camelCase, snake_case, kebab-case, dotted names, type names — are
+    // names of things ("nextPageToken", "_RSAPrivateKey"); digits only are ids and sequence numbers.
+    // Generated secrets almost always mix both; chosen passwords without digits rarely pass the entropy bar.
+    [GeneratedRegex(@"^(?:[A-Za-z_.-]+|[0-9]+)$", RegexOptions.CultureInvariant)]
+    private static partial Regex NameOrNumber();
 }
