@@ -15,6 +15,12 @@ internal sealed class AgentTranscript
     }
 
     public string Raw { get; }
+
+    /// <summary>
+    /// Every parsed message with all its fields, JSON escapes decoded: where a leaked value would show up
+    /// even if the writer escaped some of its characters ("+" is written as \u002B).
+    /// </summary>
+    public string Decoded => string.Join('\n', Messages);
     public IReadOnlyList<string> Lines { get; }
     public IReadOnlyList<AgentMessage> Messages { get; }
 

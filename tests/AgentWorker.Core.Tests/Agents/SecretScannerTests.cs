@@ -59,8 +59,11 @@ public sealed class SecretScannerTests : IDisposable
 
         Assert.NotEmpty(transcript.Findings);
         foreach (var secret in PlantedSecrets)
+        {
             Assert.DoesNotContain(secret, transcript.Raw, StringComparison.Ordinal);
-        Assert.DoesNotContain(DbPassword[..4], transcript.Raw, StringComparison.Ordinal);
+            Assert.DoesNotContain(secret, transcript.Decoded, StringComparison.Ordinal);
+        }
+        Assert.DoesNotContain(DbPassword[..4], transcript.Decoded, StringComparison.Ordinal);
         var github = Assert.Single(transcript.Findings, f => f.Rule == "github-token");
         Assert.Equal($"GitHub token {GitHubToken[..4]}… (40 chars) is committed; revoke it and load it from the environment or a secret store", github.Message);
         var env = Assert.Single(transcript.Findings, f => f.Rule == "env-file");
@@ -120,7 +123,7 @@ public sealed class SecretScannerTests : IDisposable
         var transcript = AgentTranscript.Run(new SecretScanner(), repository);
 
         Assert.Empty(transcript.Findings);
-        Assert.DoesNotContain(GitHubToken, transcript.Raw, StringComparison.Ordinal);
+        Assert.DoesNotContain(GitHubToken, transcript.Decoded, StringComparison.Ordinal);
         Assert.Contains("skipped symlink linked.txt", transcript.Logs);
         Assert.Contains("skipped data/huge.txt: larger than 1024 KiB", transcript.Logs);
         Assert.Equal("secret_scanner: 0 findings in 1 file", transcript.Summary);
