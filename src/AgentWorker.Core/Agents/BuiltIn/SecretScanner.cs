@@ -26,7 +26,7 @@ internal sealed partial class SecretScanner : IBuiltInAgent
         new("slack-token", "high", "Slack token", SlackToken(), NotPlaceholder),
         new("stripe-key", "high", "Stripe live key", StripeLiveKey(), NotPlaceholder),
         new("jwt", "high", "JSON Web Token", Jwt(), NotPlaceholder),
-        new("connection-string", "high", "Password in a connection URL", UrlCredentials(), RandomSecret),
+        new("connection-string", "high", "Password in a connection URL", SecretText.UrlPassword(), RandomSecret),
         new("connection-string", "high", "Password in a connection string", KeyValuePassword(),
             (m, line) => RandomSecret(m, line) && ConnectionStringKeys().IsMatch(line)),
         new("generic-secret", "medium", "Hard-coded credential", QuotedAssignment(), CredentialAssignment),
@@ -160,9 +160,6 @@ internal sealed partial class SecretScanner : IBuiltInAgent
     // Header and payload of a JWT are base64url JSON objects, so both start with "eyJ" ('{"').
     [GeneratedRegex(@"(?<![A-Za-z0-9_-])(?<secret>eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,})(?![A-Za-z0-9_-])", RegexOptions.CultureInvariant)]
     private static partial Regex Jwt();
-
-    [GeneratedRegex(@"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{1,30}://[^\s:/@'""`]{1,128}:(?<secret>[^\s@/'""`]{1,256})@[A-Za-z0-9.-]{1,253}", RegexOptions.CultureInvariant)]
-    private static partial Regex UrlCredentials();
 
     [GeneratedRegex(@"(?<![A-Za-z0-9_])(?:password|pwd)\s*=\s*(?<secret>[^;'""\s]{1,256})", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
     private static partial Regex KeyValuePassword();

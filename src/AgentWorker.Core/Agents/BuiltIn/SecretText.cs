@@ -55,6 +55,13 @@ internal static partial class SecretText
         return false;
     }
 
+    /// <summary>
+    /// Whether a value found in some other context (a constant, a setting) must not be printed: it is
+    /// named like a credential, is a URL with a password, or looks generated.
+    /// </summary>
+    public static bool MayBeSecret(string name, string value) =>
+        IsCredentialName(name) || UrlPassword().IsMatch(value) || (LooksRandom(value) && Entropy(value) >= 3.5);
+
     /// <summary>A name (variable, key, property) whose value is by convention a credential.</summary>
     public static bool IsCredentialName(string name) => CredentialName().IsMatch(name);
 
@@ -71,6 +78,10 @@ internal static partial class SecretText
         && !value.StartsWith('/') && !value.StartsWith("./", StringComparison.Ordinal)
         && !value.Contains("://", StringComparison.Ordinal)
         && Entropy(value) >= 3.0;
+
+    /// <summary>"scheme://user:password@host"; the password is the "secret" group.</summary>
+    [GeneratedRegex(@"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{1,30}://[^\s:/@'""`]{1,128}:(?<secret>[^\s@/'""`]{1,256})@[A-Za-z0-9.-]{1,253}", RegexOptions.CultureInvariant)]
+    public static partial Regex UrlPassword();
 
     // The credential word must end the name ("db_password", "apiKey", "SECRET_KEY_BASE"), so that
     // "tokenizer" or "password_hint" are not mistaken for credentials.
