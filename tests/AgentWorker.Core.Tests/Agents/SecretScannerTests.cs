@@ -89,6 +89,8 @@ public sealed class SecretScannerTests : IDisposable
                 paginator = {"output_token": "nextPageToken"}
                 def load(private_key: "_DSAPrivateKey") -> None: ...
                 sequence_token = "49542672486831074009"
+                dsn = f"postgres://app:{db_password}@db.internal/app"
+                token = "{config.Token}"
                 """)
             .Write("test/init.bats", "if test \"\\$PWD\" = \"\\$_VENV_PWD\"; then :; fi\n")
             .Write("config/app.yml", "api_key: <your-api-key>\npassword: ${DB_PASSWORD}\n")

@@ -13,7 +13,7 @@ internal static partial class SecretText
     [
         "changeme", "change_me", "change-me", "example", "placeholder", "dummy", "sample", "redacted",
         "your_", "your-", "yourpassword", "xxx", "***", "...", "todo", "fixme", "insert", "replace",
-        "${", "{{", "%(", "$(", "<", ">",
+        "${", "{{", "%(", "%s", "$(", "<", ">",
     ];
 
     /// <summary>
@@ -45,7 +45,7 @@ internal static partial class SecretText
 
     public static bool IsPlaceholder(string value)
     {
-        if (value.Length == 0 || value.StartsWith('$') || value.All(c => c == value[0]))
+        if (value.Length == 0 || value.StartsWith('$') || value.All(c => c == value[0]) || InterpolationHole().IsMatch(value))
             return true;
         foreach (var fragment in PlaceholderFragments)
         {
@@ -82,6 +82,10 @@ internal static partial class SecretText
     /// <summary>"scheme://user:password@host"; the password is the "secret" group.</summary>
     [GeneratedRegex(@"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{1,30}://[^\s:/@'""`]{1,128}:(?<secret>[^\s@/'""`]{1,256})@[A-Za-z0-9.-]{1,253}", RegexOptions.CultureInvariant)]
     public static partial Regex UrlPassword();
+
+    // "{password}", "{config.Token}": filled in by string interpolation or a format call.
+    [GeneratedRegex(@"\{[A-Za-z_][\w.]*\}", RegexOptions.CultureInvariant)]
+    private static partial Regex InterpolationHole();
 
     // The credential word must end the name ("db_password", "apiKey", "SECRET_KEY_BASE"), so that
     // "tokenizer" or "password_hint" are not mistaken for credentials.
