@@ -1,9 +1,9 @@
 namespace AgentWorker.Core.Agents.BuiltIn;
 
-/// <summary>Placeholder catalog until the built-in agents land.</summary>
+/// <summary>The agents shipped in the binary, looked up by the id jobs name them with.</summary>
 internal static class BuiltInAgents
 {
-    public static IReadOnlyList<IBuiltInAgent> All { get; } = [];
+    public static IReadOnlyList<IBuiltInAgent> All { get; } = [new SsotAuditor(), new SecretScanner(), new DependencyAuditor()];
 
-    public static IBuiltInAgent? Find(string id) => All.FirstOrDefault(a => a.Id == id);
+    public static IBuiltInAgent? Find(string id) => All.FirstOrDefault(agent => agent.Id == id);
 }
