@@ -61,9 +61,10 @@ internal static class WorkerServices
     public static ILoggingBuilder AddWorkerLogging(this ILoggingBuilder logging, WorkerConfig config, LogLevel? floor = null)
     {
         logging.ClearProviders();
-        logging.SetMinimumLevel(floor is { } f && f > config.LogLevel ? f : config.LogLevel);
+        var level = floor is { } f && f > config.LogLevel ? f : config.LogLevel;
+        logging.SetMinimumLevel(level);
         logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
-        logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Information);
+        logging.AddFilter("Microsoft.Hosting.Lifetime", level > LogLevel.Information ? level : LogLevel.Information);
         var json = config.LogFormat == "json" || (config.LogFormat == "auto" && Console.IsOutputRedirected);
         if (json)
         {

@@ -90,7 +90,9 @@ internal static class QueueCommands
             var parsed = JobRequestParser.Parse(body, id => agents.Find(id) is not null, context.Config.Pipeline.DefaultAgent, () => Ulid.NewUlid().ToString());
             if (parsed.Job is not { } job)
             {
-                var flagOf = options.Select(o => (o.Field, o.Flag)).Concat(numberOptions.Select(o => (o.Field, o.Flag))).ToDictionary(o => o.Field, o => o.Flag);
+                // The parser names a missing URL in the dialect it guessed; on the command line it is always --repo-url.
+                var flagOf = options.Select(o => (o.Field, o.Flag)).Concat(numberOptions.Select(o => (o.Field, o.Flag)))
+                    .Append(("repoUrl", "--repo-url")).ToDictionary(o => o.Field, o => o.Flag);
                 throw new Configuration.ConfigException("invalid option " + string.Join("; ", parsed.Errors.Select(e =>
                     $"{flagOf.GetValueOrDefault(e.Key, e.Key)}: {string.Join(", ", e.Value)}")));
             }
