@@ -7,7 +7,7 @@ internal sealed class TempRepository : IDisposable
 {
     public TempRepository()
     {
-        Root = Path.Combine(Path.GetTempPath(), "agentworker-tests", Guid.NewGuid().ToString("N"));
+        Root = Path.Combine(Path.GetTempPath(), $"agentworker-test-{Guid.NewGuid():N}");
         Directory.CreateDirectory(Root);
     }
 

@@ -41,5 +41,13 @@ internal sealed class AuditReport(string agentId)
         return $"{agentId}: {Plural(findings.Count, "finding")}{breakdown} in {Plural(filesScanned, "file")}";
     }
 
+    /// <summary>"a, b, c, d, e and 3 more": keeps messages about widely repeated things one readable line.</summary>
+    public static string Enumerate(IEnumerable<string> items)
+    {
+        const int shown = 5;
+        var list = items.ToList();
+        return string.Join(", ", list.Take(shown)) + (list.Count > shown ? $" and {list.Count - shown} more" : "");
+    }
+
     private static string Plural(int count, string noun) => count == 1 ? $"1 {noun}" : $"{count} {noun}s";
 }

@@ -30,6 +30,11 @@ internal sealed partial record DeclaredDependency(
         _ => Name,
     };
 
+    /// <summary>A PyPI requirement pinned to exactly one version ("==1.2.3"); anything else lets pip choose.</summary>
+    public bool IsExactPythonPin =>
+        Ecosystem == PyPI && Spec.StartsWith("==", StringComparison.Ordinal)
+        && !Spec.Contains('*', StringComparison.Ordinal) && !Spec.Contains(',', StringComparison.Ordinal);
+
     [GeneratedRegex(@"[-_.]+", RegexOptions.CultureInvariant)]
     private static partial Regex PythonNameSeparators();
 }

@@ -67,7 +67,7 @@ internal sealed partial class DependencyAuditor : IBuiltInAgent
                 report.Add("medium", "floating-version", file, line,
                     $"\"{name}\" uses the floating version \"{spec}\", so restores pick up new releases unreviewed; pin an exact version");
                 break;
-            case DeclaredDependency.PyPI when !IsExactPythonPin(spec):
+            case DeclaredDependency.PyPI when !dependency.IsExactPythonPin:
                 report.Add("low", "unpinned-dependency", file, line,
                     $"\"{name}\" is not pinned with == ({(spec.Length == 0 ? "no version" : $"\"{spec}\"")}); pin it or compile the file from a lock (pip-tools, uv)");
                 break;
@@ -92,9 +92,6 @@ internal sealed partial class DependencyAuditor : IBuiltInAgent
             return range is "" or "*" or "x" or "X"
                 || (range.Contains('>', StringComparison.Ordinal) && !range.Contains('<', StringComparison.Ordinal) && !range.Contains(" - ", StringComparison.Ordinal));
         });
-
-    private static bool IsExactPythonPin(string spec) =>
-        spec.StartsWith("==", StringComparison.Ordinal) && !spec.Contains('*', StringComparison.Ordinal) && !spec.Contains(',', StringComparison.Ordinal);
 
     private static bool HasNpmLockFile(RepositoryFiles files, string packageJson)
     {

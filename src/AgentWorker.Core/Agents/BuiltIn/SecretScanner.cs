@@ -103,9 +103,9 @@ internal sealed partial class SecretScanner : IBuiltInAgent
         }
         if (assigned.Count == 0)
             return;
-        var names = string.Join(", ", assigned.Take(5).Select(a => a.Name)) + (assigned.Count > 5 ? ", …" : "");
         report.Add("medium", "env-file", file.Path, assigned[0].Line,
-            $".env file is committed with {assigned.Count} value(s) ({names}); remove it from git, ignore it, and commit a template without values instead");
+            $".env file is committed with {assigned.Count} value(s) ({AuditReport.Enumerate(assigned.Select(a => a.Name))}); "
+            + "remove it from git, ignore it, and commit a template without values instead");
     }
 
     private static string EnvValue(string raw)

@@ -15,7 +15,6 @@ internal sealed partial class SsotAuditor : IBuiltInAgent
 {
     private const int MinimumDuplicateFileLines = 5;
     private const int MinimumConstantNameLength = 4;
-    private const int PlacesShown = 5;
 
     private const string ConstantName = @"(?<name>[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*)";
     private const string NumberLiteral = @"-?(?:0[xX][0-9a-fA-F_]+|[0-9][0-9_]*(?:\.[0-9_]+)?(?:[eE][+-]?[0-9]+)?)[uUlLfFdDmMn]{0,3}";
@@ -103,7 +102,7 @@ internal sealed partial class SsotAuditor : IBuiltInAgent
 
     private static void ReportVersionConflicts(List<DeclaredDependency> dependencies, AuditReport report)
     {
-        var pinned = dependencies.Where(d => d.Git is null && d.Spec.Length > 0 && (d.Ecosystem != DeclaredDependency.PyPI || d.Spec.StartsWith("==", StringComparison.Ordinal)));
+        var pinned = dependencies.Where(d => d.Git is null && d.Spec.Length > 0 && (d.Ecosystem != DeclaredDependency.PyPI || d.IsExactPythonPin));
         // Peer dependency ranges state what a package works with, not what it installs: they are only
         // comparable with each other.
         var groups = pinned.GroupBy(d => (d.Ecosystem, IsPeer: d.Section == "peerDependencies", d.Key));
@@ -114,7 +113,7 @@ internal sealed partial class SsotAuditor : IBuiltInAgent
                 continue;
             var places = declarations.Select(d => $"{d.Spec} ({d.File}:{d.Line})");
             report.Add("high", "conflicting-version", declarations[0].File, declarations[0].Line,
-                $"{Describe(declarations[0])} is pinned to different versions: {Join(places)}; declare the version once (central package management, workspace catalog or constraints file)");
+                $"{Describe(declarations[0])} is pinned to different versions: {AuditReport.Enumerate(places)}; declare the version once (central package management, workspace catalog or constraints file)");
         }
     }
 
@@ -155,19 +154,13 @@ internal sealed partial class SsotAuditor : IBuiltInAgent
             if (byValue.Count == 1)
             {
                 report.Add("low", "duplicated-constant", first.File, first.Line,
-                    $"{first.Name} = {first.Display} is defined in {places.Count} places: {Join(places.Select(c => c.Place))}; define it once and import it");
+                    $"{first.Name} = {first.Display} is defined in {places.Count} places: {AuditReport.Enumerate(places.Select(c => c.Place))}; define it once and import it");
                 continue;
             }
-            var values = byValue.Select(v => $"{v.First().Display} at {Join(v.Select(c => c.Place))}");
+            var values = byValue.Select(v => $"{v.First().Display} at {AuditReport.Enumerate(v.Select(c => c.Place))}");
             report.Add("medium", "conflicting-constant", first.File, first.Line,
                 $"{first.Name} has {byValue.Count} different values: {string.Join("; ", values)}; decide which is right and define it once");
         }
-    }
-
-    private static string Join(IEnumerable<string> items)
-    {
-        var list = items.ToList();
-        return string.Join(", ", list.Take(PlacesShown)) + (list.Count > PlacesShown ? $" and {list.Count - PlacesShown} more" : "");
     }
 
     /// <summary>A named literal; values compare by meaning (0x10 = 16, 1_000 = 1000.0, 'a' = "a").</summary>
