@@ -92,7 +92,7 @@ internal static class QueueCommands
             {
                 // The parser names a missing URL in the dialect it guessed; on the command line it is always --repo-url.
                 var flagOf = options.Select(o => (o.Field, o.Flag)).Concat(numberOptions.Select(o => (o.Field, o.Flag)))
-                    .Append(("repoUrl", "--repo-url")).ToDictionary(o => o.Field, o => o.Flag);
+                    .Append((Field: "repoUrl", Flag: "--repo-url")).ToDictionary(o => o.Field, o => o.Flag);
                 throw new Configuration.ConfigException("invalid option " + string.Join("; ", parsed.Errors.Select(e =>
                     $"{flagOf.GetValueOrDefault(e.Key, e.Key)}: {string.Join(", ", e.Value)}")));
             }
