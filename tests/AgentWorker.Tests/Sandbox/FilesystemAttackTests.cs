@@ -1,0 +1,191 @@
+using AgentWorker.Testing;
+
+namespace AgentWorker.Tests.Sandbox;
+
+/// <summary>Hostile agents that read host secrets and write outside their workspace.</summary>
+public sealed class FilesystemAttackFixture : SandboxWorkerFixture
+{
+    /// <summary>A host file anyone may read and write, reachable from the repository through a committed symlink.</summary>
+    public string HostFile => Dir.Combine("host-secret.txt");
+
+    public string HostFileContent => $"host-secret-{Nonce}";
+
+    public static string HostHome => Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
+
+    protected override void ShapeRepository(TestRepository repository)
+    {
+        File.WriteAllText(HostFile, HostFileContent + "\n");
+        File.SetUnixFileMode(HostFile, (UnixFileMode)0x1B6);
+        File.CreateSymbolicLink(Path.Combine(repository.Path, "host-file"), HostFile);
+        File.CreateSymbolicLink(Path.Combine(repository.Path, "host-dir"), HostDir);
+        repository.Commit(new Dictionary<string, string>(), "links to the host");
+    }
+
+    protected override IEnumerable<HostileAgent> Agents =>
+    [
+        new("read-shadow", """
+            if cat /etc/shadow; then echo SHADOW-READ; fi
+            echo DONE
+            """),
+        new("read-home", $$"""
+            for d in /root "{{HostHome}}"; do
+              if ls -A "$d" >/dev/null 2>&1; then ls -A "$d" | sed 's/^/HOME-ENTRY /'; echo "HOME-LISTED $d"; fi
+            done
+            if [ -d /run ]; then ls -A /run | sed 's/^/RUN /'; fi
+            echo DONE
+            """),
+        new("read-worker-files", $$"""
+            if cat "{{AgentsFile}}"; then echo AGENTS-READ; fi
+            if ls -A "{{DataDir}}"; then echo DATA-LISTED; fi
+            if head -c 15 "{{DataDir}}/queue.db" 2>/dev/null | grep -q SQLite; then echo QUEUE-READ; fi
+            if ls -A "{{WorkDir}}"; then echo WORKDIR-LISTED; fi
+            echo DONE
+            """),
+        new("write-outside", $$"""
+            mkdir -p "{{HostDir}}"
+            echo pwned > "../../../../../../../../../..{{HostDir}}/dotdot" && echo "WROTE dotdot"
+            echo pwned > "{{HostDir}}/absolute" && echo "WROTE absolute"
+            ln -s "{{HostDir}}" hostlink && echo pwned > hostlink/symlink && echo "WROTE symlink"
+            echo pwned > "/proc/self/root{{HostDir}}/procroot" && echo "WROTE procroot"
+            echo pwned > "/proc/1/root{{HostDir}}/proc1root" && echo "WROTE proc1root"
+            for up in .. ../.. ../../.. ../../../..; do echo pwned > "$up/escape-{{Nonce}}" && echo "WROTE $up"; done
+            echo DONE
+            """),
+        new("follow-repo-links", """
+            echo "LINK-TARGET $(readlink host-file)"
+            if cat host-file; then echo LINK-READ; fi
+            if echo pwned >> host-file; then echo LINK-APPENDED; fi
+            if echo pwned > host-dir/via-repo-link; then echo LINK-DIR-WRITTEN; fi
+            echo DONE
+            """),
+        new("system-dirs", $$"""
+            for d in /usr /usr/bin /bin /etc /var /var/tmp; do
+              if touch "$d/aw-probe-{{Nonce}}"; then echo "WRITABLE $d"; rm -f "$d/aw-probe-{{Nonce}}"; fi
+            done
+            echo DONE
+            """),
+        new("list-dev", """
+            ls -A /dev | sed 's/^/DEV /'
+            echo DONE
+            """),
+        new("use-workspace", """
+            echo "PWD $(pwd)"
+            echo "HOME $HOME"
+            echo "WORKSPACE $AGENT_WORKER_WORKSPACE"
+            echo data > written.txt && echo "READBACK $(cat written.txt)"
+            echo h > "$HOME/h" && echo HOME-WRITABLE
+            echo t > /tmp/t && echo TMP-WRITABLE
+            [ -f README.md ] && echo CHECKED-OUT
+            echo DONE
+            """),
+    ];
+}
+
+/// <summary>Filesystem containment: nothing of the host is readable or writable except the job's own workspace.</summary>
+public sealed class FilesystemAttackTests(FilesystemAttackFixture fixture) : IClassFixture<FilesystemAttackFixture>
+{
+    [Fact]
+    public async Task ReadShadow_AsRoot_IsDenied()
+    {
+        var run = await fixture.RunAsync("read-shadow");
+
+        run.AssertFinished();
+        Assert.False(run.Printed("SHADOW-READ"), run.ToString());
+        // The host's own first shadow line must not be in the log, whatever the script claims.
+        var hostShadow = File.ReadLines("/etc/shadow").First();
+        Assert.DoesNotContain(hostShadow, run.Lines);
+    }
+
+    [Fact]
+    public async Task ListHostHomeAndRun_NothingVisible()
+    {
+        var run = await fixture.RunAsync("read-home");
+
+        run.AssertFinished();
+        Assert.Empty(run.Values("HOME-LISTED"));
+        var hostRun = Directory.Exists("/run") ? Directory.EnumerateFileSystemEntries("/run").Select(Path.GetFileName).ToHashSet() : [];
+        Assert.DoesNotContain(run.Values("RUN"), hostRun.Contains);
+    }
+
+    [Fact]
+    public async Task ReadWorkerConfigAndData_NotPresent()
+    {
+        var run = await fixture.RunAsync("read-worker-files");
+
+        run.AssertFinished();
+        Assert.False(run.Printed("AGENTS-READ"), run.ToString());
+        Assert.False(run.Printed("DATA-LISTED"), run.ToString());
+        Assert.False(run.Printed("QUEUE-READ"), run.ToString());
+        Assert.False(run.Printed("WORKDIR-LISTED"), run.ToString());
+        Assert.DoesNotContain(run.Lines, l => l.Contains("queue.db", StringComparison.Ordinal) || l.Contains("read-worker-files", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task WriteOutsideWorkspace_ThroughDotDotAbsoluteSymlinkAndProcRoot_NeverReachesTheHost()
+    {
+        var escapes = new[] { fixture.WorkDir, fixture.Dir.Path, "/var/tmp", "/var" }.Select(d => Path.Combine(d, $"escape-{fixture.Nonce}")).ToList();
+        try
+        {
+            var run = await fixture.RunAsync("write-outside");
+
+            run.AssertFinished();
+            Assert.Empty(Directory.EnumerateFileSystemEntries(fixture.HostDir));
+            Assert.Empty(Directory.EnumerateFiles(fixture.Dir.Path, $"escape-{fixture.Nonce}", SearchOption.AllDirectories));
+            Assert.All(escapes, path => Assert.False(File.Exists(path), $"{path} written from inside the sandbox"));
+        }
+        finally
+        {
+            escapes.ForEach(File.Delete);
+        }
+    }
+
+    [Fact]
+    public async Task RepositorySymlinkToHostFile_ReadAndWriteDoNotReachIt()
+    {
+        var run = await fixture.RunAsync("follow-repo-links");
+
+        run.AssertFinished();
+        // The clone did carry the links; only the sandbox stands between them and the host.
+        Assert.Equal(fixture.HostFile, run.Value("LINK-TARGET"));
+        Assert.False(run.Printed("LINK-READ"), run.ToString());
+        Assert.DoesNotContain(run.Lines, l => l.Contains(fixture.HostFileContent, StringComparison.Ordinal));
+        Assert.Equal(fixture.HostFileContent + "\n", File.ReadAllText(fixture.HostFile));
+        Assert.False(File.Exists(Path.Combine(fixture.HostDir, "via-repo-link")));
+    }
+
+    [Fact]
+    public async Task WriteSystemDirectories_AsRoot_IsDenied()
+    {
+        var run = await fixture.RunAsync("system-dirs");
+
+        run.AssertFinished();
+        Assert.Empty(run.Values("WRITABLE"));
+        Assert.False(File.Exists($"/usr/aw-probe-{fixture.Nonce}"));
+    }
+
+    [Fact]
+    public async Task ListDev_ShowsNoHostDevices()
+    {
+        var run = await fixture.RunAsync("list-dev");
+
+        run.AssertFinished();
+        var devices = run.Values("DEV");
+        Assert.Contains("null", devices);
+        var hostBlockDevices = Directory.EnumerateFileSystemEntries("/sys/block").Select(Path.GetFileName).ToHashSet();
+        Assert.DoesNotContain(devices, d => hostBlockDevices.Contains(d) || d is "mem" or "kmem" or "port" or "kmsg");
+    }
+
+    [Fact]
+    public async Task Workspace_IsTheWritableCwdAtAFixedPath_WithPrivateHomeAndTmp()
+    {
+        var run = await fixture.RunAsync("use-workspace");
+
+        Assert.Equal("succeeded", run.State);
+        run.AssertFinished();
+        Assert.Equal("/workspace", run.Value("PWD"));
+        Assert.Equal("/workspace", run.Value("WORKSPACE"));
+        Assert.Equal("/home/agent", run.Value("HOME"));
+        Assert.Equal("data", run.Value("READBACK"));
+        Assert.True(run.Printed("HOME-WRITABLE") && run.Printed("TMP-WRITABLE") && run.Printed("CHECKED-OUT"), run.ToString());
+    }
+}
