@@ -12,6 +12,23 @@ public sealed class FilesystemAttackFixture : SandboxWorkerFixture
 
     public static string HostHome => Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
 
+    /// <summary>
+    /// The worker's state sits beside its binary, as with the default data dir (./.agent-worker) run from the
+    /// install directory: the sandbox shows that directory to built-in agents, so it must cover the state up.
+    /// </summary>
+    public string StateBesideBinary => Path.Combine(AppContext.BaseDirectory, $"aw-state-{Nonce}");
+
+    public override string DataDir => Path.Combine(StateBesideBinary, "data");
+
+    public override string AgentsFile => Path.Combine(StateBesideBinary, "agents.yaml");
+
+    protected override ValueTask ReleaseAsync()
+    {
+        if (Directory.Exists(StateBesideBinary))
+            Directory.Delete(StateBesideBinary, recursive: true);
+        return ValueTask.CompletedTask;
+    }
+
     protected override void ShapeRepository(TestRepository repository)
     {
         File.WriteAllText(HostFile, HostFileContent + "\n");

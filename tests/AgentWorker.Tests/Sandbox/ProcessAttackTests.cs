@@ -125,7 +125,7 @@ public sealed class ProcessAttackTests(ProcessAttackFixture fixture) : IClassFix
         run.AssertFinished();
         Assert.False(run.Printed("WORKER-VISIBLE"), run.ToString());
         // bash, the pipeline and the sandbox's init: a handful, where the host has hundreds.
-        Assert.InRange(int.Parse(run.Value("PIDS")!, CultureInfo.InvariantCulture), 1, 10);
+        Assert.InRange(int.Parse(run.Value("PIDS")!, CultureInfo.InvariantCulture), 1, 20);
     }
 
     [Fact]

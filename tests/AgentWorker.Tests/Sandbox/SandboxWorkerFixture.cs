@@ -43,9 +43,9 @@ public abstract class SandboxWorkerFixture : IAsyncLifetime
     /// <summary>Also a secret the agents must never see.</summary>
     public string ApiKey { get; } = $"awkey-{Guid.NewGuid():N}";
 
-    public string DataDir => Dir.Combine("data");
+    public virtual string DataDir => Dir.Combine("data");
     public string WorkDir => Dir.Combine("work");
-    public string AgentsFile => Dir.Combine("agents.yaml");
+    public virtual string AgentsFile => Dir.Combine("agents.yaml");
 
     /// <summary>A host directory anyone may write to: if an agent's write lands here, only the sandbox's mount isolation was missing.</summary>
     public string HostDir => Dir.Combine("host");
@@ -123,6 +123,7 @@ public abstract class SandboxWorkerFixture : IAsyncLifetime
                 entry["env"] = new JsonArray([.. env.Select(name => JsonValue.Create(name))]);
             agents.Add(entry);
         }
+        Directory.CreateDirectory(Path.GetDirectoryName(AgentsFile)!);
         var options = new JsonSerializerOptions { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
         File.WriteAllText(AgentsFile, new JsonObject { ["agents"] = agents }.ToJsonString(options));
     }
