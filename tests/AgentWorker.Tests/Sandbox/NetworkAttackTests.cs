@@ -17,7 +17,7 @@ public sealed class NetworkAttackFixture : SandboxWorkerFixture
 
     public string McpBody => $"mcp-pong-{Nonce}";
 
-    public string AbstractName => $"aw-canary-{Nonce}";
+    public string AbstractName => $"aw-abstract-{Nonce}";
 
     internal LoopbackServer Canary => _canary!;
     internal LoopbackServer AbstractCanary => _abstractCanary!;
