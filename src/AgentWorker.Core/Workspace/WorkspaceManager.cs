@@ -104,6 +104,9 @@ public sealed class JobWorkspace(string root, FileStream lockFile) : IDisposable
     public string HomeDir => Path.Combine(Root, "home");
     public string TmpDir => Path.Combine(Root, "tmp");
 
+    /// <summary>The sandbox's own files for this attempt (stub /etc files, the MCP socket).</summary>
+    public string SandboxDir => Path.Combine(Root, "sandbox");
+
     public void Dispose()
     {
         DeleteTree(Root);
