@@ -115,10 +115,18 @@ public sealed partial class JobRunner(
                 var collector = new ResultCollector(options.MaxFindings);
                 outcome = await processes.RunAsync(spec, line => events.AddAsync(collector.Accept(line with { Text = options.Redactor.Redact(line.Text) })), abort, run).ConfigureAwait(false);
                 result = collector.Build(outcome.ExitCode, outcome.Duration) with { Resources = Resources(outcome, run.ReadUsage()) };
+                // The agent may only grow the workspace within the limits a clone gets.
+                if (outcome.End == ProcessEnd.Exited)
+                    workspaces.CheckLimits(workspace.RepoDir);
             }
             catch (Exception e) when (e is ProcessStartException or SandboxException)
             {
                 startError = e.Message;
+            }
+            catch (WorkspaceException e)
+            {
+                startError = $"workspace after the run: {e.Message}";
+                outcome = null;
             }
         }
         await events.FlushAsync(CancellationToken.None).ConfigureAwait(false);

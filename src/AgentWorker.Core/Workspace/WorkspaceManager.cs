@@ -72,7 +72,8 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
         return removed;
     }
 
-    private void CheckLimits(string repoDir)
+    /// <summary>Throws a permanent <see cref="WorkspaceException"/> when <paramref name="repoDir"/> is over the size or file-count limit.</summary>
+    public void CheckLimits(string repoDir)
     {
         long bytes = 0;
         var files = 0;

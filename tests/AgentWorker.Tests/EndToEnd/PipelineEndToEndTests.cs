@@ -46,6 +46,8 @@ public sealed class PipelineEndToEndTests : IDisposable
                 command: ["sh", "-c", "{{Tree}}", "{prompt}"]
               - id: once
                 command: ["sh", "-c", "echo \"start $$\" >> {{Side}}; sleep 6; echo done >> {{Side}}; echo '{\"type\":\"finding\",\"severity\":\"low\",\"rule\":\"r\",\"message\":\"m\"}'"]
+              - id: grower
+                command: ["sh", "-c", "i=0; while [ $i -lt 300 ]; do echo x > f$i.txt; i=$((i+1)); done"]
               - id: failing
                 command: ["sh", "-c", "echo \"attempt output\"; echo 'to stderr' >&2; exit 3"]
             """);
@@ -265,6 +267,23 @@ public sealed class PipelineEndToEndTests : IDisposable
             worker.KillHard();
 
             await Eventually.UntilAsync(() => Processes.WithArgument(_marker).Count == 0, TimeSpan.FromSeconds(10), "sandboxed agent tree gone with its worker");
+        }
+    }
+
+    [Fact]
+    public async Task AgentGrowingTheWorkspacePastItsLimits_FailsWithTheReason()
+    {
+        var (worker, client) = await ServeAsync(new() { ["MAX_REPO_FILES"] = "200" });
+        await using (worker)
+        using (client)
+        {
+            await client.PostAsync("/v1/jobs", NativeJob("grow-1", "grower"));
+
+            var job = await WaitForStateAsync(client, "grow-1", "failed", worker: worker);
+
+            Assert.Contains("workspace after the run", job.GetProperty("error").GetString(), StringComparison.Ordinal);
+            Assert.Contains("MAX_REPO_FILES", job.GetProperty("error").GetString(), StringComparison.Ordinal);
+            AssertNoWorkspaceLeft();
         }
     }
 
