@@ -3,6 +3,7 @@ using AgentWorker.Core.Agents;
 using AgentWorker.Core.Execution;
 using AgentWorker.Core.Pipeline;
 using AgentWorker.Core.Queue;
+using AgentWorker.Core.Sandbox;
 using AgentWorker.Core.Workspace;
 using AgentWorker.Storage.Sqlite;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -48,6 +49,8 @@ internal static class WorkerServices
         services.AddSingleton(config.Pipeline);
         services.AddSingleton(config.Workspace);
         services.AddSingleton<ProcessRunner>();
+        if (runWorkers)
+            services.AddSingleton(CreateSandbox(config));
         services.AddSingleton<WorkspaceManager>();
         services.TryAddSingleton<IJobMetrics, NoJobMetrics>();
         services.AddSingleton<JobRunner>();
@@ -55,6 +58,33 @@ internal static class WorkerServices
             services.AddHostedService<WorkerPool>();
         services.Configure<HostOptions>(o => o.ShutdownTimeout = config.Pipeline.ShutdownGrace + TimeSpan.FromSeconds(15));
         return services;
+    }
+
+    /// <summary>
+    /// The configured sandbox. Bubblewrap that cannot run here stops startup with a message that says how to fix it;
+    /// `none` is only ever what the operator asked for.
+    /// </summary>
+    public static ISandbox CreateSandbox(WorkerConfig config)
+    {
+        if (config.Sandbox.Kind == SandboxOptions.None)
+            return new NoSandbox();
+        try
+        {
+            return new BubblewrapSandbox(config.Sandbox, Cgroups.Detect(), [AppContext.BaseDirectory.TrimEnd('/')], SelfCommand());
+        }
+        catch (SandboxException e)
+        {
+            throw config.Values.Invalid(Settings.Sandbox, e.Message);
+        }
+    }
+
+    /// <summary>Where the .NET runtime lives, so built-in agents (and the mcp_only relay) start inside the sandbox.</summary>
+    public static IReadOnlyDictionary<string, string> AgentVariables()
+    {
+        // .../dotnet/shared/Microsoft.NETCore.App/<version>/
+        var runtime = new DirectoryInfo(System.Runtime.InteropServices.RuntimeEnvironment.GetRuntimeDirectory());
+        var root = runtime.Parent?.Parent?.Parent?.FullName;
+        return root is null ? new Dictionary<string, string>() : new Dictionary<string, string> { ["DOTNET_ROOT"] = root };
     }
 
     /// <summary>JSON lines (one object per event, job id in the scope) unless text was asked for or stdout is a terminal.</summary>

@@ -19,6 +19,27 @@ public static class Processes
         }
     }
 
+    /// <summary>Live processes whose command line contains <paramref name="marker"/> as a whole argument (sandboxed pids are namespaced, so tests find survivors this way).</summary>
+    public static IReadOnlyList<int> WithArgument(string marker)
+    {
+        var found = new List<int>();
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out var pid))
+                continue;
+            try
+            {
+                var argv = File.ReadAllText(Path.Combine(dir, "cmdline")).Split('\0');
+                if (argv.Contains(marker) && IsAlive(pid))
+                    found.Add(pid);
+            }
+            catch (IOException)
+            {
+            }
+        }
+        return found;
+    }
+
     public static IReadOnlyList<int> ReadPids(string file) =>
         [.. File.ReadAllLines(file).Where(l => l.Trim().Length > 0).Select(l => int.Parse(l.Trim(), System.Globalization.CultureInfo.InvariantCulture))];
 

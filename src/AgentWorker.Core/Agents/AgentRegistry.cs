@@ -81,6 +81,8 @@ public sealed class AgentRegistry
                     throw new AgentRegistryException($"{where}.network: must be none, mcp_only or full");
                 network = parsedNetwork;
             }
+            if (entry.Limits is { } limits && (limits.MemoryMb is <= 0 || limits.Pids is <= 0 || limits.Cpus is <= 0 || limits.TmpMb is <= 0))
+                throw new AgentRegistryException($"{where}.limits: memoryMb, pids, cpus and tmpMb must be positive");
             result.Add(new AgentDefinition
             {
                 Id = entry.Id,
@@ -89,6 +91,7 @@ public sealed class AgentRegistry
                 TimeoutSeconds = entry.TimeoutSeconds,
                 Env = entry.Env ?? [],
                 Network = network,
+                Limits = entry.Limits is { } l ? new AgentLimits(l.MemoryMb, l.Pids, l.Cpus, l.TmpMb) : null,
             });
         }
         return result;
@@ -107,6 +110,15 @@ public sealed class AgentRegistry
         public int? TimeoutSeconds { get; set; }
         public List<string>? Env { get; set; }
         public string? Network { get; set; }
+        public RegistryLimits? Limits { get; set; }
+    }
+
+    private sealed class RegistryLimits
+    {
+        public int? MemoryMb { get; set; }
+        public int? Pids { get; set; }
+        public double? Cpus { get; set; }
+        public int? TmpMb { get; set; }
     }
 }
 

@@ -14,28 +14,32 @@ public sealed class ProcessRunner(TimeProvider timeProvider)
     private const int MaxLineBytes = 64 * 1024;
     private static readonly TimeSpan DrainGrace = TimeSpan.FromSeconds(2);
 
+    /// <summary>Runs <paramref name="spec"/> (paths and environment as the agent sees them) inside <paramref name="sandbox"/>, or directly when null.</summary>
     public async Task<ProcessOutcome> RunAsync(
         ProcessSpec spec,
         Func<OutputLine, ValueTask> onLine,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken,
+        Sandbox.SandboxRun? sandbox = null)
     {
-        var executable = ResolveExecutable(spec.Argv[0], spec.WorkingDirectory, spec.Environment.GetValueOrDefault("PATH"))
-            ?? throw new ProcessStartException($"command '{spec.Argv[0]}' not found (PATH of the agent: {spec.Environment.GetValueOrDefault("PATH") ?? "unset"})");
+        var program = spec.Argv[0];
+        var path = spec.Environment.GetValueOrDefault("PATH");
+        var executable = ResolveExecutable(program, spec.WorkingDirectory, path, sandbox)
+            ?? throw new ProcessStartException($"command '{program}' not found (PATH of the agent: {path ?? "unset"})");
+        var launch = sandbox?.Wrap(spec) ?? spec with { Argv = [executable, .. spec.Argv.Skip(1)] };
         var cookie = ProcessTree.NewCookie();
         var startInfo = new ProcessStartInfo(SetsidPath)
         {
-            WorkingDirectory = spec.WorkingDirectory,
+            WorkingDirectory = launch.WorkingDirectory,
             RedirectStandardInput = true,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
         startInfo.ArgumentList.Add("--");
-        startInfo.ArgumentList.Add(executable);
-        foreach (var arg in spec.Argv.Skip(1))
+        foreach (var arg in launch.Argv)
             startInfo.ArgumentList.Add(arg);
         startInfo.Environment.Clear();
-        foreach (var (name, value) in spec.Environment)
+        foreach (var (name, value) in launch.Environment)
             startInfo.Environment[name] = value;
         startInfo.Environment[ProcessTree.CookieVariable] = cookie;
         startInfo.Environment[ProcessTree.OwnerVariable] = ProcessTree.Owner;
@@ -44,7 +48,7 @@ public sealed class ProcessRunner(TimeProvider timeProvider)
         using var process = new Process { StartInfo = startInfo };
         try
         {
-            process.Start();
+            await ProcessSpawner.StartAsync(process).ConfigureAwait(false);
         }
         catch (System.ComponentModel.Win32Exception e)
         {
@@ -71,6 +75,7 @@ public sealed class ProcessRunner(TimeProvider timeProvider)
         {
             // Also after a normal exit: whatever the agent left running in the background dies with it.
             ProcessTree.Kill(process.Id, cookie);
+            sandbox?.KillAll();
         }
         await process.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
 
@@ -88,21 +93,21 @@ public sealed class ProcessRunner(TimeProvider timeProvider)
             timeProvider.GetElapsedTime(started));
     }
 
-    /// <summary>Finds the program the way execvp would with the child's own PATH, so a missing agent fails before anything starts.</summary>
-    private static string? ResolveExecutable(string program, string workingDirectory, string? path)
+    /// <summary>
+    /// Finds the program the way execvp would with the child's own PATH (looking through the sandbox's view at the
+    /// host file), so a missing agent fails before anything starts. Returns the path as the child sees it.
+    /// </summary>
+    private static string? ResolveExecutable(string program, string workingDirectory, string? path, Sandbox.SandboxRun? sandbox)
     {
+        bool Exists(string inside) => File.Exists(sandbox?.ToHostPath(inside) ?? inside);
         if (program.Contains('/', StringComparison.Ordinal))
         {
             var full = Path.GetFullPath(program, workingDirectory);
-            return File.Exists(full) ? full : null;
+            return Exists(full) ? full : null;
         }
-        foreach (var dir in (path ?? "/usr/local/bin:/usr/bin:/bin").Split(':', StringSplitOptions.RemoveEmptyEntries))
-        {
-            var candidate = Path.Combine(dir, program);
-            if (File.Exists(candidate))
-                return candidate;
-        }
-        return null;
+        return (path ?? "/usr/local/bin:/usr/bin:/bin").Split(':', StringSplitOptions.RemoveEmptyEntries)
+            .Select(dir => Path.Combine(dir, program))
+            .FirstOrDefault(Exists);
     }
 
     private static async Task PumpAsync(Stream stream, string name, OutputBudget budget, Func<OutputLine, ValueTask> onLine)

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using System.Text;
 
 namespace AgentWorker.Core.Execution;
@@ -9,14 +8,13 @@ namespace AgentWorker.Core.Execution;
 /// group, so each run also carries a unique environment cookie and /proc is swept for it
 /// (the approach of Jenkins' ProcessTreeKiller). The sandbox adds cgroups on top where available.
 /// </summary>
-internal static partial class ProcessTree
+internal static class ProcessTree
 {
     public const string CookieVariable = "AGENT_WORKER_RUN_ID";
 
     /// <summary>Names the worker process (pid and start time) that started a child, so orphans of a crashed worker can be found.</summary>
     public const string OwnerVariable = "AGENT_WORKER_OWNER";
 
-    private const int SigKill = 9;
     private static readonly byte[] OwnerPrefix = Encoding.ASCII.GetBytes(OwnerVariable + "=");
 
     public static string NewCookie() => Guid.NewGuid().ToString("N");
@@ -42,7 +40,7 @@ internal static partial class ProcessTree
             var parts = owner.Split(':');
             if (parts.Length == 2 && int.TryParse(parts[0], out var ownerPid) && StartTime(ownerPid) == parts[1])
                 continue;
-            if (Native.Kill(pid, SigKill) == 0)
+            if (ProcessSignals.Kill(pid))
                 killed++;
         }
         return killed;
@@ -51,7 +49,7 @@ internal static partial class ProcessTree
     /// <summary>SIGKILLs the group led by <paramref name="groupLeader"/> and every process carrying <paramref name="cookie"/>, until none is left.</summary>
     public static void Kill(int groupLeader, string cookie)
     {
-        _ = Native.Kill(-groupLeader, SigKill);
+        ProcessSignals.Kill(-groupLeader);
         // Processes may fork while we kill; repeat until a sweep finds nothing alive.
         for (var round = 0; round < 20; round++)
         {
@@ -59,7 +57,7 @@ internal static partial class ProcessTree
             if (found.Count == 0)
                 return;
             foreach (var pid in found)
-                _ = Native.Kill(pid, SigKill);
+                ProcessSignals.Kill(pid);
         }
     }
 
@@ -107,11 +105,5 @@ internal static partial class ProcessTree
         {
             return null;
         }
-    }
-
-    private static partial class Native
-    {
-        [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
-        public static partial int Kill(int pid, int signal);
     }
 }

@@ -64,9 +64,14 @@ public static class JobRequestParser
                 Error("mode", "must be dry_run or apply");
         }
 
-        var network = NetworkMode.None;
-        if (ReadString(obj, "network", Error) is { } networkText && !TryParseNetwork(networkText, out network))
-            Error("network", "must be none, mcp_only or full");
+        NetworkMode? network = null;
+        if (ReadString(obj, "network", Error) is { } networkText)
+        {
+            if (TryParseNetwork(networkText, out var parsedNetwork))
+                network = parsedNetwork;
+            else
+                Error("network", "must be none, mcp_only or full");
+        }
 
         var (mcpField, mcpUrl) = ReadFirstString(obj, McpNames, Error);
         if (mcpUrl is not null && !(Uri.TryCreate(mcpUrl, UriKind.Absolute, out var mcp) && mcp.Scheme is "http" or "https" or "ws" or "wss"))

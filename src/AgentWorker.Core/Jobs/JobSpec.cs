@@ -34,7 +34,8 @@ public sealed record JobSpec
     public required RepoRef Repo { get; init; }
     public string? Prompt { get; init; }
     public JobMode Mode { get; init; } = JobMode.DryRun;
-    public NetworkMode Network { get; init; } = NetworkMode.None;
+    /// <summary>Null: the agent's registry setting, else <see cref="NetworkMode.None"/>.</summary>
+    public NetworkMode? Network { get; init; }
     public string? McpUrl { get; init; }
     public int? TimeoutSeconds { get; init; }
     public int MaxAttempts { get; init; } = 3;

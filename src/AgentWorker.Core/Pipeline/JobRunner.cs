@@ -2,6 +2,7 @@ using AgentWorker.Core.Agents;
 using AgentWorker.Core.Execution;
 using AgentWorker.Core.Jobs;
 using AgentWorker.Core.Queue;
+using AgentWorker.Core.Sandbox;
 using AgentWorker.Core.Workspace;
 using Microsoft.Extensions.Logging;
 
@@ -16,6 +17,7 @@ public sealed partial class JobRunner(
     AgentRegistry agents,
     WorkspaceManager workspaces,
     ProcessRunner processes,
+    ISandbox sandbox,
     PipelineOptions options,
     IJobMetrics metrics,
     TimeProvider timeProvider,
@@ -95,23 +97,37 @@ public sealed partial class JobRunner(
 
         // The workspace goes before the outcome is recorded, so a job in a final state never has one left.
         var timeout = TimeSpan.FromSeconds(job.TimeoutSeconds ?? agent.TimeoutSeconds ?? options.DefaultTimeout.TotalSeconds);
+        var network = agent.NetworkFor(job);
         ProcessOutcome? outcome = null;
         Results.JobResult? result = null;
         string? startError = null;
         using (workspace)
         {
-            var spec = new ProcessSpec(agent.Expand(workspace.RepoDir, job.Prompt), workspace.RepoDir, AgentEnvironment(agent, job, workspace), timeout, options.MaxOutputBytes);
-            await events.AddAsync(new NewJobEvent(JobEventKind.Progress, $"running agent {agent.Id}")).ConfigureAwait(false);
-            var collector = new ResultCollector(options.MaxFindings);
+            if (sandbox.Name == SandboxOptions.None)
+                LogUnsandboxed(logger, job.Id);
             try
             {
-                outcome = await processes.RunAsync(spec, line => events.AddAsync(collector.Accept(line with { Text = options.Redactor.Redact(line.Text) })), abort).ConfigureAwait(false);
+                using var run = sandbox.Prepare(new SandboxRequest(
+                    Path.GetFileName(workspace.Root), workspace.RepoDir, workspace.HomeDir, workspace.SandboxDir,
+                    network, job.McpUrl, agent.Limits?.Apply(options.Limits) ?? options.Limits));
+                var spec = new ProcessSpec(agent.Expand(run.WorkspacePath, job.Prompt), run.WorkspacePath, AgentEnvironment(agent, job, run), timeout, options.MaxOutputBytes);
+                await events.AddAsync(new NewJobEvent(JobEventKind.Progress, $"running agent {agent.Id} (sandbox {sandbox.Name}, network {network.ToString().ToLowerInvariant()})")).ConfigureAwait(false);
+                var collector = new ResultCollector(options.MaxFindings);
+                outcome = await processes.RunAsync(spec, line => events.AddAsync(collector.Accept(line with { Text = options.Redactor.Redact(line.Text) })), abort, run).ConfigureAwait(false);
+                result = collector.Build(outcome.ExitCode, outcome.Duration) with { Resources = Resources(outcome, run.ReadUsage()) };
+                // The agent may only grow the workspace within the limits a clone gets.
+                if (outcome.End == ProcessEnd.Exited)
+                    workspaces.CheckLimits(workspace.RepoDir);
             }
-            catch (ProcessStartException e)
+            catch (Exception e) when (e is ProcessStartException or SandboxException)
             {
                 startError = e.Message;
             }
-            result = outcome is null ? null : collector.Build(outcome.ExitCode, outcome.Duration);
+            catch (WorkspaceException e)
+            {
+                startError = $"workspace after the run: {e.Message}";
+                outcome = null;
+            }
         }
         await events.FlushAsync(CancellationToken.None).ConfigureAwait(false);
         if (outcome is null || result is null)
@@ -141,23 +157,31 @@ public sealed partial class JobRunner(
         return JobState.Queued;
     }
 
-    private Dictionary<string, string> AgentEnvironment(AgentDefinition agent, JobSpec job, JobWorkspace workspace)
+    private Dictionary<string, string> AgentEnvironment(AgentDefinition agent, JobSpec job, SandboxRun run)
     {
-        var environment = new Dictionary<string, string>(StringComparer.Ordinal);
+        var environment = new Dictionary<string, string>(options.AgentVariables, StringComparer.Ordinal);
         foreach (var name in options.PassEnv.Concat(agent.Env))
         {
             if (Environment.GetEnvironmentVariable(name) is { } value)
                 environment[name] = value;
         }
         environment.TryAdd("PATH", "/usr/local/bin:/usr/bin:/bin");
-        environment["HOME"] = workspace.HomeDir;
-        environment["TMPDIR"] = workspace.TmpDir;
+        environment["HOME"] = run.HomePath;
+        environment["TMPDIR"] = run.TmpPath;
         environment["AGENT_WORKER_JOB_ID"] = job.Id;
-        environment["AGENT_WORKER_WORKSPACE"] = workspace.RepoDir;
-        if (job.McpUrl is not null)
-            environment["MCP_CONNECTION_URL"] = job.McpUrl;
+        environment["AGENT_WORKER_WORKSPACE"] = run.WorkspacePath;
+        if (run.McpUrl(job.McpUrl) is { } mcpUrl)
+            environment["MCP_CONNECTION_URL"] = mcpUrl;
         return environment;
     }
+
+    /// <summary>Shells and bubblewrap report a child killed by signal N as exit code 128 + N.</summary>
+    private static Results.ResourceReport Resources(ProcessOutcome outcome, ResourceUsage? usage) => new(
+        usage?.PeakMemoryBytes,
+        usage?.CpuSeconds,
+        Math.Round(outcome.Duration.TotalSeconds, 3),
+        outcome.ExitCode is > 128 and < 160 ? outcome.ExitCode - 128 : null,
+        usage?.OutOfMemoryKilled ?? false);
 
     private async Task HeartbeatAsync(IJobLease lease, CancellationTokenSource leaseLost, CancellationToken finished)
     {
@@ -196,6 +220,9 @@ public sealed partial class JobRunner(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId} attempt {Attempt} started with agent {Agent}")]
     private static partial void LogStarted(ILogger logger, string jobId, string agent, int attempt);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId} runs WITHOUT a sandbox (--sandbox none): the agent has the worker's access to files and network")]
+    private static partial void LogUnsandboxed(ILogger logger, string jobId);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId} ended {State} after {Seconds:0.000}s")]
     private static partial void LogFinished(ILogger logger, string jobId, string state, double seconds);

@@ -1,4 +1,5 @@
 using AgentWorker.Core.Execution;
+using AgentWorker.Core.Sandbox;
 
 namespace AgentWorker.Core.Pipeline;
 
@@ -21,6 +22,12 @@ public sealed record PipelineOptions
 
     /// <summary>Worker environment variable names every agent may see (on top of each agent's own allow-list).</summary>
     public IReadOnlyList<string> PassEnv { get; init; } = ["PATH", "LANG", "TZ", "DOTNET_ROOT"];
+
+    /// <summary>Limits of an agent run unless its registry entry says otherwise.</summary>
+    public SandboxLimits Limits { get; init; } = new();
+
+    /// <summary>Fixed variables every agent gets (e.g. DOTNET_ROOT so built-in agents find the runtime inside the sandbox).</summary>
+    public IReadOnlyDictionary<string, string> AgentVariables { get; init; } = new Dictionary<string, string>();
 
     /// <summary>Masks the worker's own secrets in everything an attempt stores (log lines, errors).</summary>
     public SecretRedactor Redactor { get; init; } = SecretRedactor.None;

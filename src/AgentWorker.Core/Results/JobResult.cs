@@ -15,4 +15,10 @@ public sealed record JobResult
     public bool FindingsTruncated { get; init; }
 
     public double DurationSeconds { get; init; }
+
+    /// <summary>What the agent's run used, where the sandbox could measure it.</summary>
+    public ResourceReport? Resources { get; init; }
 }
+
+/// <summary>Peak memory and CPU time (from the run's control group), wall time, and the signal that ended the agent, if any.</summary>
+public sealed record ResourceReport(long? PeakMemoryBytes, double? CpuSeconds, double WallSeconds, int? ExitSignal, bool OutOfMemory);

@@ -72,7 +72,8 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
         return removed;
     }
 
-    private void CheckLimits(string repoDir)
+    /// <summary>Throws a permanent <see cref="WorkspaceException"/> when <paramref name="repoDir"/> is over the size or file-count limit.</summary>
+    public void CheckLimits(string repoDir)
     {
         long bytes = 0;
         var files = 0;
@@ -103,6 +104,9 @@ public sealed class JobWorkspace(string root, FileStream lockFile) : IDisposable
     public string RepoDir => Path.Combine(Root, "repo");
     public string HomeDir => Path.Combine(Root, "home");
     public string TmpDir => Path.Combine(Root, "tmp");
+
+    /// <summary>The sandbox's own files for this attempt (stub /etc files, the MCP socket).</summary>
+    public string SandboxDir => Path.Combine(Root, "sandbox");
 
     public void Dispose()
     {

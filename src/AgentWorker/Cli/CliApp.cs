@@ -44,6 +44,7 @@ internal static class CliApp
         root.Subcommands.Add(InfoCommands.Agents(action));
         root.Subcommands.Add(InfoCommands.Config(action, settingOptions.Keys));
         root.Subcommands.Add(DemoCommand.Create(action));
+        root.Subcommands.Add(SandboxCommands.Create(action));
         root.Subcommands.Add(AgentExecCommand.Create());
 
         var result = root.Parse(args);

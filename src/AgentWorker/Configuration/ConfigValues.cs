@@ -53,12 +53,12 @@ internal sealed class ConfigValues
         throw Invalid(setting, $"'{text}' is not a whole number from {min} to {max}");
     }
 
-    public double GetSeconds(Setting setting, double min, double max)
+    public double GetNumber(Setting setting, double min, double max)
     {
         var text = Get(setting);
         if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max)
             return value;
-        throw Invalid(setting, $"'{text}' is not a number of seconds from {min} to {max}");
+        throw Invalid(setting, $"'{text}' is not a number from {min} to {max}");
     }
 
     public string GetChoice(Setting setting, params string[] choices)

@@ -28,6 +28,13 @@ internal static class Settings
     public static readonly Setting MaxRepoFiles = new("maxRepoFiles", "--max-repo-files", ["MAX_REPO_FILES"], "100000", "Most files in a checkout.");
     public static readonly Setting MaxOutputBytes = new("maxOutputBytes", "--max-output-bytes", ["MAX_OUTPUT_BYTES"], "1048576", "Agent output kept per attempt; the rest is dropped.");
     public static readonly Setting GitToken = new("gitToken", "--git-token", ["GIT_TOKEN", "GITHUB_TOKEN"], null, "Token for cloning private HTTPS repositories.", Secret: true);
+    public static readonly Setting Sandbox = new("sandbox", "--sandbox", ["SANDBOX"], "bwrap", "Agent isolation: bwrap (bubblewrap namespaces, cgroups, seccomp) or none (explicit opt-out, warned on every job).");
+    public static readonly Setting SandboxMemoryMb = new("sandboxMemoryMb", "--sandbox-memory-mb", ["SANDBOX_MEMORY_MB"], "2048", "Memory limit of one agent run (cgroup).");
+    public static readonly Setting SandboxPids = new("sandboxPids", "--sandbox-pids", ["SANDBOX_PIDS"], "256", "Process/thread limit of one agent run (cgroup).");
+    public static readonly Setting SandboxCpus = new("sandboxCpus", "--sandbox-cpus", ["SANDBOX_CPUS"], "2", "CPU limit of one agent run, in cores (cgroup).");
+    public static readonly Setting SandboxTmpMb = new("sandboxTmpMb", "--sandbox-tmp-mb", ["SANDBOX_TMP_MB"], "512", "Size of the agent's private /tmp.");
+    public static readonly Setting SandboxFileSizeMb = new("sandboxFileSizeMb", "--sandbox-file-size-mb", ["SANDBOX_FILE_SIZE_MB"], "1024", "Largest file an agent may write (RLIMIT_FSIZE).");
+    public static readonly Setting SandboxOpenFiles = new("sandboxOpenFiles", "--sandbox-open-files", ["SANDBOX_OPEN_FILES"], "1024", "Open files per agent process (RLIMIT_NOFILE).");
     public static readonly Setting LogLevel = new("logLevel", "--log-level", ["LOG_LEVEL"], "info", "trace, debug, info, warn, error.");
     public static readonly Setting LogFormat = new("logFormat", "--log-format", ["LOG_FORMAT"], "auto", "json, text, or auto (text on a terminal, JSON otherwise).");
 
@@ -35,6 +42,7 @@ internal static class Settings
     [
         ConfigFile, DataDir, Backend, WorkDir, Port, Host, Workers, ApiKey, RateLimit, MaxQueueDepth, MaxBodyBytes,
         AgentsFile, DefaultAgent, JobTimeout, LeaseSeconds, HeartbeatSeconds, RetryBaseDelay, ShutdownGrace,
-        MaxRepoSizeMb, MaxRepoFiles, MaxOutputBytes, GitToken, LogLevel, LogFormat,
+        MaxRepoSizeMb, MaxRepoFiles, MaxOutputBytes, GitToken, Sandbox, SandboxMemoryMb, SandboxPids, SandboxCpus,
+        SandboxTmpMb, SandboxFileSizeMb, SandboxOpenFiles, LogLevel, LogFormat,
     ];
 }

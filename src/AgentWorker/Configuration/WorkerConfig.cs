@@ -1,6 +1,7 @@
 using System.Net;
 using AgentWorker.Core.Execution;
 using AgentWorker.Core.Pipeline;
+using AgentWorker.Core.Sandbox;
 using AgentWorker.Core.Queue;
 using AgentWorker.Core.Workspace;
 
@@ -22,6 +23,7 @@ internal sealed record WorkerConfig
     public required QueueOptions Queue { get; init; }
     public required PipelineOptions Pipeline { get; init; }
     public required WorkspaceOptions Workspace { get; init; }
+    public required SandboxOptions Sandbox { get; init; }
     public required Microsoft.Extensions.Logging.LogLevel LogLevel { get; init; }
     public required string LogFormat { get; init; }
 
@@ -33,8 +35,8 @@ internal sealed record WorkerConfig
         if (apiKey is { Length: < 8 })
             throw values.Invalid(Settings.ApiKey, "must be at least 8 characters");
 
-        var lease = values.GetSeconds(Settings.LeaseSeconds, 1, 86_400);
-        var heartbeat = values.GetSeconds(Settings.HeartbeatSeconds, 0.1, 3_600);
+        var lease = values.GetNumber(Settings.LeaseSeconds, 1, 86_400);
+        var heartbeat = values.GetNumber(Settings.HeartbeatSeconds, 0.1, 3_600);
         if (heartbeat >= lease)
             throw values.Invalid(Settings.HeartbeatSeconds, $"must be shorter than the lease ({lease}s, {Settings.LeaseSeconds.Flag})");
 
@@ -50,6 +52,15 @@ internal sealed record WorkerConfig
         var dataDir = Path.GetFullPath(values.Get(Settings.DataDir) is { Length: > 0 } d ? d : throw values.Invalid(Settings.DataDir, "must not be empty"));
         var workDir = Path.GetFullPath(values.Get(Settings.WorkDir) is { Length: > 0 } w ? w : throw values.Invalid(Settings.WorkDir, "must not be empty"));
         var agentsFile = values.Get(Settings.AgentsFile);
+        var limits = new SandboxLimits
+        {
+            MemoryBytes = values.GetInt(Settings.SandboxMemoryMb, 16, 1_048_576) * 1024L * 1024,
+            Pids = values.GetInt(Settings.SandboxPids, 8, 1_000_000),
+            Cpus = values.GetNumber(Settings.SandboxCpus, 0.01, 1024),
+            TmpBytes = values.GetInt(Settings.SandboxTmpMb, 1, 1_048_576) * 1024L * 1024,
+            FileSizeBytes = values.GetInt(Settings.SandboxFileSizeMb, 1, 16_777_216) * 1024L * 1024,
+            OpenFiles = values.GetInt(Settings.SandboxOpenFiles, 16, 1_048_576),
+        };
         if (agentsFile is not null && !File.Exists(agentsFile))
             throw values.Invalid(Settings.AgentsFile, $"file '{agentsFile}' does not exist");
 
@@ -68,7 +79,7 @@ internal sealed record WorkerConfig
             Queue = new QueueOptions
             {
                 LeaseDuration = TimeSpan.FromSeconds(lease),
-                RetryBaseDelay = TimeSpan.FromSeconds(values.GetSeconds(Settings.RetryBaseDelay, 0, 86_400)),
+                RetryBaseDelay = TimeSpan.FromSeconds(values.GetNumber(Settings.RetryBaseDelay, 0, 86_400)),
             },
             Pipeline = new PipelineOptions
             {
@@ -76,9 +87,18 @@ internal sealed record WorkerConfig
                 DefaultAgent = values.Get(Settings.DefaultAgent),
                 DefaultTimeout = TimeSpan.FromSeconds(values.GetInt(Settings.JobTimeout, 1, 86_400)),
                 HeartbeatInterval = TimeSpan.FromSeconds(heartbeat),
-                ShutdownGrace = TimeSpan.FromSeconds(values.GetSeconds(Settings.ShutdownGrace, 0, 86_400)),
+                ShutdownGrace = TimeSpan.FromSeconds(values.GetNumber(Settings.ShutdownGrace, 0, 86_400)),
                 MaxOutputBytes = values.GetInt(Settings.MaxOutputBytes, 1_024, int.MaxValue),
                 Redactor = new SecretRedactor(Settings.All.Where(s => s.Secret).Select(values.Get)),
+                Limits = limits,
+                AgentVariables = WorkerServices.AgentVariables(),
+            },
+            Sandbox = new SandboxOptions
+            {
+                Kind = values.GetChoice(Settings.Sandbox, SandboxOptions.Bubblewrap, SandboxOptions.None),
+                Limits = limits,
+                StateDir = Path.Combine(dataDir, "sandbox"),
+                HiddenPaths = [dataDir, workDir, .. new[] { values.Get(Settings.ConfigFile), agentsFile }.OfType<string>().Select(Path.GetFullPath)],
             },
             Workspace = new WorkspaceOptions
             {

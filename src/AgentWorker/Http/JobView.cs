@@ -11,7 +11,7 @@ internal sealed record JobView(
     RepoRef Repo,
     string? Prompt,
     JobMode Mode,
-    NetworkMode Network,
+    NetworkMode? Network,
     string? McpUrl,
     JobState State,
     int Attempts,

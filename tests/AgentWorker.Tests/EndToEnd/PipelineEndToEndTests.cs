@@ -24,19 +24,30 @@ public sealed class PipelineEndToEndTests : IDisposable
     private string WorkDir => _dir.Combine("work");
     private string Side => _dir.Combine("side-effects");
 
-    /// <summary>Agents used by the scenarios. Each writes what it did to files outside the workspace.</summary>
+    // A unique number per test: the agent's three processes run `sleep <marker>`, which is how survivors are found on
+    // the host (inside the sandbox pids are namespaced). One is a background child, one a setsid'd grandchild.
+    private readonly string _marker = Random.Shared.Next(10_000_000, 99_999_999).ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    private const string Tree = "sleep $0 & setsid sh -c 'exec sleep $0' $0 & echo ready; exec sleep $0";
+
+    /// <summary>
+    /// Agents used by the scenarios. `tree` and `sleeper` run sandboxed; `once` and `failing` report through files
+    /// outside the workspace, so the scenarios that use them to count side effects run with SANDBOX=none.
+    /// </summary>
     private string AgentsFile()
     {
         var file = _dir.Combine("agents.yaml");
         File.WriteAllText(file, $$"""
             agents:
               - id: tree
-                command: ["sh", "-c", "sleep 300 & echo $! >> {{_dir.Path}}/pids; setsid sh -c 'echo $$ >> {{_dir.Path}}/pids; exec sleep 300' & echo $$ >> {{_dir.Path}}/pids; sleep 300"]
+                command: ["sh", "-c", "{{Tree}}", "{prompt}"]
                 timeoutSeconds: 2
               - id: sleeper
-                command: ["sh", "-c", "sleep 300 & echo $! >> {{_dir.Path}}/pids; setsid sh -c 'echo $$ >> {{_dir.Path}}/pids; exec sleep 300' & echo $$ >> {{_dir.Path}}/pids; sleep 300"]
+                command: ["sh", "-c", "{{Tree}}", "{prompt}"]
               - id: once
                 command: ["sh", "-c", "echo \"start $$\" >> {{Side}}; sleep 6; echo done >> {{Side}}; echo '{\"type\":\"finding\",\"severity\":\"low\",\"rule\":\"r\",\"message\":\"m\"}'"]
+              - id: grower
+                command: ["sh", "-c", "i=0; while [ $i -lt 300 ]; do echo x > f$i.txt; i=$((i+1)); done"]
               - id: failing
                 command: ["sh", "-c", "echo \"attempt output\"; echo 'to stderr' >&2; exit 3"]
             """);
@@ -63,7 +74,19 @@ public sealed class PipelineEndToEndTests : IDisposable
     private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
 
     private StringContent NativeJob(string id, string agent, int maxAttempts = 3) =>
-        Json(new JsonObject { ["id"] = id, ["agent"] = agent, ["repo"] = new JsonObject { ["url"] = _repo.Path }, ["maxAttempts"] = maxAttempts }.ToJsonString());
+        Json(new JsonObject { ["id"] = id, ["agent"] = agent, ["repo"] = new JsonObject { ["url"] = _repo.Path }, ["maxAttempts"] = maxAttempts, ["prompt"] = _marker }.ToJsonString());
+
+    private static readonly Dictionary<string, string> Unsandboxed = new() { ["SANDBOX"] = "none" };
+
+    private static Dictionary<string, string> With(Dictionary<string, string> a, Dictionary<string, string> b) =>
+        a.Concat(b).ToDictionary(p => p.Key, p => p.Value);
+
+    private static async Task WaitForLogAsync(HttpClient client, string id, string line) =>
+        await Eventually.UntilAsync(
+            () => client.GetFromJsonAsync<JsonElement>($"/v1/jobs/{id}/logs"),
+            logs => logs.GetProperty("items").EnumerateArray().Any(e => e.GetProperty("message").GetString() == line),
+            JobDeadline,
+            $"job {id} logged '{line}'");
 
     private async Task<(WorkerProcess Worker, HttpClient Client)> ServeAsync(Dictionary<string, string>? extra = null)
     {
@@ -84,12 +107,8 @@ public sealed class PipelineEndToEndTests : IDisposable
     private void AssertNoWorkspaceLeft() =>
         Assert.Empty(Directory.Exists(WorkDir) ? Directory.EnumerateFileSystemEntries(WorkDir) : []);
 
-    private void AssertPidsDead()
-    {
-        var pids = Processes.ReadPids(_dir.Combine("pids"));
-        Assert.Equal(3, pids.Count);
-        Assert.All(pids, pid => Assert.False(Processes.IsAlive(pid), $"pid {pid} of the agent's tree survived"));
-    }
+    private void AssertTreeDead() =>
+        Assert.Empty(Processes.WithArgument(_marker));
 
     [Fact]
     public async Task SeedQueueExample_RunsBuiltInAuditor_AndReportsFindingsAndScore()
@@ -125,7 +144,7 @@ public sealed class PipelineEndToEndTests : IDisposable
             var job = await WaitForStateAsync(client, "slow-1", "timed_out", worker: worker);
 
             Assert.Contains("did not finish within 2s", job.GetProperty("error").GetString(), StringComparison.Ordinal);
-            AssertPidsDead();
+            AssertTreeDead();
             AssertNoWorkspaceLeft();
         }
     }
@@ -138,13 +157,14 @@ public sealed class PipelineEndToEndTests : IDisposable
         using (client)
         {
             await client.PostAsync("/v1/jobs", NativeJob("long-1", "sleeper"));
-            await Eventually.UntilAsync(() => File.Exists(_dir.Combine("pids")) && File.ReadAllLines(_dir.Combine("pids")).Length == 3, JobDeadline, "agent tree started");
+            await WaitForLogAsync(client, "long-1", "ready");
+            Assert.True(Processes.WithArgument(_marker).Count >= 3, "the agent, its child and its setsid grandchild are running");
 
             var cancel = await client.PostAsync("/v1/jobs/long-1/cancel", null);
 
             Assert.Equal(HttpStatusCode.Accepted, cancel.StatusCode);
             await WaitForStateAsync(client, "long-1", "cancelled", TimeSpan.FromSeconds(2), worker);
-            AssertPidsDead();
+            AssertTreeDead();
             await Eventually.UntilAsync(() => !Directory.EnumerateFileSystemEntries(WorkDir).Any(), TimeSpan.FromSeconds(5), "workspace removed");
         }
     }
@@ -198,7 +218,8 @@ public sealed class PipelineEndToEndTests : IDisposable
     [Fact]
     public async Task WorkerKilledMidJob_AnotherWorkerRunsItAfterTheLease_SucceedingExactlyOnce()
     {
-        var leases = new Dictionary<string, string> { ["LEASE_SECONDS"] = "3", ["HEARTBEAT_SECONDS"] = "1" };
+        // Counts the agent's side effects in a host file, so the agent runs unsandboxed; the lease logic is the same either way.
+        var leases = With(Unsandboxed, new() { ["LEASE_SECONDS"] = "3", ["HEARTBEAT_SECONDS"] = "1" });
         var first = WorkerProcess.Start(Environment(extra: leases), "run", "--timeout", "1");
         await using (first)
         {
@@ -234,6 +255,39 @@ public sealed class PipelineEndToEndTests : IDisposable
     }
 
     [Fact]
+    public async Task WorkerKilledMidJob_SandboxedAgentDiesWithIt()
+    {
+        var (worker, client) = await ServeAsync();
+        await using (worker)
+        using (client)
+        {
+            await client.PostAsync("/v1/jobs", NativeJob("orphan-1", "sleeper"));
+            await WaitForLogAsync(client, "orphan-1", "ready");
+
+            worker.KillHard();
+
+            await Eventually.UntilAsync(() => Processes.WithArgument(_marker).Count == 0, TimeSpan.FromSeconds(10), "sandboxed agent tree gone with its worker");
+        }
+    }
+
+    [Fact]
+    public async Task AgentGrowingTheWorkspacePastItsLimits_FailsWithTheReason()
+    {
+        var (worker, client) = await ServeAsync(new() { ["MAX_REPO_FILES"] = "200" });
+        await using (worker)
+        using (client)
+        {
+            await client.PostAsync("/v1/jobs", NativeJob("grow-1", "grower"));
+
+            var job = await WaitForStateAsync(client, "grow-1", "failed", worker: worker);
+
+            Assert.Contains("workspace after the run", job.GetProperty("error").GetString(), StringComparison.Ordinal);
+            Assert.Contains("MAX_REPO_FILES", job.GetProperty("error").GetString(), StringComparison.Ordinal);
+            AssertNoWorkspaceLeft();
+        }
+    }
+
+    [Fact]
     public async Task StaleWorkspace_IsSweptWhenAWorkerStarts()
     {
         var stale = Path.Combine(WorkDir, "old-job-abc123");
@@ -249,7 +303,7 @@ public sealed class PipelineEndToEndTests : IDisposable
     [Fact]
     public async Task Sigterm_LetsTheRunningJobFinish_AndExitsZero()
     {
-        var (worker, client) = await ServeAsync(new() { ["SHUTDOWN_GRACE_SECONDS"] = "60" });
+        var (worker, client) = await ServeAsync(With(Unsandboxed, new() { ["SHUTDOWN_GRACE_SECONDS"] = "60" }));
         await using (worker)
         using (client)
         {
@@ -261,7 +315,7 @@ public sealed class PipelineEndToEndTests : IDisposable
             Assert.Equal(0, await worker.WaitForExitAsync(TimeSpan.FromSeconds(60)));
             Assert.Contains("done", File.ReadAllLines(Side));
         }
-        var (restarted, again) = await ServeAsync();
+        var (restarted, again) = await ServeAsync(Unsandboxed);
         await using (restarted)
         using (again)
             Assert.Equal("succeeded", (await again.GetFromJsonAsync<JsonElement>("/v1/jobs/graceful-1")).GetProperty("state").GetString());
@@ -275,12 +329,12 @@ public sealed class PipelineEndToEndTests : IDisposable
         using (client)
         {
             await client.PostAsync("/v1/jobs", NativeJob("handback-1", "sleeper"));
-            await Eventually.UntilAsync(() => File.Exists(_dir.Combine("pids")) && File.ReadAllLines(_dir.Combine("pids")).Length == 3, JobDeadline, "agent started");
+            await WaitForLogAsync(client, "handback-1", "ready");
 
             worker.Terminate();
 
             Assert.Equal(0, await worker.WaitForExitAsync(TimeSpan.FromSeconds(60)));
-            AssertPidsDead();
+            AssertTreeDead();
             AssertNoWorkspaceLeft();
         }
         var stats = WorkerProcess.Start(Environment(), "jobs", "show", "handback-1");

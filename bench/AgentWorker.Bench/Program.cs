@@ -1,0 +1,50 @@
+using AgentWorker.Bench;
+
+const string Usage =
+    "usage: AgentWorker.Bench sqlite [--jobs N] [--workers C] [--data-dir DIR]\n" +
+    "       AgentWorker.Bench summarize < results.jsonl";
+
+switch (args.FirstOrDefault())
+{
+    case "sqlite":
+        if (!BenchArguments.TryParse(args.AsSpan(1), out var arguments, out var error))
+            return Fail(2, error);
+        using (var cancel = new CancellationTokenSource())
+        {
+            // Ctrl+C cancels the run instead of killing the process, so the temporary database is still deleted.
+            Console.CancelKeyPress += (_, e) =>
+            {
+                e.Cancel = true;
+                cancel.Cancel();
+            };
+            try
+            {
+                var result = await SqliteQueueBench.RunAsync(arguments, cancel.Token);
+                Console.WriteLine(result.ToJson());
+                return 0;
+            }
+            catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+            {
+                return Fail(130, "interrupted");
+            }
+            catch (Exception e)
+            {
+                return Fail(1, $"sqlite run failed: {e.GetType().Name}: {e.Message}");
+            }
+        }
+    case "summarize":
+        return Summary.Run(Console.In, Console.Out, out var summaryError) ? 0 : Fail(2, summaryError);
+    case "-h" or "--help":
+        Console.WriteLine(Usage);
+        return 0;
+    case null:
+        return Fail(2, "missing command (sqlite or summarize); --help shows usage");
+    default:
+        return Fail(2, $"unknown command '{args[0]}' (expected sqlite or summarize)");
+}
+
+static int Fail(int exitCode, string? message)
+{
+    Console.Error.WriteLine($"AgentWorker.Bench: {message}");
+    return exitCode;
+}

@@ -1,0 +1,136 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using AgentWorker.Core.Jobs;
+using AgentWorker.Core.Queue;
+using AgentWorker.Core.Results;
+using AgentWorker.Storage.Sqlite;
+
+namespace AgentWorker.Bench;
+
+/// <summary>
+/// No-op jobs through the SQLite queue, measured the way the Hangfire peer measures
+/// (/work/shared/bench/peers/hangfire/Program.cs): sequential enqueue, a concurrent drain, then
+/// latency of single jobs sent one at a time to idle workers.
+/// </summary>
+internal sealed class SqliteQueueBench
+{
+    private const string Peer = "agent-worker-sqlite";
+    private const int LatencySamples = 200;
+
+    // Only bounds one LeaseAsync call: a waiting worker is woken by the enqueue, so this never adds latency.
+    private static readonly TimeSpan LeaseWait = TimeSpan.FromSeconds(5);
+
+    private readonly SqliteJobQueue queue;
+    private readonly int jobs;
+
+    // Latency jobs by id; the worker that leased one reports the Stopwatch timestamp taken as LeaseAsync returned.
+    private readonly ConcurrentDictionary<string, TaskCompletionSource<long>> watched = new(StringComparer.Ordinal);
+    private readonly TaskCompletionSource<long> drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int completed;
+
+    private SqliteQueueBench(SqliteJobQueue queue, int jobs)
+    {
+        this.queue = queue;
+        this.jobs = jobs;
+    }
+
+    public static async Task<BenchResult> RunAsync(BenchArguments arguments, CancellationToken cancellationToken)
+    {
+        // A fresh directory per run: an empty database, and nothing of ours left behind to delete by pattern.
+        var directory = Path.Combine(arguments.DataDir, $"agent-worker-bench-{Guid.NewGuid():N}");
+        try
+        {
+            // Product defaults (QueueOptions and the durability pragmas SqliteDatabase applies), nothing tuned for the bench.
+            var queue = await SqliteJobQueue.OpenAsync(Path.Combine(directory, "queue.db"), new QueueOptions(), TimeProvider.System, cancellationToken);
+            await using (queue)
+                return await new SqliteQueueBench(queue, arguments.Jobs).MeasureAsync(arguments.Workers, cancellationToken);
+        }
+        finally
+        {
+            if (Directory.Exists(directory))
+                Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    private async Task<BenchResult> MeasureAsync(int workers, CancellationToken cancellationToken)
+    {
+        var enqueueStart = Stopwatch.GetTimestamp();
+        for (var i = 0; i < jobs; i++)
+            await queue.EnqueueAsync(Noop($"drain-{i}"), cancellationToken);
+        var enqueueSeconds = Stopwatch.GetElapsedTime(enqueueStart).TotalSeconds;
+
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        // Like the peer's drain clock, this one includes starting the workers.
+        var drainStart = Stopwatch.GetTimestamp();
+        var loops = Enumerable.Range(1, workers).Select(i => Task.Run(() => WorkAsync($"bench-{i}", stop.Token), CancellationToken.None)).ToArray();
+        // A loop only ends early by throwing; without this the run would wait forever for jobs nobody takes.
+        var anyLoopEnded = Task.WhenAny(loops).Unwrap();
+        try
+        {
+            var drainSeconds = Stopwatch.GetElapsedTime(drainStart, await UnlessALoopEndsAsync(drained.Task, anyLoopEnded, cancellationToken)).TotalSeconds;
+
+            var latencies = new double[LatencySamples];
+            for (var i = 0; i < LatencySamples; i++)
+            {
+                var id = $"latency-{i}";
+                var leased = new TaskCompletionSource<long>(TaskCreationOptions.RunContinuationsAsynchronously);
+                watched[id] = leased;
+                var sentAt = Stopwatch.GetTimestamp();
+                await queue.EnqueueAsync(Noop(id), cancellationToken);
+                // The report comes after the job completed, so every sample starts with all workers idle in LeaseAsync.
+                latencies[i] = Stopwatch.GetElapsedTime(sentAt, await UnlessALoopEndsAsync(leased.Task, anyLoopEnded, cancellationToken)).TotalMilliseconds;
+            }
+            Array.Sort(latencies);
+
+            return new BenchResult(
+                Peer,
+                jobs,
+                workers,
+                EnqueuePerSecond: jobs / enqueueSeconds,
+                DrainPerSecond: jobs / drainSeconds,
+                EndToEndPerSecond: jobs / (enqueueSeconds + drainSeconds),
+                // The peer's indexing, so both sides pick the same order statistic from 200 samples.
+                LatencyP50Milliseconds: latencies[latencies.Length / 2],
+                LatencyP99Milliseconds: latencies[(int)(latencies.Length * 0.99)]);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            // A loop's failure already surfaced through anyLoopEnded; rethrowing here would hide the first error.
+            await Task.WhenAll(loops).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+    }
+
+    private async Task WorkAsync(string workerId, CancellationToken stop)
+    {
+        try
+        {
+            while (true)
+            {
+                var lease = await queue.LeaseAsync(workerId, LeaseWait, stop);
+                if (lease is null)
+                    continue;
+                var leasedAt = Stopwatch.GetTimestamp();
+                await using (lease)
+                    await lease.CompleteAsync(new JobResult(), stop);
+                if (Interlocked.Increment(ref completed) == jobs)
+                    drained.TrySetResult(Stopwatch.GetTimestamp());
+                if (watched.TryRemove(lease.Job.Id, out var waiter))
+                    waiter.TrySetResult(leasedAt);
+            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+        }
+    }
+
+    private static async Task<long> UnlessALoopEndsAsync(Task<long> signal, Task anyLoopEnded, CancellationToken cancellationToken)
+    {
+        if (await Task.WhenAny(signal, anyLoopEnded).WaitAsync(cancellationToken) == signal)
+            return await signal;
+        await anyLoopEnded;
+        throw new InvalidOperationException("a worker loop stopped before the run was done");
+    }
+
+    private static JobSpec Noop(string id) => new() { Id = id, Agent = "noop", Repo = new RepoRef("/srv/noop") };
+}

@@ -1,0 +1,209 @@
+using System.Globalization;
+using AgentWorker.Core.Execution;
+using AgentWorker.Core.Jobs;
+
+namespace AgentWorker.Core.Sandbox;
+
+/// <summary>
+/// Runs agents under bubblewrap: new user (uid 65534, no capabilities even for a root worker), pid, ipc, uts,
+/// cgroup and, unless the job has network <c>full</c>, network namespaces; read-only system directories;
+/// the workspace as the only writable host tree at <c>/workspace</c>; private size-capped <c>/tmp</c>, private
+/// <c>/proc</c>, minimal <c>/dev</c>; no_new_privs, a seccomp filter, a new session, death with the worker.
+/// The launcher joins the run's control groups and sets rlimits before bubblewrap starts, so every process
+/// of the run is limited and can be killed as a group.
+/// </summary>
+public sealed class BubblewrapSandbox : ISandbox
+{
+    public const string InsideWorkspace = "/workspace";
+    public const string InsideHome = "/home/agent";
+    public const int InsideUid = 65534;
+
+    // Joins the control groups named before "--", then runs the rest with the seccomp program open as fd 3.
+    private const string Launcher = """
+        bpf="$1"; shift
+        while [ "$1" != "--" ]; do
+          echo $$ > "$1" || { echo "agent-worker sandbox: cannot join control group $1" >&2; exit 125; }
+          shift
+        done
+        shift
+        exec "$@" 3< "$bpf"
+        """;
+
+    private static readonly string[] TopLevelSystemPaths = ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
+    private static readonly string[] EtcFiles =
+    [
+        "/etc/ssl", "/etc/ca-certificates", "/etc/alternatives", "/etc/localtime", "/etc/nsswitch.conf",
+        "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/gitconfig.d",
+    ];
+    private static readonly string[] NetworkEtcFiles = ["/etc/resolv.conf", "/etc/gai.conf", "/etc/host.conf"];
+
+    private readonly SandboxOptions _options;
+    private readonly Cgroups _cgroups;
+    private readonly string _bwrap;
+    private readonly string _seccompFile;
+    private readonly IReadOnlyList<string> _readOnlyExtras;
+    private readonly IReadOnlyList<string> _selfCommand;
+
+    /// <param name="options">Kind, default limits and the paths to hide.</param>
+    /// <param name="cgroups">Where each run gets its control groups (version 0: limits by rlimits only).</param>
+    /// <param name="readOnlyExtras">Host directories agents need read-only besides the system (the worker's own binaries, for built-in agents).</param>
+    /// <param name="selfCommand">How to run this binary inside the sandbox (the mcp_only relay is <c>agent-worker sandbox forward</c>).</param>
+    public BubblewrapSandbox(SandboxOptions options, Cgroups cgroups, IReadOnlyList<string> readOnlyExtras, IReadOnlyList<string> selfCommand)
+    {
+        _options = options;
+        _cgroups = cgroups;
+        _selfCommand = selfCommand;
+        _readOnlyExtras = [.. readOnlyExtras.Where(p => !p.StartsWith("/usr/", StringComparison.Ordinal))];
+        _bwrap = Find("bwrap") ?? throw new SandboxException("bubblewrap (bwrap) is not installed: apt-get install bubblewrap, or run with --sandbox none (no isolation)");
+        Directory.CreateDirectory(options.StateDir);
+        _seccompFile = Path.Combine(options.StateDir, "seccomp.bpf");
+        try
+        {
+            SeccompFilter.Write(_seccompFile);
+        }
+        catch (Exception e) when (e is DllNotFoundException or InvalidOperationException)
+        {
+            throw new SandboxException($"cannot build the seccomp filter ({e.Message}): apt-get install libseccomp2, or run with --sandbox none (no isolation)");
+        }
+    }
+
+    public string Name => SandboxOptions.Bubblewrap;
+
+    public Cgroups Cgroups => _cgroups;
+
+    public SandboxRun Prepare(SandboxRequest request)
+    {
+        Directory.CreateDirectory(request.Scratch);
+        RunGroup? group = null;
+        McpForwarder? forwarder = null;
+        try
+        {
+            group = _cgroups.Version > 0 ? _cgroups.Create(request.RunId, request.Limits) : null;
+            if (request.Network == NetworkMode.McpOnly)
+            {
+                forwarder = McpForwarder.Start(request.McpUrl ?? throw new SandboxException("network mcp_only needs an MCP URL"), Path.Combine(request.Scratch, "mcp.sock"));
+            }
+            WriteStubFiles(request, forwarder);
+            return new Run(this, request, group, forwarder);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            group?.Dispose();
+            forwarder?.Dispose();
+            throw new SandboxException($"cannot set up the sandbox: {e.Message}");
+        }
+    }
+
+    private static void WriteStubFiles(SandboxRequest request, McpForwarder? forwarder)
+    {
+        File.WriteAllText(Path.Combine(request.Scratch, "passwd"),
+            $"root:x:0:0:root:/nonexistent:/usr/sbin/nologin\nagent:x:{InsideUid}:{InsideUid}:agent:{InsideHome}:/bin/sh\n");
+        File.WriteAllText(Path.Combine(request.Scratch, "group"), $"root:x:0:\nagent:x:{InsideUid}:\n");
+        var hosts = "127.0.0.1 localhost\n::1 localhost\n";
+        if (forwarder is not null)
+            hosts += $"127.0.0.1 {forwarder.Host}\n";
+        File.WriteAllText(Path.Combine(request.Scratch, "hosts"), hosts);
+    }
+
+    private List<string> BubblewrapArguments(SandboxRequest request, McpForwarder? forwarder, IReadOnlyDictionary<string, string> environment)
+    {
+        List<string> args =
+        [
+            "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--uid", InsideUid.ToString(CultureInfo.InvariantCulture), "--gid", InsideUid.ToString(CultureInfo.InvariantCulture),
+            "--hostname", "sandbox",
+            "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--disable-userns",
+            "--seccomp", "3",
+            "--ro-bind", "/usr", "/usr",
+        ];
+        if (request.Network != NetworkMode.Full)
+            args.Add("--unshare-net");
+        foreach (var path in TopLevelSystemPaths)
+        {
+            var info = new FileInfo(path);
+            if (info.LinkTarget is { } target)
+                args.AddRange(["--symlink", target, path]);
+            else if (Directory.Exists(path))
+                args.AddRange(["--ro-bind", path, path]);
+        }
+        foreach (var path in request.Network == NetworkMode.Full ? [.. EtcFiles, .. NetworkEtcFiles] : EtcFiles)
+            args.AddRange(["--ro-bind-try", path, path]);
+        foreach (var stub in new[] { "passwd", "group", "hosts" })
+            args.AddRange(["--ro-bind", Path.Combine(request.Scratch, stub), $"/etc/{stub}"]);
+        foreach (var path in _readOnlyExtras)
+            args.AddRange(["--ro-bind", path, path]);
+        args.AddRange(["--proc", "/proc", "--dev", "/dev"]);
+        args.AddRange(["--size", request.Limits.TmpBytes.ToString(CultureInfo.InvariantCulture), "--tmpfs", "/tmp"]);
+        args.AddRange(["--bind", request.Workspace, InsideWorkspace, "--bind", request.Home, InsideHome]);
+        if (forwarder is not null)
+            args.AddRange(["--bind", forwarder.SocketPath, McpForwarder.InsideSocket]);
+        // Whatever of the worker's own state lies under a visible directory is covered up.
+        foreach (var hidden in _options.HiddenPaths)
+        {
+            if (!_readOnlyExtras.Concat(["/usr"]).Any(visible => IsUnder(hidden, visible)))
+                continue;
+            if (Directory.Exists(hidden))
+                args.AddRange(["--tmpfs", hidden]);
+            else if (File.Exists(hidden))
+                args.AddRange(["--ro-bind", "/dev/null", hidden]);
+        }
+        args.AddRange(["--chdir", InsideWorkspace, "--clearenv"]);
+        foreach (var (name, value) in environment)
+            args.AddRange(["--setenv", name, value]);
+        return args;
+    }
+
+    private static bool IsUnder(string path, string directory) =>
+        path == directory || path.StartsWith(directory.TrimEnd('/') + "/", StringComparison.Ordinal);
+
+    private static string? Find(string program) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin").Split(':', StringSplitOptions.RemoveEmptyEntries)
+            .Select(dir => Path.Combine(dir, program))
+            .FirstOrDefault(File.Exists);
+
+    private sealed class Run(BubblewrapSandbox sandbox, SandboxRequest request, RunGroup? group, McpForwarder? forwarder) : SandboxRun
+    {
+        public override string WorkspacePath => InsideWorkspace;
+        public override string HomePath => InsideHome;
+        public override string TmpPath => "/tmp";
+
+        public override string? McpUrl(string? jobMcpUrl) => forwarder?.InsideUrl ?? jobMcpUrl;
+
+        public override string ToHostPath(string insidePath) =>
+            IsUnder(insidePath, InsideWorkspace) ? request.Workspace + insidePath[InsideWorkspace.Length..] : insidePath;
+
+        public override ProcessSpec Wrap(ProcessSpec agent)
+        {
+            var limits = request.Limits;
+            List<string> argv = ["/bin/sh", "-c", Launcher, "sh", sandbox._seccompFile, .. group?.ProcsFiles ?? [], "--"];
+            argv.AddRange(["prlimit",
+                $"--nofile={limits.OpenFiles}",
+                $"--fsize={limits.FileSizeBytes}",
+                "--core=0"]);
+            // As root, RLIMIT_NPROC is not enforced (and would count every root process of the host); the pids group limits instead.
+            if (Environment.UserName != "root" || group is null)
+                argv.Add($"--nproc={limits.Pids}");
+            IEnumerable<string> inside = forwarder is null
+                ? agent.Argv
+                : [.. sandbox._selfCommand, "sandbox", "forward", "--port", forwarder.InsidePort.ToString(CultureInfo.InvariantCulture), "--socket", McpForwarder.InsideSocket, "--", .. agent.Argv];
+            argv.AddRange(["--", sandbox._bwrap, .. sandbox.BubblewrapArguments(request, forwarder, agent.Environment), "--", .. inside]);
+            return agent with
+            {
+                Argv = argv,
+                WorkingDirectory = request.Workspace,
+                Environment = new Dictionary<string, string> { ["PATH"] = "/usr/bin:/bin" },
+            };
+        }
+
+        public override void KillAll() => group?.KillAll();
+
+        public override ResourceUsage? ReadUsage() => group?.ReadUsage();
+
+        public override void Dispose()
+        {
+            group?.Dispose();
+            forwarder?.Dispose();
+            base.Dispose();
+        }
+    }
+}

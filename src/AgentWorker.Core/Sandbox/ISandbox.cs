@@ -1,0 +1,50 @@
+using AgentWorker.Core.Execution;
+using AgentWorker.Core.Jobs;
+
+namespace AgentWorker.Core.Sandbox;
+
+/// <summary>Isolates agent processes. Implementations: bubblewrap (default) and none (explicit opt-out).</summary>
+public interface ISandbox
+{
+    string Name { get; }
+
+    /// <summary>Sets up one run. Throws <see cref="SandboxException"/> when it cannot (the job then fails: fail closed).</summary>
+    SandboxRun Prepare(SandboxRequest request);
+}
+
+/// <summary>
+/// One run: host directories of the attempt (<paramref name="Workspace"/> is the clone, <paramref name="Home"/> an empty
+/// writable home, <paramref name="Scratch"/> the sandbox's own files), the network mode and the limits.
+/// </summary>
+public sealed record SandboxRequest(string RunId, string Workspace, string Home, string Scratch, NetworkMode Network, string? McpUrl, SandboxLimits Limits);
+
+/// <summary>A prepared run: how paths look inside, how to launch the agent, and how to kill and measure it.</summary>
+public abstract class SandboxRun : IDisposable
+{
+    /// <summary>The workspace as the agent sees it (what <c>{workspace}</c> expands to).</summary>
+    public abstract string WorkspacePath { get; }
+
+    public abstract string HomePath { get; }
+    public abstract string TmpPath { get; }
+
+    /// <summary>The MCP URL as the agent must use it (may point at a forwarder).</summary>
+    public virtual string? McpUrl(string? jobMcpUrl) => jobMcpUrl;
+
+    /// <summary>The host path behind a path the agent sees, to check an agent binary exists before starting.</summary>
+    public virtual string ToHostPath(string insidePath) => insidePath;
+
+    /// <summary>The process to start on the host for <paramref name="agent"/> (argv and environment as seen inside).</summary>
+    public abstract ProcessSpec Wrap(ProcessSpec agent);
+
+    /// <summary>Kills everything the run started (called on timeout, cancel and exit).</summary>
+    public virtual void KillAll()
+    {
+    }
+
+    public virtual ResourceUsage? ReadUsage() => null;
+
+    public virtual void Dispose() => GC.SuppressFinalize(this);
+}
+
+/// <summary>The sandbox cannot be set up for a run, or at all on this host.</summary>
+public sealed class SandboxException(string message) : Exception(message);
