@@ -43,35 +43,10 @@ public static class Processes
     public static IReadOnlyList<int> ReadPids(string file) =>
         [.. File.ReadAllLines(file).Where(l => l.Trim().Length > 0).Select(l => int.Parse(l.Trim(), System.Globalization.CultureInfo.InvariantCulture))];
 
-    /// <summary>
-    /// Live processes of the whole host whose argv, joined by spaces, contains <paramref name="fragment"/>.
-    /// Finds processes that left every group, session and environment tag of the run that started them.
-    /// </summary>
-    public static IReadOnlyList<int> WithCommandLine(string fragment)
+    /// <summary>SIGKILLs every process <see cref="WithArgument"/> finds; cleans the host up after a containment failure.</summary>
+    public static void KillWithArgument(string marker)
     {
-        var found = new List<int>();
-        foreach (var dir in Directory.EnumerateDirectories("/proc"))
-        {
-            if (!int.TryParse(System.IO.Path.GetFileName(dir), out var pid) || pid == Environment.ProcessId)
-                continue;
-            try
-            {
-                var argv = File.ReadAllText(System.IO.Path.Combine(dir, "cmdline")).Replace('\0', ' ');
-                if (argv.Contains(fragment, StringComparison.Ordinal) && IsAlive(pid))
-                    found.Add(pid);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                // Exited while we looked.
-            }
-        }
-        return found;
-    }
-
-    /// <summary>SIGKILLs every process <see cref="WithCommandLine"/> finds; cleans the host up after a containment failure.</summary>
-    public static void KillWithCommandLine(string fragment)
-    {
-        foreach (var pid in WithCommandLine(fragment))
+        foreach (var pid in WithArgument(marker))
         {
             try
             {

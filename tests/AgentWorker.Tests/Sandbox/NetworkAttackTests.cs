@@ -179,6 +179,18 @@ public sealed class NetworkAttackTests(NetworkAttackFixture fixture) : IClassFix
         Assert.Equal(canaryBefore, fixture.Canary.Connections);
     }
 
+    /// <summary>Job ids may have 128 characters; the run's directory (and the forwarder's socket in it) is named after the id.</summary>
+    [Fact]
+    public async Task McpOnly_WithTheLongestJobId_StillReachesTheMcpServer()
+    {
+        var id = $"mcp-{Guid.NewGuid():N}".PadRight(128, 'x');
+
+        var run = await fixture.RunAsync("mcp-client", $"{fixture.Port} {fixture.Canary.Port}", "mcp_only", fixture.McpUrl, id: id);
+
+        run.AssertFinished();
+        Assert.Equal(fixture.McpBody, run.Value("MCP-REPLY"));
+    }
+
     [Fact]
     public async Task None_AgentStillRunsAndWritesItsWorkspace()
     {

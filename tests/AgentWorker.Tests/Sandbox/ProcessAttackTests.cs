@@ -166,7 +166,7 @@ public sealed class ProcessAttackTests(ProcessAttackFixture fixture) : IClassFix
         }
         finally
         {
-            Processes.KillWithCommandLine($"sleep {fixture.TimeoutDaemon}");
+            Processes.KillWithArgument(fixture.TimeoutDaemon);
         }
     }
 
@@ -183,7 +183,7 @@ public sealed class ProcessAttackTests(ProcessAttackFixture fixture) : IClassFix
         }
         finally
         {
-            Processes.KillWithCommandLine($"sleep {fixture.ExitDaemon}");
+            Processes.KillWithArgument(fixture.ExitDaemon);
         }
     }
 
@@ -225,5 +225,5 @@ public sealed class ProcessAttackTests(ProcessAttackFixture fixture) : IClassFix
 
     /// <summary>The job's state is recorded after the kill; allow a moment for the kernel to finish tearing the namespace down.</summary>
     private static Task AssertNoneLeftAsync(string seconds) =>
-        Eventually.UntilAsync(() => Processes.WithCommandLine($"sleep {seconds}").Count == 0, TimeSpan.FromSeconds(2), $"every 'sleep {seconds}' daemon killed with the job");
+        Eventually.UntilAsync(() => Processes.WithArgument(seconds).Count == 0, TimeSpan.FromSeconds(2), $"every 'sleep {seconds}' daemon killed with the job");
 }

@@ -105,11 +105,11 @@ public sealed class ResourceAttackTests(ResourceAttackFixture fixture) : IClassF
             Assert.NotNull(run.Value("FORK-FAILED"));
             Assert.InRange(int.Parse(run.Value("FORKED")!, CultureInfo.InvariantCulture), 0, ResourceAttackFixture.Pids);
             await fixture.AssertWorkerHealthyAsync();
-            await Eventually.UntilAsync(() => Processes.WithCommandLine($"sleep {fixture.ForkSleep}").Count == 0, TimeSpan.FromSeconds(2), "the bomb's processes killed with the job");
+            await Eventually.UntilAsync(() => Processes.WithArgument(fixture.ForkSleep).Count == 0, TimeSpan.FromSeconds(2), "the bomb's processes killed with the job");
         }
         finally
         {
-            Processes.KillWithCommandLine($"sleep {fixture.ForkSleep}");
+            Processes.KillWithArgument(fixture.ForkSleep);
         }
     }
 
@@ -132,7 +132,7 @@ public sealed class ResourceAttackTests(ResourceAttackFixture fixture) : IClassF
         var run = await fixture.RunAsync("cpu-spin");
 
         Assert.Equal("timed_out", run.State);
-        await Eventually.UntilAsync(() => Processes.WithCommandLine(fixture.SpinMarker).Count == 0, TimeSpan.FromSeconds(2), "spinning children killed with the job");
+        await Eventually.UntilAsync(() => Processes.WithArgument(fixture.SpinMarker).Count == 0, TimeSpan.FromSeconds(2), "spinning children killed with the job");
         var resources = run.Resources ?? throw new Xunit.Sdk.XunitException($"no result.resources: {run.Job}");
         Assert.True(resources.GetProperty("cpuSeconds").GetDouble() >= 1, $"resources: {resources}");
         Assert.True(resources.GetProperty("wallSeconds").GetDouble() >= 2.5, $"resources: {resources}");

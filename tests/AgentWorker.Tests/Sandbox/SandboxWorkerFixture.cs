@@ -34,8 +34,9 @@ public abstract class SandboxWorkerFixture : IAsyncLifetime
     /// <summary>
     /// The worker's data dir, config, WORK_DIR and the host targets live under /var/tmp, not /tmp: a sandbox
     /// whose private /tmp hid them would pass the tests without hiding anything a real install keeps elsewhere.
+    /// The name is short because the mcp_only socket lives under WORK_DIR and socket paths are capped at 107 bytes.
     /// </summary>
-    public TempDirectory Dir { get; } = new("aw-sandbox", "/var/tmp");
+    public TempDirectory Dir { get; } = new("aw", "/var/tmp");
 
     /// <summary>A value unique to this fixture, for markers the tests search the host for.</summary>
     public string Nonce { get; } = Guid.NewGuid().ToString("N")[..12];
@@ -129,13 +130,13 @@ public abstract class SandboxWorkerFixture : IAsyncLifetime
     }
 
     /// <summary>Enqueues one attempt of <paramref name="agent"/> and waits for the job's final state; returns the job and all its events.</summary>
-    public async Task<AgentRun> RunAsync(string agent, string prompt = "", string network = "none", string? mcpUrl = null, string? repoUrl = null) =>
-        await WaitAsync(await EnqueueAsync(agent, prompt, network, mcpUrl, repoUrl));
+    public async Task<AgentRun> RunAsync(string agent, string prompt = "", string network = "none", string? mcpUrl = null, string? repoUrl = null, string? id = null) =>
+        await WaitAsync(await EnqueueAsync(agent, prompt, network, mcpUrl, repoUrl, id));
 
     /// <summary>Enqueues one attempt of <paramref name="agent"/> (maxAttempts 1); returns the job id.</summary>
-    public async Task<string> EnqueueAsync(string agent, string prompt = "", string network = "none", string? mcpUrl = null, string? repoUrl = null)
+    public async Task<string> EnqueueAsync(string agent, string prompt = "", string network = "none", string? mcpUrl = null, string? repoUrl = null, string? id = null)
     {
-        var id = $"{agent}-{Guid.NewGuid():N}"[..Math.Min(agent.Length + 13, 60)];
+        id ??= $"{agent}-{Guid.NewGuid():N}"[..(agent.Length + 13)];
         var job = new JsonObject
         {
             ["id"] = id,

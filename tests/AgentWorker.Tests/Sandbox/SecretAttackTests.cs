@@ -44,11 +44,14 @@ public sealed class SecretAttackFixture : SandboxWorkerFixture
 /// <summary>Secret containment: the worker's keys, tokens and connection strings reach no agent, log or record.</summary>
 public sealed class SecretAttackTests(SecretAttackFixture fixture) : IClassFixture<SecretAttackFixture>
 {
-    /// <summary>What the contract lets in, plus what bash itself sets.</summary>
+    /// <summary>
+    /// What the contract lets in, plus what bash itself sets, and DOTNET_ROOT: the worker hands every agent the
+    /// runtime's directory so built-in agents start inside the sandbox (a host path, not a secret).
+    /// </summary>
     private static readonly HashSet<string> AllowedVariables =
     [
-        "PATH", "LANG", "HOME", "TMPDIR", "AGENT_WORKER_JOB_ID", "AGENT_WORKER_WORKSPACE", "MCP_CONNECTION_URL",
-        "AW_ALLOWED_VARIABLE", "TZ", "PWD", "SHLVL", "_", "OLDPWD",
+        "PATH", "LANG", "TZ", "HOME", "TMPDIR", "AGENT_WORKER_JOB_ID", "AGENT_WORKER_WORKSPACE", "MCP_CONNECTION_URL",
+        "AW_ALLOWED_VARIABLE", "DOTNET_ROOT", "PWD", "SHLVL", "_", "OLDPWD",
     ];
 
     [Fact]
