@@ -32,8 +32,15 @@ public sealed class FilesystemAttackFixture : SandboxWorkerFixture
     /// <summary>Host system directories (those not bound read-only may exist inside as the sandbox's own empty directories).</summary>
     public static IReadOnlyList<string> SystemDirectories => ["/usr", "/usr/bin", "/usr/lib", "/bin", "/etc", "/var", "/var/tmp", "/opt"];
 
+    /// <summary>A host directory with a file the worker's cleanup must not delete through a workspace symlink.</summary>
+    public string VictimDir => Dir.Combine("victim");
+
+    public string CrossJobSecret => $"cross-job-{Nonce}";
+
     protected override void ShapeRepository(TestRepository repository)
     {
+        Directory.CreateDirectory(VictimDir);
+        File.WriteAllText(Path.Combine(VictimDir, "keep.txt"), "keep\n");
         File.WriteAllText(HostFile, HostFileContent + "\n");
         File.SetUnixFileMode(HostFile, (UnixFileMode)0x1B6);
         File.CreateSymbolicLink(Path.Combine(repository.Path, "host-file"), HostFile);
@@ -85,6 +92,39 @@ public sealed class FilesystemAttackFixture : SandboxWorkerFixture
               if touch "$d/aw-probe-{{Nonce}}"; then echo "WRITABLE $d"; fi
             done
             echo DONE
+            """),
+        // Links that resolve on the host only: the worker removes and measures the workspace there, as root.
+        new("link-host-paths", $$"""
+            ln -s / rootlink
+            ln -s "{{VictimDir}}" victimlink
+            ln -s "{{VictimDir}}/keep.txt" victimfile
+            mkdir -p deep/a && ln -s "{{VictimDir}}" deep/a/loop && ln -s ../.. deep/a/up
+            echo DONE
+            """),
+        // Holds a secret in its workspace until cancelled.
+        new("hold-secret", $$"""
+            echo "{{CrossJobSecret}}" > {{CrossJobSecret}}
+            sleep 60
+            """),
+        new("find-other-jobs", $$"""
+            for f in /workspace/../*/{{CrossJobSecret}} /workspace/../../*/*/{{CrossJobSecret}} "{{WorkDir}}"/*/repo/{{CrossJobSecret}} /proc/*/cwd/{{CrossJobSecret}} /proc/*/root/workspace/{{CrossJobSecret}} /tmp/{{CrossJobSecret}}; do
+              if [ -e "$f" ]; then echo "FOUND $f"; cat "$f"; fi
+            done
+            echo DONE
+            """),
+        // Only access(2) and writes of the value already there: a missing protection must not retune the host.
+        new("write-sysctls", """
+            for f in $1; do
+              if [ -w "$f" ]; then echo "WRITABLE $f"; fi
+            done
+            v=$(cat /proc/sys/vm/overcommit_memory)
+            if (echo "$v" > /proc/sys/vm/overcommit_memory) 2>/dev/null; then echo "WROTE /proc/sys/vm/overcommit_memory"; fi
+            echo DONE
+            """),
+        // Leaves a setuid copy in its workspace and waits: on the host, the file is owned by whoever the agent's uid maps to.
+        new("setuid-in-workspace", """
+            cp /usr/bin/id ./id-suid && chmod 4755 ./id-suid && echo SUID-SET
+            sleep 60
             """),
         new("list-dev", """
             ls -A /dev | sed 's/^/DEV /'
@@ -175,6 +215,40 @@ public sealed class FilesystemAttackTests(FilesystemAttackFixture fixture) : ICl
     }
 
     [Fact]
+    public async Task WorkspaceSymlinksToHostPaths_AreNotFollowedByCleanupOrChecks()
+    {
+        var run = await fixture.RunAsync("link-host-paths");
+
+        run.AssertFinished();
+        Assert.Equal("keep\n", File.ReadAllText(Path.Combine(fixture.VictimDir, "keep.txt")));
+        Assert.Empty(Directory.EnumerateFileSystemEntries(fixture.WorkDir));
+        // The post-run size check must measure the workspace, not the host's / behind a link.
+        Assert.True(run.State == "succeeded", run.ToString());
+    }
+
+    [Fact]
+    public async Task ReadAnotherRunningJobsWorkspace_NotVisible()
+    {
+        var holder = await fixture.EnqueueAsync("hold-secret");
+        await Eventually.UntilAsync(
+            () => Directory.Exists(fixture.WorkDir) && Directory.EnumerateFiles(fixture.WorkDir, fixture.CrossJobSecret, SearchOption.AllDirectories).Any(),
+            TimeSpan.FromSeconds(30), "the other job wrote its secret");
+        try
+        {
+            var run = await fixture.RunAsync("find-other-jobs");
+
+            run.AssertFinished();
+            Assert.Empty(run.Values("FOUND"));
+            Assert.DoesNotContain(fixture.CrossJobSecret, run.Lines);
+        }
+        finally
+        {
+            using var cancel = await fixture.Client.PostAsync($"/v1/jobs/{holder}/cancel", null);
+            Assert.Equal("cancelled", (await fixture.WaitAsync(holder)).State);
+        }
+    }
+
+    [Fact]
     public async Task WriteSystemDirectories_AsRoot_NeverReachesTheHost()
     {
         var probes = FilesystemAttackFixture.SystemDirectories.Select(d => Path.Combine(d, $"aw-probe-{fixture.Nonce}")).ToList();
@@ -192,6 +266,51 @@ public sealed class FilesystemAttackTests(FilesystemAttackFixture fixture) : ICl
         {
             probes.ForEach(File.Delete);
         }
+    }
+
+    /// <summary>
+    /// Kernel settings that are global to the host (core_pattern and modprobe name programs the kernel runs as
+    /// root); with the host network, the host's network settings too.
+    /// </summary>
+    [Theory]
+    [InlineData("none", "/proc/sys/kernel/core_pattern /proc/sys/kernel/modprobe /proc/sys/vm/overcommit_memory /proc/sys/vm/stat_interval /proc/sys/fs/file-max /proc/sysrq-trigger")]
+    [InlineData("full", "/proc/sys/kernel/core_pattern /proc/sys/net/ipv4/ip_forward /proc/sys/net/core/somaxconn")]
+    public async Task WriteHostKernelSettingsThroughProcSys_IsDenied(string network, string settings)
+    {
+        var run = await fixture.RunAsync("write-sysctls", settings, network);
+
+        run.AssertFinished();
+        Assert.Empty(run.Values("WRITABLE"));
+        Assert.Empty(run.Values("WROTE"));
+    }
+
+    [Fact]
+    public async Task SetuidFileInWorkspace_IsNotSetuidRootOnTheHost()
+    {
+        var id = await fixture.EnqueueAsync("setuid-in-workspace");
+        try
+        {
+            var file = await Eventually.UntilAsync(
+                () => Task.FromResult(Directory.Exists(fixture.WorkDir) ? Directory.EnumerateFiles(fixture.WorkDir, "id-suid", SearchOption.AllDirectories).FirstOrDefault() : null),
+                f => f is not null && (File.GetUnixFileMode(f) & UnixFileMode.SetUser) != 0,
+                TimeSpan.FromSeconds(30), "the agent made its setuid copy");
+
+            // Any local user who can reach the workspace could run it; it must not be a root one.
+            Assert.NotEqual("0", HostOwner(file!));
+        }
+        finally
+        {
+            using var cancel = await fixture.Client.PostAsync($"/v1/jobs/{id}/cancel", null);
+            Assert.Equal("cancelled", (await fixture.WaitAsync(id)).State);
+        }
+    }
+
+    private static string HostOwner(string path)
+    {
+        using var stat = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("stat", ["-c", "%u", path]) { RedirectStandardOutput = true })!;
+        var owner = stat.StandardOutput.ReadToEnd().Trim();
+        stat.WaitForExit();
+        return owner;
     }
 
     [Fact]
