@@ -5,6 +5,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# apt_install PACKAGE...: installs what is missing, running `apt-get update` at most once per run.
+apt_updated=false
+apt_install() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "test.sh: missing $*; install them (apt-get install $*) or run as root" >&2
+    exit 1
+  fi
+  echo "test.sh: installing $*"
+  $apt_updated || { apt-get update -qq; apt_updated=true; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 missing=()
 command -v git >/dev/null 2>&1 || missing+=(git)
 command -v setsid >/dev/null 2>&1 || missing+=(util-linux)
@@ -12,21 +24,23 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v prlimit >/dev/null 2>&1 || missing+=(util-linux)
 ldconfig -p 2>/dev/null | grep -q libseccomp.so.2 || missing+=(libseccomp2)
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "test.sh: missing ${missing[*]}; install them (apt-get install ${missing[*]}) or run as root" >&2
-    exit 1
-  fi
-  echo "test.sh: installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+
+# Servers the tests need: each scripts/services/NAME.sh installs and starts one (on loopback, random
+# port, throwaway data), exports its URL, and adds a command to `cleanups`, run when this script exits.
+cleanups=()
+trap 'for c in "${cleanups[@]}"; do eval "$c" || true; done' EXIT
+for service in scripts/services/*.sh; do
+  [ -e "$service" ] || continue
+  # shellcheck source=/dev/null
+  source "$service"
+done
 
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 dotnet build AgentWorker.slnx -c Release -nologo -v q
 
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+cleanups+=("rm -f '$log'")
 set +e
 dotnet test AgentWorker.slnx -c Release --no-build -nologo 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}

@@ -80,8 +80,8 @@ internal sealed class SqliteQueueBench
                 // The report comes after the job completed, so every sample starts with all workers idle in LeaseAsync.
                 latencies[i] = Stopwatch.GetElapsedTime(sentAt, await UnlessALoopEndsAsync(leased.Task, anyLoopEnded, cancellationToken)).TotalMilliseconds;
             }
-            Array.Sort(latencies);
 
+            var (p50, p99) = Percentiles.Of(latencies);
             return new BenchResult(
                 Peer,
                 jobs,
@@ -89,9 +89,8 @@ internal sealed class SqliteQueueBench
                 EnqueuePerSecond: jobs / enqueueSeconds,
                 DrainPerSecond: jobs / drainSeconds,
                 EndToEndPerSecond: jobs / (enqueueSeconds + drainSeconds),
-                // The peer's indexing, so both sides pick the same order statistic from 200 samples.
-                LatencyP50Milliseconds: latencies[latencies.Length / 2],
-                LatencyP99Milliseconds: latencies[(int)(latencies.Length * 0.99)]);
+                LatencyP50Milliseconds: p50,
+                LatencyP99Milliseconds: p99);
         }
         finally
         {

@@ -147,7 +147,8 @@ public sealed class BubblewrapSandbox : ISandbox
             else if (File.Exists(hidden))
                 args.AddRange(["--ro-bind", "/dev/null", hidden]);
         }
-        args.AddRange(["--chdir", InsideWorkspace, "--clearenv"]);
+        // The root bubblewrap builds is a writable tmpfs; freezing it leaves /workspace, the home and /tmp the only writable places.
+        args.AddRange(["--remount-ro", "/", "--chdir", InsideWorkspace, "--clearenv"]);
         foreach (var (name, value) in environment)
             args.AddRange(["--setenv", name, value]);
         return args;

@@ -91,6 +91,27 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public async Task SandboxCheck_ProbesARealSandbox()
+    {
+        var (exit, output) = await RunAsync(null, "sandbox", "check");
+
+        Assert.True(exit == 0, output);
+        Assert.Matches(@"configured sandbox\s+bwrap", output);
+        Assert.Matches(@"bubblewrap\s+bubblewrap \d", output);
+        Assert.Matches(@"probe\s+ok\s+uid=65534 CapEff: 0000000000000000 NoNewPrivs: 1 Seccomp: 2", output);
+    }
+
+    [Fact]
+    public async Task SandboxCheck_WithSandboxNone_SaysAgentsRunUnisolated()
+    {
+        var (exit, output) = await RunAsync(new() { ["SANDBOX"] = "none" }, "sandbox", "check");
+
+        Assert.Equal(0, exit);
+        Assert.Matches(@"configured sandbox\s+none", output);
+        Assert.Contains("without isolation", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task AgentsList_ShowsTheBuiltIns()
     {
         var (exit, output) = await RunAsync(null, "agents", "list");

@@ -64,6 +64,9 @@ public sealed class WorkerConfigTests : IDisposable
     [InlineData("HEARTBEAT_SECONDS", "60", "--heartbeat-seconds / HEARTBEAT_SECONDS")]
     [InlineData("AGENTS_FILE", "/no/such/agents.yaml", "--agents / AGENTS_FILE")]
     [InlineData("AGENT_WORKER_BACKEND", "mongodb", "--backend / AGENT_WORKER_BACKEND")]
+    [InlineData("SANDBOX", "docker", "--sandbox / SANDBOX")]
+    [InlineData("SANDBOX_MEMORY_MB", "lots", "--sandbox-memory-mb / SANDBOX_MEMORY_MB")]
+    [InlineData("SANDBOX_CPUS", "0", "--sandbox-cpus / SANDBOX_CPUS")]
     public void Load_InvalidValue_NamesTheSetting(string variable, string value, string expected)
     {
         var e = Assert.Throws<ConfigException>(() => Load(env: new() { [variable] = value }));

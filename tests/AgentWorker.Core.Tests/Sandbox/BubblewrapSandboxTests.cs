@@ -1,0 +1,151 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using AgentWorker.Core.Execution;
+using AgentWorker.Core.Jobs;
+using AgentWorker.Core.Sandbox;
+using AgentWorker.Testing;
+
+namespace AgentWorker.Core.Tests.Sandbox;
+
+/// <summary>The bubblewrap sandbox run directly through the process runner (the attack suite drives it through a worker).</summary>
+public sealed class BubblewrapSandboxTests : IDisposable
+{
+    private readonly TempDirectory _dir = new("aw-sandbox");
+    private readonly BubblewrapSandbox _sandbox;
+    private readonly ProcessRunner _runner = new(TimeProvider.System);
+
+    public BubblewrapSandboxTests()
+    {
+        _sandbox = new BubblewrapSandbox(new SandboxOptions { StateDir = _dir.Combine("state") }, Cgroups.Detect(), [], []);
+        foreach (var sub in new[] { "repo", "home", "scratch" })
+            Directory.CreateDirectory(_dir.Combine(sub));
+    }
+
+    private SandboxRequest Request(NetworkMode network = NetworkMode.None, string? mcpUrl = null, SandboxLimits? limits = null) =>
+        new($"test-{Guid.NewGuid():N}", _dir.Combine("repo"), _dir.Combine("home"), _dir.Combine("scratch"), network, mcpUrl, limits ?? new SandboxLimits());
+
+    private async Task<(ProcessOutcome Outcome, List<string> Lines, ResourceUsage? Usage)> RunAsync(string script, SandboxRequest? request = null, TimeSpan? timeout = null)
+    {
+        var lines = new ConcurrentQueue<string>();
+        using var run = _sandbox.Prepare(request ?? Request());
+        var outcome = await _runner.RunAsync(
+            new ProcessSpec(["sh", "-c", script], run.WorkspacePath, new Dictionary<string, string> { ["PATH"] = "/usr/bin:/bin" }, timeout ?? TimeSpan.FromSeconds(30), 1_000_000),
+            line =>
+            {
+                lines.Enqueue(line.Text);
+                return ValueTask.CompletedTask;
+            },
+            CancellationToken.None, run);
+        return (outcome, [.. lines], run.ReadUsage());
+    }
+
+    [Fact]
+    public async Task Run_AgentIsUnprivileged_EvenForARootWorker()
+    {
+        var (outcome, lines, _) = await RunAsync("id -u; grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status");
+
+        Assert.Equal(0, outcome.ExitCode);
+        Assert.Equal("65534", lines[0]);
+        Assert.Contains("CapEff:\t0000000000000000", lines);
+        Assert.Contains("CapBnd:\t0000000000000000", lines);
+        Assert.Contains("NoNewPrivs:\t1", lines);
+        Assert.Contains("Seccomp:\t2", lines);
+    }
+
+    [Fact]
+    public async Task Run_OnlyTheWorkspaceIsWritable()
+    {
+        var marker = $"aw-escape-{Guid.NewGuid():N}";
+        var (_, lines, _) = await RunAsync(
+            $"echo in > /workspace/inside && echo wrote-workspace; for p in /usr/{marker} /etc/{marker} /{marker} /workspace/../{marker} /proc/self/root/{marker}; do echo x > $p 2>/dev/null && echo ESCAPED $p; done; true");
+
+        Assert.Contains("wrote-workspace", lines);
+        Assert.Equal("in\n", File.ReadAllText(_dir.Combine("repo", "inside")));
+        Assert.DoesNotContain(lines, l => l.StartsWith("ESCAPED", StringComparison.Ordinal));
+        Assert.False(File.Exists($"/{marker}") || File.Exists($"/etc/{marker}") || File.Exists($"/usr/{marker}"));
+    }
+
+    [Fact]
+    public async Task Run_SeccompAndNamespaces_DenyNestedSandboxesAndMounts()
+    {
+        var (_, lines, _) = await RunAsync("unshare -r true 2>/dev/null && echo USERNS; unshare -n true 2>/dev/null && echo NETNS; mount -t tmpfs none /tmp 2>/dev/null && echo MOUNTED; echo done");
+
+        Assert.Equal(["done"], lines);
+    }
+
+    [Fact]
+    public async Task Run_PidsLimit_StopsAForkBomb()
+    {
+        // Without the limit all 100 start and the loop completes; with it, fork fails and the shell gives up.
+        var (_, lines, _) = await RunAsync(
+            "i=0; while [ $i -lt 100 ]; do sleep 30 & i=$((i+1)); done; echo completed $i",
+            Request(limits: new SandboxLimits { Pids = 32 }));
+
+        Assert.DoesNotContain(lines, l => l.StartsWith("completed", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.Contains("fork", StringComparison.OrdinalIgnoreCase));
+    }
+
+    [Fact]
+    public async Task Run_Timeout_KillsTheWholeGroupIncludingSetsidDaemons()
+    {
+        var marker = Random.Shared.Next(10_000_000, 99_999_999).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var (outcome, _, _) = await RunAsync($"setsid sh -c 'exec sleep {marker}' & sleep {marker}", timeout: TimeSpan.FromSeconds(1));
+
+        Assert.Equal(ProcessEnd.TimedOut, outcome.End);
+        Assert.Empty(Processes.WithArgument(marker));
+    }
+
+    [Fact]
+    public async Task Run_ReportsPeakMemoryAndCpu()
+    {
+        var (_, _, usage) = await RunAsync("head -c 50000000 /dev/zero | tail -c 1 > /dev/null");
+
+        Assert.NotNull(usage);
+        Assert.True(usage.PeakMemoryBytes > 0);
+        Assert.True(usage.CpuSeconds > 0);
+        Assert.False(usage.OutOfMemoryKilled);
+    }
+
+    [Fact]
+    public async Task Run_NetworkNone_HasOnlyLoopbackAndNoRoutes()
+    {
+        var (_, lines, _) = await RunAsync("tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; echo routes $(tail -n +2 /proc/net/route | wc -l)");
+
+        Assert.Equal(["lo", "routes 0"], lines);
+    }
+
+    [Fact]
+    public async Task Prepare_McpOnly_ForwardsToTheMcpPortOnly()
+    {
+        using var mcp = new TcpListener(IPAddress.Loopback, 0);
+        mcp.Start();
+        var port = ((IPEndPoint)mcp.LocalEndpoint).Port;
+        using var run = _sandbox.Prepare(Request(NetworkMode.McpOnly, $"http://127.0.0.1:{port}/mcp"));
+        var socketPath = _dir.Combine("scratch", "mcp.sock");
+        var served = ServeOnceAsync(mcp, "pong");
+
+        using var client = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await client.ConnectAsync(new UnixDomainSocketEndPoint(socketPath));
+        await client.SendAsync(Encoding.ASCII.GetBytes("ping"));
+        var buffer = new byte[16];
+        var read = await client.ReceiveAsync(buffer);
+
+        Assert.Equal("pong", Encoding.ASCII.GetString(buffer, 0, read));
+        Assert.Equal("ping", await served);
+        Assert.Equal($"http://127.0.0.1:{port}/mcp", run.McpUrl("http://127.0.0.1:1/ignored"));
+    }
+
+    private static async Task<string> ServeOnceAsync(TcpListener listener, string answer)
+    {
+        using var connection = await listener.AcceptTcpClientAsync();
+        var stream = connection.GetStream();
+        var buffer = new byte[16];
+        var read = await stream.ReadAsync(buffer);
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(answer));
+        return Encoding.ASCII.GetString(buffer, 0, read);
+    }
+
+    public void Dispose() => _dir.Dispose();
+}
