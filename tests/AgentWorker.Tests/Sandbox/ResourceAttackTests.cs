@@ -11,6 +11,9 @@ public sealed class ResourceAttackFixture : SandboxWorkerFixture
     public const int MemoryMb = 128;
     public const int TmpMb = 8;
     public const int FileSizeMb = 16;
+
+    /// <summary>Half a core: three spinners could take both of this host's cores without the quota.</summary>
+    public const double Cpus = 0.5;
     public const int MaxOutputBytes = 1024 * 1024;
 
     /// <summary>Argv markers to find leftovers on the host (see <see cref="ProcessAttackFixture"/>).</summary>
@@ -26,6 +29,7 @@ public sealed class ResourceAttackFixture : SandboxWorkerFixture
         ["SANDBOX_MEMORY_MB"] = MemoryMb.ToString(CultureInfo.InvariantCulture),
         ["SANDBOX_TMP_MB"] = TmpMb.ToString(CultureInfo.InvariantCulture),
         ["SANDBOX_FILE_SIZE_MB"] = FileSizeMb.ToString(CultureInfo.InvariantCulture),
+        ["SANDBOX_CPUS"] = Cpus.ToString(CultureInfo.InvariantCulture),
         ["MAX_OUTPUT_BYTES"] = MaxOutputBytes.ToString(CultureInfo.InvariantCulture),
     };
 
@@ -146,8 +150,10 @@ public sealed class ResourceAttackTests(ResourceAttackFixture fixture) : IClassF
             Assert.Equal("timed_out", run.State);
             await Eventually.UntilAsync(() => Processes.WithArgument(fixture.SpinMarker).Count == 0, TimeSpan.FromSeconds(2), "spinning children killed with the job");
             var resources = run.Resources ?? throw new Xunit.Sdk.XunitException($"no result.resources: {run.Job}");
-            Assert.True(resources.TryGetProperty("cpuSeconds", out var cpu) && cpu.GetDouble() >= 1, $"resources: {resources}");
             Assert.True(resources.TryGetProperty("wallSeconds", out var wall) && wall.GetDouble() >= 2.5, $"resources: {resources}");
+            // The spinners ran, within the CPU quota (plus a period or two of slack).
+            Assert.True(resources.TryGetProperty("cpuSeconds", out var cpu), $"resources: {resources}");
+            Assert.InRange(cpu.GetDouble(), 0.5, ResourceAttackFixture.Cpus * wall.GetDouble() + 0.5);
             await fixture.AssertWorkerHealthyAsync();
         }
         finally
