@@ -14,6 +14,8 @@ public sealed class ProcessAttackFixture : SandboxWorkerFixture
 
     public string ExitDaemon { get; } = $"31338.{Random.Shared.Next(100_000, 999_999)}";
 
+    public string Sleeper { get; } = $"31340.{Random.Shared.Next(100_000, 999_999)}";
+
     /// <summary>Four ways out of the agent's process group and session; the last two also drop the worker's environment tag.</summary>
     private static string SpawnDaemons(string seconds) => $$"""
         setsid sleep {{seconds}} &
@@ -65,6 +67,9 @@ public sealed class ProcessAttackFixture : SandboxWorkerFixture
             """),
         new("daemon-timeout", SpawnDaemons(TimeoutDaemon) + "\nsleep 60\n", TimeoutSeconds: 3),
         new("daemon-exit", SpawnDaemons(ExitDaemon) + "\nexit 0\n"),
+        new("sleeper", $$"""
+            exec sleep {{Sleeper}}
+            """),
         new("setuid", """
             echo "UID $(id -u)"
             grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):' /proc/self/status | tr -d ' \t' | sed 's/^/STATUS /'
@@ -184,6 +189,28 @@ public sealed class ProcessAttackTests(ProcessAttackFixture fixture) : IClassFix
         finally
         {
             Processes.KillWithArgument(fixture.ExitDaemon);
+        }
+    }
+
+    /// <summary>
+    /// uid 65534 inside means little if it maps to the worker's root outside: the kernel then treats the agent as
+    /// root for every host object it can reach (files it creates, /proc/sys, anything mounted in).
+    /// </summary>
+    [Fact]
+    public async Task AgentProcess_IsNotRootOnTheHost()
+    {
+        var id = await fixture.EnqueueAsync("sleeper");
+        try
+        {
+            var pid = (await Eventually.UntilAsync(() => Task.FromResult(Processes.WithArgument(fixture.Sleeper)), p => p.Count > 0, TimeSpan.FromSeconds(30), "the agent runs")).Single();
+
+            var uids = File.ReadLines($"/proc/{pid}/status").Single(l => l.StartsWith("Uid:", StringComparison.Ordinal)).Split('\t', StringSplitOptions.RemoveEmptyEntries)[1..];
+            Assert.DoesNotContain("0", uids);
+        }
+        finally
+        {
+            using var cancel = await fixture.Client.PostAsync($"/v1/jobs/{id}/cancel", null);
+            Assert.Equal("cancelled", (await fixture.WaitAsync(id)).State);
         }
     }
 
