@@ -54,6 +54,10 @@ public sealed class FilesystemAttackFixture : SandboxWorkerFixture
             if cat /etc/shadow; then echo SHADOW-READ; fi
             echo DONE
             """),
+        new("read-passwd", """
+            cut -d: -f1 /etc/passwd | sed 's/^/USER /'
+            echo DONE
+            """),
         new("read-home", $$"""
             for d in /root "{{HostHome}}"; do
               if ls -A "$d" >/dev/null 2>&1; then ls -A "$d" | sed 's/^/HOME-ENTRY /'; echo "HOME-LISTED $d"; fi
@@ -156,6 +160,16 @@ public sealed class FilesystemAttackTests(FilesystemAttackFixture fixture) : ICl
         // The host's own first shadow line must not be in the log, whatever the script claims.
         var hostShadow = File.ReadLines("/etc/shadow").First();
         Assert.DoesNotContain(hostShadow, run.Lines);
+    }
+
+    [Fact]
+    public async Task ReadPasswd_SeesOnlyTheStub()
+    {
+        var run = await fixture.RunAsync("read-passwd");
+
+        run.AssertFinished();
+        Assert.NotEmpty(run.Values("USER"));
+        Assert.All(run.Values("USER"), user => Assert.Contains(user, new[] { "root", "agent", "nobody" }));
     }
 
     [Fact]
