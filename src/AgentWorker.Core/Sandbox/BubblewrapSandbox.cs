@@ -130,10 +130,11 @@ public sealed class BubblewrapSandbox : ISandbox
             args.AddRange(["--ro-bind-try", path, path]);
         foreach (var stub in new[] { "passwd", "group", "hosts" })
             args.AddRange(["--ro-bind", Path.Combine(request.Scratch, stub), $"/etc/{stub}"]);
-        foreach (var path in _readOnlyExtras)
-            args.AddRange(["--ro-bind", path, path]);
+        // Mounts apply in order: /tmp first, so binaries that live under /tmp on the host stay visible above it.
         args.AddRange(["--proc", "/proc", "--dev", "/dev"]);
         args.AddRange(["--size", request.Limits.TmpBytes.ToString(CultureInfo.InvariantCulture), "--tmpfs", "/tmp"]);
+        foreach (var path in _readOnlyExtras)
+            args.AddRange(["--ro-bind", path, path]);
         args.AddRange(["--bind", request.Workspace, InsideWorkspace, "--bind", request.Home, InsideHome]);
         if (forwarder is not null)
             args.AddRange(["--bind", forwarder.SocketPath, McpForwarder.InsideSocket]);

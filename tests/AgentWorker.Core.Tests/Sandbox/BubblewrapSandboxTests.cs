@@ -98,6 +98,30 @@ public sealed class BubblewrapSandboxTests : IDisposable
     }
 
     [Fact]
+    public async Task Run_ReadOnlyExtraUnderTmp_IsVisibleAboveThePrivateTmp()
+    {
+        // The worker's own binaries may live under /tmp (a CI clone); the private /tmp must not hide them.
+        var bin = _dir.Combine("bin");
+        Directory.CreateDirectory(bin);
+        File.WriteAllText(Path.Combine(bin, "tool.sh"), "#!/bin/sh\necho tool-ran\n");
+        File.SetUnixFileMode(Path.Combine(bin, "tool.sh"), UnixFileMode.UserRead | UnixFileMode.UserExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
+        var sandbox = new BubblewrapSandbox(new SandboxOptions { StateDir = _dir.Combine("state") }, Cgroups.Detect(), [bin], []);
+        var lines = new ConcurrentQueue<string>();
+        using var run = sandbox.Prepare(Request());
+
+        await _runner.RunAsync(
+            new ProcessSpec([Path.Combine(bin, "tool.sh")], run.WorkspacePath, new Dictionary<string, string> { ["PATH"] = "/usr/bin:/bin" }, TimeSpan.FromSeconds(30), 4096),
+            line =>
+            {
+                lines.Enqueue(line.Text);
+                return ValueTask.CompletedTask;
+            },
+            CancellationToken.None, run);
+
+        Assert.Contains("tool-ran", lines);
+    }
+
+    [Fact]
     public async Task Run_ReportsPeakMemoryAndCpu()
     {
         var (_, _, usage) = await RunAsync("head -c 50000000 /dev/zero | tail -c 1 > /dev/null");
