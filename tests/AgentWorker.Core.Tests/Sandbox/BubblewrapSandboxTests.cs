@@ -55,6 +55,34 @@ public sealed class BubblewrapSandboxTests : IDisposable
     }
 
     [Fact]
+    public async Task Run_RootWorker_AgentIsNotRootOnTheHost()
+    {
+        Assert.True(Environment.IsPrivilegedProcess, "this test covers the root worker (the CI case)");
+        var marker = Random.Shared.Next(10_000_000, 99_999_999).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        using var run = _sandbox.Prepare(Request());
+        var agent = _runner.RunAsync(
+            new ProcessSpec(["sleep", marker], run.WorkspacePath, new Dictionary<string, string> { ["PATH"] = "/usr/bin:/bin" }, TimeSpan.FromSeconds(30), 4096),
+            _ => ValueTask.CompletedTask, CancellationToken.None, run);
+
+        var pid = (await Eventually.UntilAsync(() => Task.FromResult(Processes.WithArgument(marker)), p => p.Any(IsSleep), TimeSpan.FromSeconds(10), "agent running")).First(IsSleep);
+        var uids = File.ReadLines($"/proc/{pid}/status").Single(l => l.StartsWith("Uid:", StringComparison.Ordinal)).Split('\t', StringSplitOptions.RemoveEmptyEntries)[1..];
+        run.KillAll();
+        await agent;
+
+        Assert.All(uids, uid => Assert.Equal("65534", uid));
+        Assert.Equal(65534, OwnerOf(_dir.Combine("repo")));
+
+        static bool IsSleep(int pid) => File.ReadAllText($"/proc/{pid}/comm").Trim() == "sleep";
+    }
+
+    private static int OwnerOf(string path)
+    {
+        // stat -c %u: .NET has no managed way to read a file's owner.
+        using var stat = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("stat", ["-c", "%u", path]) { RedirectStandardOutput = true })!;
+        return int.Parse(stat.StandardOutput.ReadToEnd().Trim(), System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    [Fact]
     public async Task Run_OnlyTheWorkspaceIsWritable()
     {
         var marker = $"aw-escape-{Guid.NewGuid():N}";
