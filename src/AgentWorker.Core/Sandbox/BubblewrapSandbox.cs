@@ -142,7 +142,8 @@ public sealed class BubblewrapSandbox : ISandbox
         foreach (var stub in new[] { "passwd", "group", "hosts" })
             args.AddRange(["--ro-bind", Path.Combine(request.Scratch, stub), $"/etc/{stub}"]);
         // Mounts apply in order: /tmp first, so binaries that live under /tmp on the host stay visible above it.
-        args.AddRange(["--proc", "/proc", "--dev", "/dev"]);
+        // Kernel knobs stay read-only even if the uid mapping ever gave the agent a host owner again.
+        args.AddRange(["--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger", "--dev", "/dev"]);
         args.AddRange(["--size", request.Limits.TmpBytes.ToString(CultureInfo.InvariantCulture), "--tmpfs", "/tmp"]);
         foreach (var (source, target) in _readOnlyExtras)
             args.AddRange(["--ro-bind", source, target]);

@@ -15,8 +15,9 @@ internal static partial class HostFiles
     public static void ChangeOwner(string path, int uid)
     {
         Chown(path, uid);
-        foreach (var entry in Directory.EnumerateFileSystemEntries(path, "*", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = 0 }))
-            Chown(entry, uid);
+        // A repository can commit symlinks to host paths; the walk never goes through one, and lchown changes the link itself.
+        foreach (var entry in Workspace.SafeTree.Entries(path))
+            Chown(entry.FullName, uid);
     }
 
     /// <summary>

@@ -75,6 +75,31 @@ public sealed class BubblewrapSandboxTests : IDisposable
         static bool IsSleep(int pid) => File.ReadAllText($"/proc/{pid}/comm").Trim() == "sleep";
     }
 
+    [Fact]
+    public void Prepare_RootWorker_DoesNotChownThroughCommittedSymlinks()
+    {
+        var victim = _dir.Combine("victim");
+        Directory.CreateDirectory(Path.Combine(victim, "sub"));
+        File.WriteAllText(Path.Combine(victim, "sub", "file"), "host");
+        Directory.CreateSymbolicLink(_dir.Combine("repo", "evil"), victim);
+
+        using (_sandbox.Prepare(Request()))
+        {
+            Assert.Equal(65534, OwnerOf(_dir.Combine("repo")));
+            Assert.Equal(0, OwnerOf(Path.Combine(victim, "sub")));
+            Assert.Equal(0, OwnerOf(Path.Combine(victim, "sub", "file")));
+        }
+    }
+
+    [Fact]
+    public async Task Run_HostSysctls_AreNotWritable()
+    {
+        // Writes the current value back, so even a broken sandbox leaves the host as it was.
+        var (_, lines, _) = await RunAsync("(cat /proc/sys/kernel/core_pattern > /proc/sys/kernel/core_pattern) 2>/dev/null && echo WROTE; echo done");
+
+        Assert.Equal(["done"], lines);
+    }
+
     private static int OwnerOf(string path)
     {
         // stat -c %u: .NET has no managed way to read a file's owner.
