@@ -101,6 +101,7 @@ public sealed partial class JobRunner(
         ProcessOutcome? outcome = null;
         Results.JobResult? result = null;
         string? startError = null;
+        string? lastError = null;
         using (workspace)
         {
             if (sandbox.Name == SandboxOptions.None)
@@ -115,6 +116,7 @@ public sealed partial class JobRunner(
                 var collector = new ResultCollector(options.MaxFindings);
                 outcome = await processes.RunAsync(spec, line => events.AddAsync(collector.Accept(line with { Text = options.Redactor.Redact(line.Text) })), abort, run).ConfigureAwait(false);
                 result = collector.Build(outcome.ExitCode, outcome.Duration) with { Resources = Resources(outcome, run.ReadUsage()) };
+                lastError = collector.LastError;
                 // The agent may only grow the workspace within the limits a clone gets.
                 if (outcome.End == ProcessEnd.Exited)
                     workspaces.CheckLimits(workspace.RepoDir);
@@ -138,7 +140,7 @@ public sealed partial class JobRunner(
                 await lease.CompleteAsync(result, CancellationToken.None).ConfigureAwait(false);
                 return JobState.Succeeded;
             case ProcessEnd.Exited:
-                return await FailAsync(lease, new JobFailure(FailureKind.Error, $"agent {agent.Id} exited with code {outcome.ExitCode}", outcome.ExitCode, result)).ConfigureAwait(false);
+                return await FailAsync(lease, new JobFailure(FailureKind.Error, $"agent {agent.Id} exited with code {outcome.ExitCode}{(lastError is null ? "" : $": {lastError}")}", outcome.ExitCode, result)).ConfigureAwait(false);
             case ProcessEnd.TimedOut:
                 return await FailAsync(lease, new JobFailure(FailureKind.TimedOut, $"agent {agent.Id} did not finish within {timeout.TotalSeconds:0}s and was killed", null, result)).ConfigureAwait(false);
             default:

@@ -13,11 +13,18 @@ internal sealed class ResultCollector(int maxFindings)
     private bool _truncated;
     private string? _summary;
 
+    /// <summary>The agent's last stderr line, quoted in the error of a failed attempt.</summary>
+    public string? LastError { get; private set; }
+
     /// <summary>The event to record for <paramref name="line"/>; structured messages are only read from stdout.</summary>
     public NewJobEvent Accept(OutputLine line)
     {
         if (line.Stream != "stdout")
+        {
+            if (line.Text.Trim().Length > 0)
+                LastError = line.Text.Trim();
             return new NewJobEvent(JobEventKind.Log, line.Text, line.Stream);
+        }
         lock (_findings)
         {
             switch (AgentMessage.Parse(line.Text))

@@ -41,8 +41,11 @@ public sealed class BubblewrapSandbox : ISandbox
     private readonly Cgroups _cgroups;
     private readonly string _bwrap;
     private readonly string _seccompFile;
-    private readonly IReadOnlyList<string> _readOnlyExtras;
+    private readonly IReadOnlyList<(string Source, string Target)> _readOnlyExtras;
     private readonly IReadOnlyList<string> _selfCommand;
+
+    // A root worker hands the agent to an unprivileged host user before bubblewrap starts.
+    private readonly int? _dropTo;
 
     /// <param name="options">Kind, default limits and the paths to hide.</param>
     /// <param name="cgroups">Where each run gets its control groups (version 0: limits by rlimits only).</param>
@@ -53,7 +56,10 @@ public sealed class BubblewrapSandbox : ISandbox
         _options = options;
         _cgroups = cgroups;
         _selfCommand = selfCommand;
-        _readOnlyExtras = [.. readOnlyExtras.Where(p => !p.StartsWith("/usr/", StringComparison.Ordinal))];
+        _dropTo = Environment.IsPrivilegedProcess ? options.HostUid : null;
+        _readOnlyExtras = [.. readOnlyExtras
+            .Where(p => !p.StartsWith("/usr/", StringComparison.Ordinal))
+            .Select(p => (_dropTo is { } uid ? HostFiles.ReadableCopy(p, uid) : p, p))];
         _bwrap = Find("bwrap") ?? throw new SandboxException("bubblewrap (bwrap) is not installed: apt-get install bubblewrap, or run with --sandbox none (no isolation)");
         Directory.CreateDirectory(options.StateDir);
         _seccompFile = Path.Combine(options.StateDir, "seccomp.bpf");
@@ -84,6 +90,11 @@ public sealed class BubblewrapSandbox : ISandbox
                 forwarder = McpForwarder.Start(request.McpUrl ?? throw new SandboxException("network mcp_only needs an MCP URL"), Path.Combine(request.Scratch, "mcp.sock"));
             }
             WriteStubFiles(request, forwarder);
+            if (_dropTo is { } uid)
+            {
+                HostFiles.ChangeOwner(request.Workspace, uid);
+                HostFiles.ChangeOwner(request.Home, uid);
+            }
             return new Run(this, request, group, forwarder);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -130,17 +141,19 @@ public sealed class BubblewrapSandbox : ISandbox
             args.AddRange(["--ro-bind-try", path, path]);
         foreach (var stub in new[] { "passwd", "group", "hosts" })
             args.AddRange(["--ro-bind", Path.Combine(request.Scratch, stub), $"/etc/{stub}"]);
-        foreach (var path in _readOnlyExtras)
-            args.AddRange(["--ro-bind", path, path]);
-        args.AddRange(["--proc", "/proc", "--dev", "/dev"]);
+        // Mounts apply in order: /tmp first, so binaries that live under /tmp on the host stay visible above it.
+        // Kernel knobs stay read-only even if the uid mapping ever gave the agent a host owner again.
+        args.AddRange(["--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger", "--dev", "/dev"]);
         args.AddRange(["--size", request.Limits.TmpBytes.ToString(CultureInfo.InvariantCulture), "--tmpfs", "/tmp"]);
+        foreach (var (source, target) in _readOnlyExtras)
+            args.AddRange(["--ro-bind", source, target]);
         args.AddRange(["--bind", request.Workspace, InsideWorkspace, "--bind", request.Home, InsideHome]);
         if (forwarder is not null)
             args.AddRange(["--bind", forwarder.SocketPath, McpForwarder.InsideSocket]);
         // Whatever of the worker's own state lies under a visible directory is covered up.
         foreach (var hidden in _options.HiddenPaths)
         {
-            if (!_readOnlyExtras.Concat(["/usr"]).Any(visible => IsUnder(hidden, visible)))
+            if (!_readOnlyExtras.Select(e => e.Target).Concat(["/usr"]).Any(visible => IsUnder(hidden, visible)))
                 continue;
             if (Directory.Exists(hidden))
                 args.AddRange(["--tmpfs", hidden]);
@@ -181,13 +194,19 @@ public sealed class BubblewrapSandbox : ISandbox
                 $"--nofile={limits.OpenFiles}",
                 $"--fsize={limits.FileSizeBytes}",
                 "--core=0"]);
-            // As root, RLIMIT_NPROC is not enforced (and would count every root process of the host); the pids group limits instead.
-            if (Environment.UserName != "root" || group is null)
+            // RLIMIT_NPROC counts every process of the host user, so with a control group the pids limit is the better bound.
+            if (group is null)
                 argv.Add($"--nproc={limits.Pids}");
             IEnumerable<string> inside = forwarder is null
                 ? agent.Argv
                 : [.. sandbox._selfCommand, "sandbox", "forward", "--port", forwarder.InsidePort.ToString(CultureInfo.InvariantCulture), "--socket", McpForwarder.InsideSocket, "--", .. agent.Argv];
-            argv.AddRange(["--", sandbox._bwrap, .. sandbox.BubblewrapArguments(request, forwarder, agent.Environment), "--", .. inside]);
+            argv.Add("--");
+            if (sandbox._dropTo is { } uid)
+            {
+                var id = uid.ToString(CultureInfo.InvariantCulture);
+                argv.AddRange(["setpriv", $"--reuid={id}", $"--regid={id}", "--clear-groups", "--"]);
+            }
+            argv.AddRange([sandbox._bwrap, .. sandbox.BubblewrapArguments(request, forwarder, agent.Environment), "--", .. inside]);
             return agent with
             {
                 Argv = argv,

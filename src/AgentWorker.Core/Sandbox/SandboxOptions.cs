@@ -23,6 +23,12 @@ public sealed record SandboxOptions
     /// <summary>Host paths that must never be visible inside, even when under a directory that is (data dir, config, agents file).</summary>
     public IReadOnlyList<string> HiddenPaths { get; init; } = [];
 
+    /// <summary>
+    /// Host user the agent runs as when the worker is root. Without it the sandbox's uid would map to host root:
+    /// no capabilities, but still the owner of every root-owned file it can reach.
+    /// </summary>
+    public int HostUid { get; init; } = 65534;
+
     /// <summary>Where the seccomp filter file is written (once per worker).</summary>
     public required string StateDir { get; init; }
 }

@@ -54,19 +54,30 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
                     // Between mkdir and the lock; only old ones are abandoned.
                     if (DateTime.UtcNow - Directory.GetCreationTimeUtc(dir) < UnlockedGrace)
                         continue;
-                    JobWorkspace.DeleteTree(dir);
+                    SafeTree.Delete(dir);
                 }
                 else
                 {
-                    using var held = new FileStream(lockPath, FileMode.Open, FileAccess.ReadWrite, FileShare.None);
-                    JobWorkspace.DeleteTree(dir);
+                    FileStream held;
+                    try
+                    {
+                        held = new FileStream(lockPath, FileMode.Open, FileAccess.ReadWrite, FileShare.None);
+                    }
+                    catch (IOException)
+                    {
+                        // Locked: a live worker owns it.
+                        continue;
+                    }
+                    using (held)
+                        SafeTree.Delete(dir);
                 }
                 removed++;
                 LogSwept(logger, dir);
             }
-            catch (IOException)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                // Locked: a live worker owns it.
+                // One bad directory must not stop the worker from starting; it is tried again by the next sweep.
+                LogSweepFailed(logger, dir, e.Message);
             }
         }
         return removed;
@@ -77,9 +88,9 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
     {
         long bytes = 0;
         var files = 0;
-        foreach (var file in new DirectoryInfo(repoDir).EnumerateFiles("*", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = 0 }))
+        foreach (var file in SafeTree.Entries(repoDir).OfType<FileInfo>())
         {
-            bytes += file.Length;
+            bytes += file.LinkTarget is null ? file.Length : 0;
             if (++files > options.MaxRepoFiles)
                 throw new WorkspaceException($"repository has more than {options.MaxRepoFiles} files (MAX_REPO_FILES)", permanent: true);
             if (bytes > options.MaxRepoBytes)
@@ -95,6 +106,9 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Removed stale workspace {Path}")]
     private static partial void LogSwept(ILogger logger, string path);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not remove stale workspace {Path}: {Reason}")]
+    private static partial void LogSweepFailed(ILogger logger, string path, string reason);
 }
 
 /// <summary>A job attempt's directory: <see cref="RepoDir"/> is the clone the agent works in. Disposing removes it all.</summary>
@@ -110,24 +124,13 @@ public sealed class JobWorkspace(string root, FileStream lockFile) : IDisposable
 
     public void Dispose()
     {
-        DeleteTree(Root);
-        lockFile.Dispose();
-    }
-
-    internal static void DeleteTree(string path)
-    {
-        if (!Directory.Exists(path))
-            return;
         try
         {
-            Directory.Delete(path, recursive: true);
+            SafeTree.Delete(Root);
         }
-        catch (UnauthorizedAccessException)
+        finally
         {
-            // An agent may have removed write or search permission from directories it created.
-            foreach (var dir in Directory.EnumerateDirectories(path, "*", new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = true }).Prepend(path))
-                File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-            Directory.Delete(path, recursive: true);
+            lockFile.Dispose();
         }
     }
 }

@@ -35,6 +35,7 @@ internal static class Settings
     public static readonly Setting SandboxTmpMb = new("sandboxTmpMb", "--sandbox-tmp-mb", ["SANDBOX_TMP_MB"], "512", "Size of the agent's private /tmp.");
     public static readonly Setting SandboxFileSizeMb = new("sandboxFileSizeMb", "--sandbox-file-size-mb", ["SANDBOX_FILE_SIZE_MB"], "1024", "Largest file an agent may write (RLIMIT_FSIZE).");
     public static readonly Setting SandboxOpenFiles = new("sandboxOpenFiles", "--sandbox-open-files", ["SANDBOX_OPEN_FILES"], "1024", "Open files per agent process (RLIMIT_NOFILE).");
+    public static readonly Setting SandboxUid = new("sandboxUid", "--sandbox-uid", ["SANDBOX_UID"], "65534", "Host uid (and gid) agents run as when the worker is root.");
     public static readonly Setting LogLevel = new("logLevel", "--log-level", ["LOG_LEVEL"], "info", "trace, debug, info, warn, error.");
     public static readonly Setting LogFormat = new("logFormat", "--log-format", ["LOG_FORMAT"], "auto", "json, text, or auto (text on a terminal, JSON otherwise).");
 
@@ -43,6 +44,6 @@ internal static class Settings
         ConfigFile, DataDir, Backend, WorkDir, Port, Host, Workers, ApiKey, RateLimit, MaxQueueDepth, MaxBodyBytes,
         AgentsFile, DefaultAgent, JobTimeout, LeaseSeconds, HeartbeatSeconds, RetryBaseDelay, ShutdownGrace,
         MaxRepoSizeMb, MaxRepoFiles, MaxOutputBytes, GitToken, Sandbox, SandboxMemoryMb, SandboxPids, SandboxCpus,
-        SandboxTmpMb, SandboxFileSizeMb, SandboxOpenFiles, LogLevel, LogFormat,
+        SandboxTmpMb, SandboxFileSizeMb, SandboxOpenFiles, SandboxUid, LogLevel, LogFormat,
     ];
 }

@@ -97,6 +97,7 @@ internal sealed record WorkerConfig
             {
                 Kind = values.GetChoice(Settings.Sandbox, SandboxOptions.Bubblewrap, SandboxOptions.None),
                 Limits = limits,
+                HostUid = values.GetInt(Settings.SandboxUid, 1, int.MaxValue),
                 StateDir = Path.Combine(dataDir, "sandbox"),
                 HiddenPaths = [dataDir, workDir, .. new[] { values.Get(Settings.ConfigFile), agentsFile }.OfType<string>().Select(Path.GetFullPath)],
             },

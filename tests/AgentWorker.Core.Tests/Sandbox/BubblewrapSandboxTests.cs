@@ -55,6 +55,59 @@ public sealed class BubblewrapSandboxTests : IDisposable
     }
 
     [Fact]
+    public async Task Run_RootWorker_AgentIsNotRootOnTheHost()
+    {
+        Assert.True(Environment.IsPrivilegedProcess, "this test covers the root worker (the CI case)");
+        var marker = Random.Shared.Next(10_000_000, 99_999_999).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        using var run = _sandbox.Prepare(Request());
+        var agent = _runner.RunAsync(
+            new ProcessSpec(["sleep", marker], run.WorkspacePath, new Dictionary<string, string> { ["PATH"] = "/usr/bin:/bin" }, TimeSpan.FromSeconds(30), 4096),
+            _ => ValueTask.CompletedTask, CancellationToken.None, run);
+
+        var pid = (await Eventually.UntilAsync(() => Task.FromResult(Processes.WithArgument(marker)), p => p.Any(IsSleep), TimeSpan.FromSeconds(10), "agent running")).First(IsSleep);
+        var uids = File.ReadLines($"/proc/{pid}/status").Single(l => l.StartsWith("Uid:", StringComparison.Ordinal)).Split('\t', StringSplitOptions.RemoveEmptyEntries)[1..];
+        run.KillAll();
+        await agent;
+
+        Assert.All(uids, uid => Assert.Equal("65534", uid));
+        Assert.Equal(65534, OwnerOf(_dir.Combine("repo")));
+
+        static bool IsSleep(int pid) => File.ReadAllText($"/proc/{pid}/comm").Trim() == "sleep";
+    }
+
+    [Fact]
+    public void Prepare_RootWorker_DoesNotChownThroughCommittedSymlinks()
+    {
+        var victim = _dir.Combine("victim");
+        Directory.CreateDirectory(Path.Combine(victim, "sub"));
+        File.WriteAllText(Path.Combine(victim, "sub", "file"), "host");
+        Directory.CreateSymbolicLink(_dir.Combine("repo", "evil"), victim);
+
+        using (_sandbox.Prepare(Request()))
+        {
+            Assert.Equal(65534, OwnerOf(_dir.Combine("repo")));
+            Assert.Equal(0, OwnerOf(Path.Combine(victim, "sub")));
+            Assert.Equal(0, OwnerOf(Path.Combine(victim, "sub", "file")));
+        }
+    }
+
+    [Fact]
+    public async Task Run_HostSysctls_AreNotWritable()
+    {
+        // Writes the current value back, so even a broken sandbox leaves the host as it was.
+        var (_, lines, _) = await RunAsync("(cat /proc/sys/kernel/core_pattern > /proc/sys/kernel/core_pattern) 2>/dev/null && echo WROTE; echo done");
+
+        Assert.Equal(["done"], lines);
+    }
+
+    private static int OwnerOf(string path)
+    {
+        // stat -c %u: .NET has no managed way to read a file's owner.
+        using var stat = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("stat", ["-c", "%u", path]) { RedirectStandardOutput = true })!;
+        return int.Parse(stat.StandardOutput.ReadToEnd().Trim(), System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    [Fact]
     public async Task Run_OnlyTheWorkspaceIsWritable()
     {
         var marker = $"aw-escape-{Guid.NewGuid():N}";
@@ -95,6 +148,30 @@ public sealed class BubblewrapSandboxTests : IDisposable
 
         Assert.Equal(ProcessEnd.TimedOut, outcome.End);
         Assert.Empty(Processes.WithArgument(marker));
+    }
+
+    [Fact]
+    public async Task Run_ReadOnlyExtraUnderTmp_IsVisibleAboveThePrivateTmp()
+    {
+        // The worker's own binaries may live under /tmp (a CI clone); the private /tmp must not hide them.
+        var bin = _dir.Combine("bin");
+        Directory.CreateDirectory(bin);
+        File.WriteAllText(Path.Combine(bin, "tool.sh"), "#!/bin/sh\necho tool-ran\n");
+        File.SetUnixFileMode(Path.Combine(bin, "tool.sh"), UnixFileMode.UserRead | UnixFileMode.UserExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
+        var sandbox = new BubblewrapSandbox(new SandboxOptions { StateDir = _dir.Combine("state") }, Cgroups.Detect(), [bin], []);
+        var lines = new ConcurrentQueue<string>();
+        using var run = sandbox.Prepare(Request());
+
+        await _runner.RunAsync(
+            new ProcessSpec([Path.Combine(bin, "tool.sh")], run.WorkspacePath, new Dictionary<string, string> { ["PATH"] = "/usr/bin:/bin" }, TimeSpan.FromSeconds(30), 4096),
+            line =>
+            {
+                lines.Enqueue(line.Text);
+                return ValueTask.CompletedTask;
+            },
+            CancellationToken.None, run);
+
+        Assert.Contains("tool-ran", lines);
     }
 
     [Fact]

@@ -181,6 +181,7 @@ public sealed class PipelineEndToEndTests : IDisposable
             var job = await WaitForStateAsync(client, "fail-1", "dead", worker: worker);
 
             Assert.Equal(3, job.GetProperty("attempts").GetInt32());
+            Assert.Equal("agent failing exited with code 3: to stderr", job.GetProperty("error").GetString());
             var history = job.GetProperty("attemptHistory").EnumerateArray().ToList();
             Assert.Equal([1, 2, 3], history.Select(a => a.GetProperty("number").GetInt32()));
             Assert.All(history, a => Assert.Equal(3, a.GetProperty("exitCode").GetInt32()));

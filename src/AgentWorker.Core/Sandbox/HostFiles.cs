@@ -1,0 +1,84 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using System.Text;
+
+namespace AgentWorker.Core.Sandbox;
+
+/// <summary>What a root worker does to host files so an unprivileged sandbox user can use them.</summary>
+internal static partial class HostFiles
+{
+    private const string CopyRoot = "/var/lib/agent-worker";
+
+    /// <summary>Gives <paramref name="path"/> and everything under it to <paramref name="uid"/> (group too), never following symlinks.</summary>
+    public static void ChangeOwner(string path, int uid)
+    {
+        Chown(path, uid);
+        // A repository can commit symlinks to host paths; the walk never goes through one, and lchown changes the link itself.
+        foreach (var entry in Workspace.SafeTree.Entries(path))
+            Chown(entry.FullName, uid);
+    }
+
+    /// <summary>
+    /// <paramref name="directory"/> if <paramref name="uid"/> can read it where it is, else a root-owned, world-readable
+    /// copy under /var/lib/agent-worker (the worker's binaries may sit in a private directory, e.g. a mode-700 temp dir).
+    /// </summary>
+    public static string ReadableCopy(string directory, int uid)
+    {
+        if (CanRead(directory, uid))
+            return directory;
+        var files = Directory.GetFiles(directory, "*", SearchOption.AllDirectories);
+        var stamp = files.Select(f => File.GetLastWriteTimeUtc(f).Ticks).DefaultIfEmpty().Max();
+        var key = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"{directory}\n{stamp}")))[..16];
+        var target = Path.Combine(CopyRoot, $"app-{key}");
+        if (Directory.Exists(target))
+            return target;
+        Directory.CreateDirectory(CopyRoot);
+        var staging = $"{target}.{Environment.ProcessId}.tmp";
+        foreach (var file in files)
+        {
+            var copy = Path.Combine(staging, Path.GetRelativePath(directory, file));
+            Directory.CreateDirectory(Path.GetDirectoryName(copy)!);
+            File.Copy(file, copy, overwrite: true);
+            var mode = File.GetUnixFileMode(file) | UnixFileMode.OtherRead | UnixFileMode.GroupRead;
+            if ((mode & UnixFileMode.UserExecute) != 0)
+                mode |= UnixFileMode.OtherExecute | UnixFileMode.GroupExecute;
+            File.SetUnixFileMode(copy, mode);
+        }
+        try
+        {
+            Directory.Move(staging, target);
+        }
+        catch (IOException) when (Directory.Exists(target))
+        {
+            // Another worker made the same copy first.
+            Directory.Delete(staging, recursive: true);
+        }
+        return target;
+    }
+
+    /// <summary>Asks the kernel, as that user, whether the directory can be listed and entered.</summary>
+    private static bool CanRead(string directory, int uid)
+    {
+        var id = uid.ToString(CultureInfo.InvariantCulture);
+        var start = new ProcessStartInfo("setpriv") { RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (var arg in new[] { $"--reuid={id}", $"--regid={id}", "--clear-groups", "--", "test", "-r", directory, "-a", "-x", directory })
+            start.ArgumentList.Add(arg);
+        using var test = Process.Start(start)!;
+        test.WaitForExit();
+        return test.ExitCode == 0;
+    }
+
+    private static void Chown(string path, int uid)
+    {
+        if (Native.LChown(path, uid, uid) != 0)
+            throw new IOException($"cannot give {path} to uid {uid} (errno {Marshal.GetLastPInvokeError()})");
+    }
+
+    private static partial class Native
+    {
+        [LibraryImport("libc", EntryPoint = "lchown", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+        public static partial int LChown(string path, int uid, int gid);
+    }
+}
