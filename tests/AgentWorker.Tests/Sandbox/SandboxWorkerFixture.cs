@@ -61,6 +61,9 @@ public abstract class SandboxWorkerFixture : IAsyncLifetime
 
     protected abstract IEnumerable<HostileAgent> Agents { get; }
 
+    /// <summary>The agent-worker binary to start; by default the build output the tests run from.</summary>
+    protected virtual string WorkerExecutable => Path.Combine(AppContext.BaseDirectory, "agent-worker");
+
     /// <summary>Worker settings (environment variables) on top of the common ones.</summary>
     protected virtual IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>();
 
@@ -100,7 +103,7 @@ public abstract class SandboxWorkerFixture : IAsyncLifetime
         };
         foreach (var (name, value) in Settings)
             environment[name] = value;
-        _worker = WorkerProcess.Start(environment, "serve");
+        _worker = WorkerProcess.StartFrom(WorkerExecutable, environment, "serve");
         Client = WorkerProcess.Client(Port, ApiKey);
         // A worker an agent managed to stop (SIGSTOP) must fail a test quickly, not after HttpClient's 100 s.
         Client.Timeout = TimeSpan.FromSeconds(10);
