@@ -57,7 +57,10 @@ public sealed class Cgroups
             var parent = Path.Combine(mount, line[2].TrimStart('/'), "agent-worker");
             try
             {
-                Directory.CreateDirectory(parent);
+                // An existing parent proves nothing for a non-root worker: make and remove a group to know.
+                var probe = Path.Combine(parent, $"probe-{Environment.ProcessId}");
+                Directory.CreateDirectory(probe);
+                Directory.Delete(probe);
                 parents[controller] = parent;
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
