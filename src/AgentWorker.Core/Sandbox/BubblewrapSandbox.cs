@@ -57,6 +57,7 @@ public sealed class BubblewrapSandbox : ISandbox
         _cgroups = cgroups;
         _selfCommand = selfCommand;
         _dropTo = Environment.IsPrivilegedProcess ? options.HostUid : null;
+        cgroups.SweepEmpty(TimeSpan.FromMinutes(1));
         _readOnlyExtras = [.. readOnlyExtras
             .Where(p => !p.StartsWith("/usr/", StringComparison.Ordinal))
             .Select(p => (_dropTo is { } uid ? HostFiles.ReadableCopy(p, uid) : p, p))];
