@@ -3,6 +3,7 @@ using AgentWorker.Core.Jobs;
 using AgentWorker.Core.Queue;
 using AgentWorker.Core.Results;
 using AgentWorker.Testing;
+using Microsoft.Extensions.Time.Testing;
 using Npgsql;
 
 namespace AgentWorker.Storage.Postgres.Tests;
@@ -207,6 +208,20 @@ public sealed class PostgresJobQueueTests : IAsyncLifetime
         Assert.Equal(ids, leased.Select(l => l.Id).Order());
         Assert.All(leased, l => Assert.Equal(1, l.Attempt));
         Assert.Equal(400, (await second.GetStatsAsync(Token)).Succeeded);
+    }
+
+    [Fact]
+    public async Task LeaseAsync_ClockWithSubMicrosecondTicks_LeasedRecordEqualsStoredRecord()
+    {
+        // Real clocks have sub-microsecond ticks, which timestamptz does not keep; the lease must not show them either.
+        var queue = await OpenAsync(new FakeTimeProvider(new DateTimeOffset(2030, 1, 1, 0, 0, 0, TimeSpan.Zero).AddTicks(7)));
+        await queue.EnqueueAsync(Spec("job-1"), Token);
+
+        var lease = await queue.LeaseAsync("w1", TimeSpan.Zero, Token) ?? throw new InvalidOperationException("expected a job");
+
+        var stored = Assert.IsType<JobRecord>(await queue.GetAsync("job-1", Token));
+        Assert.Equal(stored.AttemptHistory, lease.Job.AttemptHistory);
+        Assert.Equal(stored with { AttemptHistory = [] }, lease.Job with { AttemptHistory = [] });
     }
 
     [Fact]
