@@ -318,11 +318,14 @@ public sealed partial class PostgresJobQueue : IJobQueue
         if (events.Count == 0)
             return;
         // The whole batch as three arrays in one statement: one round trip however many lines a worker flushes.
+        // The job row lock makes a job's events commit in seq order (every other writer of its events holds the
+        // row too), so a reader following "after seq" never skips an event that committed late.
         await using var command = dataSource.CreateCommand(
             """
+            WITH job AS (SELECT id FROM jobs WHERE id = @job_id FOR NO KEY UPDATE)
             INSERT INTO job_events (job_id, attempt, at, kind, message, stream)
-            SELECT @job_id, @attempt, @now, e.kind, e.message, e.stream
-            FROM unnest(@kinds, @messages, @streams) WITH ORDINALITY AS e (kind, message, stream, n)
+            SELECT job.id, @attempt, @now, e.kind, e.message, e.stream
+            FROM job, unnest(@kinds, @messages, @streams) WITH ORDINALITY AS e (kind, message, stream, n)
             ORDER BY e.n
             """);
         command.Parameters.Add(Text("job_id", jobId));
@@ -331,14 +334,8 @@ public sealed partial class PostgresJobQueue : IJobQueue
         command.Parameters.Add(new NpgsqlParameter("kinds", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = events.Select(e => KindName(e.Kind)).ToArray() });
         command.Parameters.Add(new NpgsqlParameter("messages", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = events.Select(e => e.Message).ToArray() });
         command.Parameters.Add(new NpgsqlParameter("streams", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = events.Select(e => e.Stream).ToArray() });
-        try
-        {
-            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        }
-        catch (PostgresException error) when (error.SqlState == PostgresErrorCodes.ForeignKeyViolation)
-        {
-            throw new KeyNotFoundException($"job {jobId}: cannot append events, no such job", error);
-        }
+        if (await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 0)
+            throw new KeyNotFoundException($"job {jobId}: cannot append events, no such job");
     }
 
     /// <inheritdoc/>

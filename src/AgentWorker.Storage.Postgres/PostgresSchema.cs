@@ -73,8 +73,8 @@ internal static partial class PostgresSchema
     ];
 
     /// <summary>
-    /// True for names safe to splice into SQL unquoted-equivalent: the schema name is part of identifiers
-    /// (and of the notification channel, at most 63 bytes), which cannot be bound as parameters.
+    /// True for names that are safe to splice into SQL: the schema name goes into identifiers and into the
+    /// notification channel (at most 63 bytes), neither of which can be a bound parameter.
     /// </summary>
     public static bool IsValidName(string schema) => SchemaName().IsMatch(schema);
 

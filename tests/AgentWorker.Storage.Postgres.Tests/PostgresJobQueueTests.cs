@@ -225,6 +225,43 @@ public sealed class PostgresJobQueueTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AppendEventsAsync_JobRowLockedByAnotherWriter_WaitsForItsCommit()
+    {
+        const string application = "agent-worker-append-test";
+        var settings = PostgresConnectionString.Parse(PostgresServer.Url);
+        settings.ApplicationName = application;
+        var queue = await PostgresJobQueue.OpenAsync(settings.ConnectionString, schema, NoPolling, TimeProvider.System, Token);
+        queues.Add(queue);
+        await queue.EnqueueAsync(Spec("job-1"), Token);
+        await using var connection = new NpgsqlConnection(PostgresConnectionString.Parse(PostgresServer.Url).ConnectionString);
+        await connection.OpenAsync(Token);
+        await using var transaction = await connection.BeginTransactionAsync(Token);
+        // Stands for a state change in flight: it holds the job row and has taken its event seq.
+        await using (var command = new NpgsqlCommand(
+            $"""
+            UPDATE "{schema}".jobs SET updated_at = updated_at WHERE id = 'job-1';
+            INSERT INTO "{schema}".job_events (job_id, attempt, at, kind, message) VALUES ('job-1', 0, now(), 'state', 'in flight');
+            """,
+            connection,
+            transaction))
+            await command.ExecuteNonQueryAsync(Token);
+
+        var appending = queue.AppendEventsAsync("job-1", 0, [new(JobEventKind.Log, "appended")], Token);
+        await Eventually.UntilAsync(
+            () => PostgresServer.ScalarAsync<long>(
+                $"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{application}' AND wait_event_type = 'Lock'"),
+            n => n == 1,
+            Prompt,
+            "append waiting for the row lock");
+        Assert.False(appending.IsCompleted);
+        await transaction.CommitAsync(Token);
+        await appending.WaitAsync(Prompt, Token);
+
+        var events = await queue.ReadEventsAsync("job-1", 0, 100, Token);
+        Assert.Equal(["queued", "in flight", "appended"], events.Select(e => e.Message));
+    }
+
+    [Fact]
     public async Task AppendEventsAsync_UnknownJob_ThrowsKeyNotFoundNamingJob()
     {
         var queue = await OpenAsync();
