@@ -12,6 +12,7 @@ public sealed class ProcessRunner(TimeProvider timeProvider)
 {
     private const string SetsidPath = "/usr/bin/setsid";
     private const int MaxLineBytes = 64 * 1024;
+    private const int MinLineCost = 64;
     private static readonly TimeSpan DrainGrace = TimeSpan.FromSeconds(2);
 
     /// <summary>Runs <paramref name="spec"/> (paths and environment as the agent sees them) inside <paramref name="sandbox"/>, or directly when null.</summary>
@@ -143,7 +144,8 @@ public sealed class ProcessRunner(TimeProvider timeProvider)
         var length = line.Length;
         var text = Encoding.UTF8.GetString(line.GetBuffer(), 0, (int)length).TrimEnd('\r');
         line.SetLength(0);
-        if (!budget.TryTake(length + 1, out var firstRefusal))
+        // Each line costs at least a stored event's overhead, so floods of empty lines hit the cap too.
+        if (!budget.TryTake(Math.Max(length + 1, MinLineCost), out var firstRefusal))
         {
             if (firstRefusal)
                 await onLine(new OutputLine(name, $"[agent-worker: output cap of {budget.Limit} bytes reached; further output dropped]")).ConfigureAwait(false);

@@ -101,6 +101,7 @@ public sealed partial class JobRunner(
         ProcessOutcome? outcome = null;
         Results.JobResult? result = null;
         string? startError = null;
+        var startFailure = FailureKind.Permanent;
         string? lastError = null;
         using (workspace)
         {
@@ -121,9 +122,15 @@ public sealed partial class JobRunner(
                 if (outcome.End == ProcessEnd.Exited)
                     workspaces.CheckLimits(workspace.RepoDir);
             }
-            catch (Exception e) when (e is ProcessStartException or SandboxException)
+            catch (ProcessStartException e)
             {
                 startError = e.Message;
+            }
+            catch (SandboxException e)
+            {
+                // Host trouble (a cgroup, a socket) may pass; the job is retried like any failed attempt.
+                startError = e.Message;
+                startFailure = FailureKind.Error;
             }
             catch (WorkspaceException e)
             {
@@ -133,7 +140,7 @@ public sealed partial class JobRunner(
         }
         await events.FlushAsync(CancellationToken.None).ConfigureAwait(false);
         if (outcome is null || result is null)
-            return await FailAsync(lease, new JobFailure(FailureKind.Permanent, $"agent {agent.Id}: {startError}")).ConfigureAwait(false);
+            return await FailAsync(lease, new JobFailure(startFailure, $"agent {agent.Id}: {startError}")).ConfigureAwait(false);
         switch (outcome.End)
         {
             case ProcessEnd.Exited when outcome.ExitCode == 0:

@@ -57,6 +57,7 @@ public sealed class BubblewrapSandbox : ISandbox
         _cgroups = cgroups;
         _selfCommand = selfCommand;
         _dropTo = Environment.IsPrivilegedProcess ? options.HostUid : null;
+        cgroups.SweepEmpty(TimeSpan.FromMinutes(1));
         _readOnlyExtras = [.. readOnlyExtras
             .Where(p => !p.StartsWith("/usr/", StringComparison.Ordinal))
             .Select(p => (_dropTo is { } uid ? HostFiles.ReadableCopy(p, uid) : p, p))];
@@ -87,7 +88,10 @@ public sealed class BubblewrapSandbox : ISandbox
             group = _cgroups.Version > 0 ? _cgroups.Create(request.RunId, request.Limits) : null;
             if (request.Network == NetworkMode.McpOnly)
             {
-                forwarder = McpForwarder.Start(request.McpUrl ?? throw new SandboxException("network mcp_only needs an MCP URL"), Path.Combine(request.Scratch, "mcp.sock"));
+                // Unix socket paths are limited to 108 bytes; work dir + job id can be longer.
+                forwarder = McpForwarder.Start(
+                    request.McpUrl ?? throw new SandboxException("network mcp_only needs an MCP URL"),
+                    Path.Combine(Path.GetTempPath(), $"aw-mcp-{Guid.NewGuid():N}.sock"));
             }
             WriteStubFiles(request, forwarder);
             if (_dropTo is { } uid)
@@ -97,11 +101,11 @@ public sealed class BubblewrapSandbox : ISandbox
             }
             return new Run(this, request, group, forwarder);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (Exception e)
         {
             group?.Dispose();
             forwarder?.Dispose();
-            throw new SandboxException($"cannot set up the sandbox: {e.Message}");
+            throw e as SandboxException ?? new SandboxException($"cannot set up the sandbox: {e.Message}");
         }
     }
 
@@ -116,7 +120,7 @@ public sealed class BubblewrapSandbox : ISandbox
         File.WriteAllText(Path.Combine(request.Scratch, "hosts"), hosts);
     }
 
-    private List<string> BubblewrapArguments(SandboxRequest request, McpForwarder? forwarder, IReadOnlyDictionary<string, string> environment)
+    private List<string> BubblewrapArguments(SandboxRequest request, McpForwarder? forwarder)
     {
         List<string> args =
         [
@@ -161,9 +165,9 @@ public sealed class BubblewrapSandbox : ISandbox
                 args.AddRange(["--ro-bind", "/dev/null", hidden]);
         }
         // The root bubblewrap builds is a writable tmpfs; freezing it leaves /workspace, the home and /tmp the only writable places.
-        args.AddRange(["--remount-ro", "/", "--chdir", InsideWorkspace, "--clearenv"]);
-        foreach (var (name, value) in environment)
-            args.AddRange(["--setenv", name, value]);
+        // The agent's variables reach bubblewrap through its environment, not its argv, which every host user can read.
+        args.AddRange(["--remount-ro", "/", "--chdir", InsideWorkspace,
+            "--unsetenv", ProcessTree.CookieVariable, "--unsetenv", ProcessTree.OwnerVariable]);
         return args;
     }
 
@@ -206,13 +210,8 @@ public sealed class BubblewrapSandbox : ISandbox
                 var id = uid.ToString(CultureInfo.InvariantCulture);
                 argv.AddRange(["setpriv", $"--reuid={id}", $"--regid={id}", "--clear-groups", "--"]);
             }
-            argv.AddRange([sandbox._bwrap, .. sandbox.BubblewrapArguments(request, forwarder, agent.Environment), "--", .. inside]);
-            return agent with
-            {
-                Argv = argv,
-                WorkingDirectory = request.Workspace,
-                Environment = new Dictionary<string, string> { ["PATH"] = "/usr/bin:/bin" },
-            };
+            argv.AddRange([sandbox._bwrap, .. sandbox.BubblewrapArguments(request, forwarder), "--", .. inside]);
+            return agent with { Argv = argv, WorkingDirectory = request.Workspace };
         }
 
         public override void KillAll() => group?.KillAll();

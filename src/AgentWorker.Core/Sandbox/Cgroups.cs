@@ -57,7 +57,10 @@ public sealed class Cgroups
             var parent = Path.Combine(mount, line[2].TrimStart('/'), "agent-worker");
             try
             {
-                Directory.CreateDirectory(parent);
+                // An existing parent proves nothing for a non-root worker: make and remove a group to know.
+                var probe = Path.Combine(parent, $"probe-{Environment.ProcessId}");
+                Directory.CreateDirectory(probe);
+                Directory.Delete(probe);
                 parents[controller] = parent;
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -68,6 +71,33 @@ public sealed class Cgroups
         return parents.ContainsKey("memory") && parents.ContainsKey("pids")
             ? new Cgroups(1, parents, null)
             : new Cgroups(0, new Dictionary<string, string>(), "no writable cgroup hierarchy with the memory and pids controllers (run as root or delegate a cgroup v2 subtree)");
+    }
+
+    /// <summary>
+    /// Removes run groups left by workers that died (a group is only removable once empty). Groups younger than
+    /// <paramref name="minimumAge"/> are left alone: a live worker may be about to move its run in.
+    /// </summary>
+    public int SweepEmpty(TimeSpan minimumAge)
+    {
+        var removed = 0;
+        foreach (var parent in _parents.Values)
+        {
+            foreach (var group in Directory.EnumerateDirectories(parent))
+            {
+                try
+                {
+                    if (DateTime.UtcNow - Directory.GetLastWriteTimeUtc(group) < minimumAge)
+                        continue;
+                    Directory.Delete(group);
+                    removed++;
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    // Still has processes (a live run), or already gone.
+                }
+            }
+        }
+        return removed;
     }
 
     /// <summary>Creates the group of one run with its limits. The caller moves the run's first process in through <see cref="RunGroup.ProcsFiles"/>.</summary>

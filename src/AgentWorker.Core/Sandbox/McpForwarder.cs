@@ -13,8 +13,12 @@ public sealed class McpForwarder : IDisposable
 {
     public const string InsideSocket = "/run/agent-worker/mcp.sock";
 
+    // One agent must not exhaust the worker's file descriptors through its socket.
+    private const int MaxConnections = 64;
+
     private readonly Socket _listener;
     private readonly CancellationTokenSource _stop = new();
+    private readonly SemaphoreSlim _connections = new(MaxConnections, MaxConnections);
 
     private McpForwarder(Uri target, string socketPath, Socket listener)
     {
@@ -70,22 +74,31 @@ public sealed class McpForwarder : IDisposable
 
     private async Task AcceptAsync()
     {
-        try
+        while (!_stop.IsCancellationRequested)
         {
-            while (true)
+            Socket client;
+            try
             {
-                var client = await _listener.AcceptAsync(_stop.Token).ConfigureAwait(false);
-                _ = RelayAsync(client, async ct =>
-                {
-                    var upstream = new Socket(SocketType.Stream, ProtocolType.Tcp);
-                    await upstream.ConnectAsync(Host, Port, ct).ConfigureAwait(false);
-                    return upstream;
-                }, _stop.Token);
+                await _connections.WaitAsync(_stop.Token).ConfigureAwait(false);
+                client = await _listener.AcceptAsync(_stop.Token).ConfigureAwait(false);
             }
-        }
-        catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
-        {
-            // Stopped with the run.
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
+            {
+                return;
+            }
+            catch (SocketException)
+            {
+                // Out of descriptors for a moment (EMFILE): keep serving the run rather than going silent.
+                _connections.Release();
+                await Task.Delay(50, CancellationToken.None).ConfigureAwait(false);
+                continue;
+            }
+            _ = RelayAsync(client, async ct =>
+            {
+                var upstream = new Socket(SocketType.Stream, ProtocolType.Tcp);
+                await upstream.ConnectAsync(Host, Port, ct).ConfigureAwait(false);
+                return upstream;
+            }, _stop.Token).ContinueWith(_ => _connections.Release(), TaskScheduler.Default);
         }
     }
 
@@ -128,7 +141,6 @@ public sealed class McpForwarder : IDisposable
     {
         _stop.Cancel();
         _listener.Dispose();
-        _stop.Dispose();
         File.Delete(SocketPath);
     }
 }

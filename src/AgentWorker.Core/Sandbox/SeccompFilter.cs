@@ -43,6 +43,9 @@ internal static partial class SeccompFilter
                     Check(Native.RuleAddArray(context, Errno(Eperm), syscall, 0, null), name);
             }
             Check(Native.RuleAddArray(context, Errno(Enosys), Native.ResolveName("clone3"), 0, null), "clone3");
+            // vsock talks to the hypervisor, and network namespaces do not separate it.
+            var vsock = new ArgCompare { Arg = 0, Op = CompareEqual, DatumA = AddressFamilyVsock, DatumB = 0 };
+            Check(Native.RuleAddArray(context, Errno(Eperm), Native.ResolveName("socket"), 1, [vsock]), "socket");
             // clone with any namespace flag: new namespaces only come from bubblewrap, before the filter is loaded.
             var cloneSyscall = Native.ResolveName("clone");
             foreach (var flag in SingleFlags(NamespaceFlags))
@@ -77,7 +80,9 @@ internal static partial class SeccompFilter
         }
     }
 
+    private const int CompareEqual = 4;
     private const int CompareMaskedEqual = 7;
+    private const ulong AddressFamilyVsock = 40;
 
     private static uint Errno(int errno) => 0x00050000u | (uint)(errno & 0xffff);
 

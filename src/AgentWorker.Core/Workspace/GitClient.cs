@@ -57,8 +57,9 @@ internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
         if (options.GitToken is { Length: > 0 } token)
         {
             environment[TokenVariable] = token;
+            // Scoped to one HTTPS host: a job naming another server (or plain http) must not be handed the token.
             argv.AddRange(["-c", "credential.helper=", "-c",
-                $"credential.helper=!f() {{ echo username=x-access-token; echo \"password=${TokenVariable}\"; }}; f"]);
+                $"credential.https://{options.GitTokenHost}.helper=!f() {{ echo username=x-access-token; echo \"password=${TokenVariable}\"; }}; f"]);
         }
         argv.AddRange(args);
 

@@ -10,4 +10,7 @@ public sealed record WorkspaceOptions
 
     /// <summary>Token for HTTPS remotes, handed to git through a credential helper reading the environment, never through the URL.</summary>
     public string? GitToken { get; init; }
+
+    /// <summary>The only host the token is offered to, over HTTPS.</summary>
+    public string GitTokenHost { get; init; } = "github.com";
 }

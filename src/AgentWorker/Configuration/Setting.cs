@@ -28,6 +28,7 @@ internal static class Settings
     public static readonly Setting MaxRepoFiles = new("maxRepoFiles", "--max-repo-files", ["MAX_REPO_FILES"], "100000", "Most files in a checkout.");
     public static readonly Setting MaxOutputBytes = new("maxOutputBytes", "--max-output-bytes", ["MAX_OUTPUT_BYTES"], "1048576", "Agent output kept per attempt; the rest is dropped.");
     public static readonly Setting GitToken = new("gitToken", "--git-token", ["GIT_TOKEN", "GITHUB_TOKEN"], null, "Token for cloning private HTTPS repositories.", Secret: true);
+    public static readonly Setting GitTokenHost = new("gitTokenHost", "--git-token-host", ["GIT_TOKEN_HOST"], "github.com", "The one host the git token is offered to (HTTPS only).");
     public static readonly Setting Sandbox = new("sandbox", "--sandbox", ["SANDBOX"], "bwrap", "Agent isolation: bwrap (bubblewrap namespaces, cgroups, seccomp) or none (explicit opt-out, warned on every job).");
     public static readonly Setting SandboxMemoryMb = new("sandboxMemoryMb", "--sandbox-memory-mb", ["SANDBOX_MEMORY_MB"], "2048", "Memory limit of one agent run (cgroup).");
     public static readonly Setting SandboxPids = new("sandboxPids", "--sandbox-pids", ["SANDBOX_PIDS"], "256", "Process/thread limit of one agent run (cgroup).");
@@ -43,7 +44,7 @@ internal static class Settings
     [
         ConfigFile, DataDir, Backend, WorkDir, Port, Host, Workers, ApiKey, RateLimit, MaxQueueDepth, MaxBodyBytes,
         AgentsFile, DefaultAgent, JobTimeout, LeaseSeconds, HeartbeatSeconds, RetryBaseDelay, ShutdownGrace,
-        MaxRepoSizeMb, MaxRepoFiles, MaxOutputBytes, GitToken, Sandbox, SandboxMemoryMb, SandboxPids, SandboxCpus,
+        MaxRepoSizeMb, MaxRepoFiles, MaxOutputBytes, GitToken, GitTokenHost, Sandbox, SandboxMemoryMb, SandboxPids, SandboxCpus,
         SandboxTmpMb, SandboxFileSizeMb, SandboxOpenFiles, SandboxUid, LogLevel, LogFormat,
     ];
 }

@@ -107,6 +107,9 @@ internal sealed record WorkerConfig
                 MaxRepoBytes = values.GetInt(Settings.MaxRepoSizeMb, 1, 1_000_000) * 1024L * 1024,
                 MaxRepoFiles = values.GetInt(Settings.MaxRepoFiles, 1, 100_000_000),
                 GitToken = values.Get(Settings.GitToken),
+                GitTokenHost = values.Get(Settings.GitTokenHost) is { Length: > 0 } tokenHost && Uri.CheckHostName(tokenHost) != UriHostNameType.Unknown
+                    ? tokenHost
+                    : throw values.Invalid(Settings.GitTokenHost, "must be a host name"),
             },
             LogLevel = values.GetChoice(Settings.LogLevel, "trace", "debug", "info", "warn", "error") switch
             {

@@ -63,16 +63,29 @@ public sealed class ProcessRunnerTests : IDisposable
     public async Task RunAsync_OutputOverCap_KeepsCapAndDrainsTheRest()
     {
         var lines = new ConcurrentQueue<string>();
+        var line = new string('7', 99);
         var outcome = await _runner.RunAsync(
-            Spec(["sh", "-c", "yes 0123456789 | head -n 200000; echo done >&2; exit 3"], TimeSpan.FromMinutes(1), maxOutput: 10_000),
+            Spec(["sh", "-c", $"yes {line} | head -n 30000; echo done >&2; exit 3"], TimeSpan.FromMinutes(1), maxOutput: 10_000),
             Collect(lines), CancellationToken.None);
 
         Assert.Equal(3, outcome.ExitCode);
         Assert.True(outcome.OutputTruncated);
         Assert.True(outcome.OutputBytes > 2_000_000, $"all output was read, got {outcome.OutputBytes}");
-        var kept = lines.Where(l => l == "0123456789").Sum(l => l.Length + 1);
+        var kept = lines.Where(l => l == line).Sum(l => l.Length + 1);
         Assert.InRange(kept, 9_000, 10_000);
         Assert.Contains(lines, l => l.Contains("output cap of 10000 bytes", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task RunAsync_FloodOfEmptyLines_HitsTheCapToo()
+    {
+        var lines = new ConcurrentQueue<string>();
+        var outcome = await _runner.RunAsync(
+            Spec(["sh", "-c", "yes '' | head -n 100000"], TimeSpan.FromMinutes(1), maxOutput: 64_000),
+            Collect(lines), CancellationToken.None);
+
+        Assert.True(outcome.OutputTruncated);
+        Assert.InRange(lines.Count(l => l.Length == 0), 900, 1000);
     }
 
     [Fact]

@@ -194,13 +194,21 @@ public sealed class BubblewrapSandboxTests : IDisposable
     }
 
     [Fact]
-    public async Task Prepare_McpOnly_ForwardsToTheMcpPortOnly()
+    public void Prepare_McpOnly_HandsTheAgentTheJobsMcpUrl()
+    {
+        using var run = _sandbox.Prepare(Request(NetworkMode.McpOnly, "http://127.0.0.1:4567/mcp"));
+
+        Assert.Equal("http://127.0.0.1:4567/mcp", run.McpUrl("http://127.0.0.1:4567/mcp"));
+    }
+
+    [Fact]
+    public async Task McpForwarder_RelaysTheSocketToTheMcpPort()
     {
         using var mcp = new TcpListener(IPAddress.Loopback, 0);
         mcp.Start();
         var port = ((IPEndPoint)mcp.LocalEndpoint).Port;
-        using var run = _sandbox.Prepare(Request(NetworkMode.McpOnly, $"http://127.0.0.1:{port}/mcp"));
         var socketPath = _dir.Combine("scratch", "mcp.sock");
+        using var forwarder = McpForwarder.Start($"http://127.0.0.1:{port}/mcp", socketPath);
         var served = ServeOnceAsync(mcp, "pong");
 
         using var client = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
@@ -211,7 +219,6 @@ public sealed class BubblewrapSandboxTests : IDisposable
 
         Assert.Equal("pong", Encoding.ASCII.GetString(buffer, 0, read));
         Assert.Equal("ping", await served);
-        Assert.Equal($"http://127.0.0.1:{port}/mcp", run.McpUrl("http://127.0.0.1:1/ignored"));
     }
 
     private static async Task<string> ServeOnceAsync(TcpListener listener, string answer)

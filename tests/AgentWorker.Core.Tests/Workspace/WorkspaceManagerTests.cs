@@ -103,6 +103,47 @@ public sealed class WorkspaceManagerTests : IDisposable
     }
 
     [Fact]
+    public async Task CreateAsync_TokenIsNotOfferedToOtherHosts()
+    {
+        const string Token = "ghp_test_token_never_sent_0123456789";
+        using var server = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        server.Start();
+        var port = ((System.Net.IPEndPoint)server.LocalEndpoint).Port;
+        var requests = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        using var stop = new CancellationTokenSource();
+        var serving = AnswerUnauthorizedAsync(server, requests, stop.Token);
+        var manager = Manager(new WorkspaceOptions { WorkDir = _work.Path, GitToken = Token });
+
+        await Assert.ThrowsAsync<WorkspaceException>(() => manager.CreateAsync(Job(new RepoRef($"http://127.0.0.1:{port}/repo.git")), CancellationToken.None));
+        await stop.CancelAsync();
+        await serving;
+
+        Assert.NotEmpty(requests);
+        var encoded = Convert.ToBase64String(System.Text.Encoding.ASCII.GetBytes($"x-access-token:{Token}"));
+        Assert.DoesNotContain(requests, r => r.Contains(encoded, StringComparison.Ordinal) || r.Contains(Token, StringComparison.Ordinal));
+    }
+
+    /// <summary>An HTTP server that asks for credentials on every request and records what it was sent.</summary>
+    private static async Task AnswerUnauthorizedAsync(System.Net.Sockets.TcpListener server, System.Collections.Concurrent.ConcurrentQueue<string> requests, CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (true)
+            {
+                using var client = await server.AcceptTcpClientAsync(cancellationToken);
+                var stream = client.GetStream();
+                var buffer = new byte[8192];
+                var read = await stream.ReadAsync(buffer, cancellationToken);
+                requests.Enqueue(System.Text.Encoding.ASCII.GetString(buffer, 0, read));
+                await stream.WriteAsync(System.Text.Encoding.ASCII.GetBytes("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"), cancellationToken);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    [Fact]
     public async Task SweepStale_RemovesUnlockedWorkspacesOnly()
     {
         var manager = Manager();

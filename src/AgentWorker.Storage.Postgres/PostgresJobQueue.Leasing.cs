@@ -1,0 +1,292 @@
+using AgentWorker.Core.Jobs;
+using AgentWorker.Core.Queue;
+using AgentWorker.Core.Results;
+using Npgsql;
+
+namespace AgentWorker.Storage.Postgres;
+
+// Claiming, waiting, and everything a lease does. A lease owns its job while the job row carries the lease's
+// token; every change made through a lease is conditional on that token, which is what keeps a job from being
+// marked succeeded twice when a lease expired and the job went to another worker. Each step is one statement
+// (data-modifying CTEs): the job row, its attempt and its state event change together, in one round trip.
+public sealed partial class PostgresJobQueue
+{
+    private const string Runnable = "j.state IN ('queued', 'retrying') AND j.run_at <= @now";
+    private const string LeaseOrder = "ORDER BY j.priority DESC, j.seq";
+    private const string ClearLease = "lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL";
+    private const string LeaseExpiredReason = "lease expired";
+
+    // SKIP LOCKED: leases racing here (any process) each take a different row instead of queueing behind one.
+    // Rows already given back by another racer are skipped too, because the lock re-checks the state.
+    private const string Claim =
+        $"""
+        WITH claimed AS (
+            UPDATE jobs j SET state = 'running', attempts = attempts + 1, lease_token = @token, lease_owner = @worker,
+                lease_expires_at = @expires, updated_at = @now
+            WHERE j.seq = (SELECT j.seq FROM jobs j WHERE {Runnable} {LeaseOrder} LIMIT 1 FOR UPDATE SKIP LOCKED)
+            RETURNING {JobColumns}
+        ), attempt AS (
+            INSERT INTO job_attempts (job_id, number, lease_token, worker, started_at)
+            SELECT id, attempts, @token, @worker, @now FROM claimed
+        ), event AS (
+            INSERT INTO job_events (job_id, attempt, at, kind, message)
+            SELECT id, attempts, @now, 'state', 'running: ' || @worker FROM claimed
+        )
+        SELECT * FROM claimed
+        """;
+
+    // When nothing is runnable: how long a waiter may sleep before a delayed job or a retry backoff comes due.
+    private const string NextDue = "SELECT min(run_at) FROM jobs WHERE state IN ('queued', 'retrying')";
+
+    // Expired leases go back to the queue (or to cancelled when a cancel was pending, dead when the budget is spent).
+    // Locked rows are skipped: whoever holds them is handing them back or renewing right now.
+    private const string RecoverExpired =
+        $"""
+        WITH expired AS (
+            SELECT seq, lease_token FROM jobs WHERE state = 'running' AND lease_expires_at <= @now FOR UPDATE SKIP LOCKED
+        ), closed AS (
+            UPDATE job_attempts SET finished_at = @now, outcome = '{AttemptOutcome.LeaseExpired}', error = @reason
+            WHERE lease_token IN (SELECT lease_token FROM expired)
+        ), recovered AS (
+            UPDATE jobs j SET
+                state = CASE WHEN cancel_requested THEN 'cancelled' WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
+                finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN @now END,
+                error = @reason, updated_at = @now, {ClearLease}
+            FROM expired e WHERE j.seq = e.seq
+            RETURNING j.id, j.state, j.attempts
+        ), event AS (
+            INSERT INTO job_events (job_id, attempt, at, kind, message)
+            SELECT id, attempts, @now, 'state', state || ': ' || @reason FROM recovered
+        )
+        SELECT id, pg_notify(@channel, '{PostgresListener.WakePayload}')::text FROM recovered
+        """;
+
+    // Completed and replaced whenever a job may have become runnable; waiting leases sleep on it.
+    private TaskCompletionSource wake = NewWake();
+
+    /// <inheritdoc/>
+    public async Task<IJobLease?> LeaseAsync(string workerId, TimeSpan wait, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(workerId);
+        if (wait != Timeout.InfiniteTimeSpan)
+            ArgumentOutOfRangeException.ThrowIfLessThan(wait, TimeSpan.Zero);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, disposing.Token);
+        var deadline = wait == Timeout.InfiniteTimeSpan ? DateTimeOffset.MaxValue : timeProvider.GetUtcNow() + wait;
+        while (true)
+        {
+            // Taken before looking, so a wake-up that arrives while we look is not lost.
+            var woken = Volatile.Read(ref wake).Task;
+            var (lease, nextDue) = await TryLeaseAsync(workerId, stop.Token).ConfigureAwait(false);
+            if (lease is not null)
+                return lease;
+            var now = timeProvider.GetUtcNow();
+            if (now >= deadline)
+                return null;
+            // Notifications wake us for new, retried, released and recovered jobs; the poll interval bounds the
+            // sleep in case one was lost (the listener reconnecting), and a delayed job is seen when it is due.
+            var sleep = deadline - now < options.PollInterval ? deadline - now : options.PollInterval;
+            if (nextDue is { } due && due - now < sleep)
+                sleep = due - now;
+            await woken.WaitAsync(sleep < TimeSpan.Zero ? TimeSpan.Zero : sleep, timeProvider, stop.Token)
+                .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            stop.Token.ThrowIfCancellationRequested();
+        }
+    }
+
+    /// <summary>Gives back expired leases and claims the next runnable job in one round trip; else reports when the next one is due.</summary>
+    private async Task<(PostgresJobLease? Lease, DateTimeOffset? NextDue)> TryLeaseAsync(string workerId, CancellationToken cancellationToken)
+    {
+        var now = timeProvider.GetUtcNow();
+        var token = Guid.NewGuid();
+        await using var batch = dataSource.CreateBatch();
+        var recover = new NpgsqlBatchCommand(RecoverExpired);
+        recover.Parameters.AddRange(RecoverParameters(now));
+        var claim = new NpgsqlBatchCommand(Claim);
+        claim.Parameters.Add(Uuid("token", token));
+        claim.Parameters.Add(Text("worker", workerId));
+        claim.Parameters.Add(Time("expires", now + options.LeaseDuration));
+        claim.Parameters.Add(Time("now", now));
+        var nextDue = new NpgsqlBatchCommand(NextDue);
+        batch.BatchCommands.Add(recover);
+        batch.BatchCommands.Add(claim);
+        batch.BatchCommands.Add(nextDue);
+
+        var recovered = false;
+        JobRecord? job = null;
+        DateTimeOffset? due = null;
+        await using (var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                recovered = true;
+            await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+            if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                job = ReadJob(reader);
+            await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+            if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false) && !reader.IsDBNull(0))
+                due = reader.GetFieldValue<DateTimeOffset>(0);
+        }
+        if (recovered)
+            WakeWaiters();
+        if (job is null)
+            return (null, due);
+
+        // The history in the row was read before this statement's own attempt insert became visible.
+        job = job with { AttemptHistory = [.. job.AttemptHistory, new AttemptRecord(job.Attempts, workerId, Truncate(now), null, null, null, null)] };
+        var lease = new PostgresJobLease(this, job, token, workerId);
+        leases[job.Id] = lease;
+        return (lease, null);
+    }
+
+    private NpgsqlParameter[] RecoverParameters(DateTimeOffset now) =>
+        [Time("now", now), Text("reason", LeaseExpiredReason), Text("channel", channel)];
+
+    internal async Task<bool> ExtendLeaseAsync(PostgresJobLease lease, CancellationToken cancellationToken)
+    {
+        // An expired lease that nobody took over yet still owns its job, so renewing it is fine.
+        await using var command = dataSource.CreateCommand(
+            "UPDATE jobs SET lease_expires_at = @expires WHERE id = @id AND lease_token = @token RETURNING cancel_requested");
+        command.Parameters.Add(Text("id", lease.Job.Id));
+        command.Parameters.Add(Uuid("token", lease.Token));
+        command.Parameters.Add(Time("expires", timeProvider.GetUtcNow() + options.LeaseDuration));
+        var cancelRequested = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+        if (cancelRequested is not bool requested)
+        {
+            Forget(lease);
+            return false;
+        }
+        if (requested)
+            lease.RequestCancel();
+        return true;
+    }
+
+    internal async Task CompleteLeaseAsync(PostgresJobLease lease, JobResult result, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        await using var command = dataSource.CreateCommand(
+            $"""
+            WITH owned AS (
+                UPDATE jobs SET state = 'succeeded', result = @result, error = NULL, finished_at = @now, updated_at = @now, {ClearLease}
+                WHERE id = @id AND lease_token = @token
+                RETURNING id
+            ), attempt AS (
+                UPDATE job_attempts SET finished_at = @now, outcome = '{AttemptOutcome.Succeeded}', exit_code = @exit_code
+                WHERE lease_token = @token AND EXISTS (SELECT FROM owned)
+            ), event AS (
+                INSERT INTO job_events (job_id, attempt, at, kind, message) SELECT id, @attempt, @now, 'state', 'succeeded' FROM owned
+            )
+            SELECT count(*) FROM owned
+            """);
+        command.Parameters.Add(Text("id", lease.Job.Id));
+        command.Parameters.Add(Uuid("token", lease.Token));
+        command.Parameters.Add(Jsonb("result", result));
+        command.Parameters.Add(Integer("exit_code", result.ExitCode));
+        command.Parameters.Add(Integer("attempt", lease.Attempt));
+        command.Parameters.Add(Time("now", timeProvider.GetUtcNow()));
+        var owned = (long)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        Forget(lease);
+        if (owned == 0)
+            throw new LeaseLostException(lease.Job.Id);
+    }
+
+    internal async Task<JobState> FailLeaseAsync(PostgresJobLease lease, JobFailure failure, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(failure);
+        var (state, outcome) = failure.Kind switch
+        {
+            FailureKind.Error => (JobState.Retrying, AttemptOutcome.Error),
+            FailureKind.Permanent => (JobState.Failed, AttemptOutcome.Failed),
+            FailureKind.TimedOut => (JobState.TimedOut, AttemptOutcome.TimedOut),
+            FailureKind.Cancelled => (JobState.Cancelled, AttemptOutcome.Cancelled),
+            _ => throw new ArgumentOutOfRangeException(nameof(failure), failure.Kind, "unknown failure kind"),
+        };
+        var now = timeProvider.GetUtcNow();
+        // A retry whose budget is spent goes dead; the row's max_attempts decides, inside the same statement.
+        // Waiters in every process are told about a retry so they look again when its backoff ends.
+        await using var command = dataSource.CreateCommand(
+            $"""
+            WITH owned AS (
+                UPDATE jobs SET
+                    state = CASE WHEN @state = 'retrying' AND @attempt >= max_attempts THEN 'dead' ELSE @state END,
+                    run_at = CASE WHEN @state = 'retrying' AND @attempt < max_attempts THEN @retry_at ELSE run_at END,
+                    finished_at = CASE WHEN @state = 'retrying' AND @attempt < max_attempts THEN NULL ELSE @now END,
+                    error = @error, result = @result, updated_at = @now, {ClearLease}
+                WHERE id = @id AND lease_token = @token
+                RETURNING id, state
+            ), attempt AS (
+                UPDATE job_attempts SET finished_at = @now, outcome = @outcome, exit_code = @exit_code, error = @error
+                WHERE lease_token = @token AND EXISTS (SELECT FROM owned)
+            ), event AS (
+                INSERT INTO job_events (job_id, attempt, at, kind, message)
+                SELECT id, @attempt, @now, 'state', CASE WHEN @error IS NULL THEN state ELSE state || ': ' || @error END FROM owned
+            )
+            SELECT state, CASE WHEN state = 'retrying' THEN pg_notify(@channel, '{PostgresListener.WakePayload}')::text END FROM owned
+            """);
+        command.Parameters.Add(Text("id", lease.Job.Id));
+        command.Parameters.Add(Uuid("token", lease.Token));
+        command.Parameters.Add(Text("state", state.Name()));
+        command.Parameters.Add(Integer("attempt", lease.Attempt));
+        command.Parameters.Add(Time("retry_at", RoundUp(now + options.Backoff(lease.Attempt, Random.Shared.NextDouble()))));
+        command.Parameters.Add(Text("error", failure.Error));
+        command.Parameters.Add(Jsonb("result", failure.Result));
+        command.Parameters.Add(Text("outcome", outcome));
+        command.Parameters.Add(Integer("exit_code", failure.ExitCode ?? failure.Result?.ExitCode));
+        command.Parameters.Add(Time("now", now));
+        command.Parameters.Add(Text("channel", channel));
+        var stored = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+        Forget(lease);
+        if (stored is not string name)
+            throw new LeaseLostException(lease.Job.Id);
+        var final = ParseState(name);
+        // Sleeping leases of this process recompute when to look again, which may now be the end of this backoff.
+        if (final == JobState.Retrying)
+            WakeWaiters();
+        return final;
+    }
+
+    internal async Task ReleaseLeaseAsync(PostgresJobLease lease, CancellationToken cancellationToken)
+    {
+        // The attempt is not counted: the worker gave the job back (shutdown), it did not fail it.
+        // A lost lease has nothing to hand back: the job already belongs to someone else.
+        await using var command = dataSource.CreateCommand(
+            $"""
+            WITH owned AS (
+                UPDATE jobs SET state = 'queued', attempts = attempts - 1, updated_at = @now, {ClearLease}
+                WHERE id = @id AND lease_token = @token
+                RETURNING id
+            ), attempt AS (
+                UPDATE job_attempts SET finished_at = @now, outcome = '{AttemptOutcome.Released}'
+                WHERE lease_token = @token AND EXISTS (SELECT FROM owned)
+            ), event AS (
+                INSERT INTO job_events (job_id, attempt, at, kind, message) SELECT id, @attempt, @now, 'state', @message FROM owned
+            )
+            SELECT id, pg_notify(@channel, '{PostgresListener.WakePayload}')::text FROM owned
+            """);
+        command.Parameters.Add(Text("id", lease.Job.Id));
+        command.Parameters.Add(Uuid("token", lease.Token));
+        command.Parameters.Add(Integer("attempt", lease.Attempt));
+        command.Parameters.Add(Text("message", StateMessage(JobState.Queued, $"released by {lease.WorkerId}")));
+        command.Parameters.Add(Time("now", timeProvider.GetUtcNow()));
+        command.Parameters.Add(Text("channel", channel));
+        var owned = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is not null;
+        Forget(lease);
+        if (owned)
+            WakeWaiters();
+    }
+
+    /// <summary>Ends the lease: disposing it is then a no-op, and a cancel no longer reaches it.</summary>
+    private void Forget(PostgresJobLease lease)
+    {
+        lease.End();
+        leases.TryRemove(new KeyValuePair<string, PostgresJobLease>(lease.Job.Id, lease));
+    }
+
+    private void WakeWaiters() => Interlocked.Exchange(ref wake, NewWake()).TrySetResult();
+
+    private static TaskCompletionSource NewWake() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    // timestamptz keeps microseconds: the record handed out must equal what a later read returns.
+    private static DateTimeOffset Truncate(DateTimeOffset time) => new(time.Ticks - (time.Ticks % 10), time.Offset);
+
+    // A backoff stored a fraction of a microsecond early would let the job run before its backoff ends.
+    private static DateTimeOffset RoundUp(DateTimeOffset time) => time.Ticks % 10 == 0 ? time : Truncate(time).AddTicks(10);
+}

@@ -1,0 +1,112 @@
+using Npgsql;
+
+namespace AgentWorker.Storage.Postgres;
+
+/// <summary>
+/// Holds one connection LISTENing on the queue's channel and turns notifications into callbacks:
+/// <c>wake</c> (a job may have become runnable) and <c>cancel:ID</c> (someone asked to stop a running job).
+/// When the connection drops it reconnects with backoff; waiters are woken on reconnect because
+/// notifications sent meanwhile are lost.
+/// </summary>
+internal sealed class PostgresListener : IAsyncDisposable
+{
+    public const string WakePayload = "wake";
+    public const string CancelPrefix = "cancel:";
+
+    private static readonly TimeSpan MaxReconnectDelay = TimeSpan.FromSeconds(10);
+
+    private readonly NpgsqlDataSource dataSource;
+    private readonly string channel;
+    private readonly Action wake;
+    private readonly Action<string> cancel;
+    private readonly CancellationTokenSource stopping = new();
+    private Task? loop;
+
+    private PostgresListener(NpgsqlDataSource dataSource, string channel, Action wake, Action<string> cancel)
+    {
+        this.dataSource = dataSource;
+        this.channel = channel;
+        this.wake = wake;
+        this.cancel = cancel;
+    }
+
+    /// <summary>Returns once LISTEN is in effect, so nothing notified after this returns is missed.</summary>
+    public static async Task<PostgresListener> StartAsync(
+        NpgsqlDataSource dataSource, string channel, Action wake, Action<string> cancel, CancellationToken cancellationToken)
+    {
+        var listener = new PostgresListener(dataSource, channel, wake, cancel);
+        var connection = await listener.ListenAsync(cancellationToken).ConfigureAwait(false);
+        listener.loop = Task.Run(() => listener.RunAsync(connection));
+        return listener;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await stopping.CancelAsync().ConfigureAwait(false);
+        if (loop is not null)
+            await loop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        stopping.Dispose();
+    }
+
+    private async Task<NpgsqlConnection> ListenAsync(CancellationToken cancellationToken)
+    {
+        var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            connection.Notification += OnNotification;
+            await using var command = new NpgsqlCommand($"""LISTEN "{channel}" """, connection);
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            return connection;
+        }
+        catch
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private async Task RunAsync(NpgsqlConnection? connection)
+    {
+        var delay = TimeSpan.FromMilliseconds(100);
+        while (!stopping.IsCancellationRequested)
+        {
+            try
+            {
+                if (connection is null)
+                {
+                    connection = await ListenAsync(stopping.Token).ConfigureAwait(false);
+                    delay = TimeSpan.FromMilliseconds(100);
+                    wake();
+                }
+                while (true)
+                    await connection.WaitAsync(stopping.Token).ConfigureAwait(false);
+            }
+            catch (Exception) when (!stopping.IsCancellationRequested)
+            {
+                // The server went away or the network broke. Leases keep working (with their fallback poll)
+                // while this retries; the delay is real time on purpose: it paces reconnects to a real server,
+                // and a fake clock in tests would otherwise stall them forever.
+                if (connection is not null)
+                    await connection.DisposeAsync().ConfigureAwait(false);
+                connection = null;
+                await Task.Delay(delay, stopping.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                delay = delay * 2 < MaxReconnectDelay ? delay * 2 : MaxReconnectDelay;
+            }
+            catch (Exception)
+            {
+                // Stopping: whatever the cancelled wait threw, the loop is over.
+                break;
+            }
+        }
+        if (connection is not null)
+            await connection.DisposeAsync().ConfigureAwait(false);
+    }
+
+    private void OnNotification(object sender, NpgsqlNotificationEventArgs e)
+    {
+        if (e.Payload.StartsWith(CancelPrefix, StringComparison.Ordinal))
+            cancel(e.Payload[CancelPrefix.Length..]);
+        else
+            wake();
+    }
+}
