@@ -5,6 +5,7 @@ using AgentWorker.Core.Pipeline;
 using AgentWorker.Core.Queue;
 using AgentWorker.Core.Sandbox;
 using AgentWorker.Core.Workspace;
+using AgentWorker.Storage.Postgres;
 using AgentWorker.Storage.Sqlite;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging.Console;
@@ -14,9 +15,21 @@ namespace AgentWorker;
 /// <summary>Builds what every command shares: the queue, the agent registry, the pipeline and logging.</summary>
 internal static class WorkerServices
 {
-    /// <summary>Opens the configured backend (only the embedded SQLite one so far).</summary>
-    public static async Task<IJobQueue> OpenQueueAsync(WorkerConfig config, CancellationToken cancellationToken) =>
-        await SqliteJobQueue.OpenAsync(config.DatabasePath, config.Queue, TimeProvider.System, cancellationToken).ConfigureAwait(false);
+    /// <summary>Opens the configured backend. A backend that cannot be reached is a startup error naming the setting.</summary>
+    public static async Task<IJobQueue> OpenQueueAsync(WorkerConfig config, CancellationToken cancellationToken)
+    {
+        if (config.Backend != "postgres")
+            return await SqliteJobQueue.OpenAsync(config.DatabasePath, config.Queue, TimeProvider.System, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return await PostgresJobQueue.OpenAsync(config.PostgresUrl!, config.PostgresSchema, config.Queue, TimeProvider.System, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is Npgsql.NpgsqlException or ArgumentException or FormatException)
+        {
+            // The message of a connection failure never repeats the connection string, so no password leaks here.
+            throw config.Values.Invalid(Settings.PostgresUrl, $"cannot open the PostgreSQL queue: {e.Message}");
+        }
+    }
 
     /// <summary>The command that runs this binary again, used to start built-in agents as child processes.</summary>
     public static IReadOnlyList<string> SelfCommand()

@@ -13,6 +13,8 @@ internal sealed record WorkerConfig
     public required ConfigValues Values { get; init; }
     public required string DataDir { get; init; }
     public required string Backend { get; init; }
+    public string? PostgresUrl { get; init; }
+    public required string PostgresSchema { get; init; }
     public required int Port { get; init; }
     public required IPAddress ListenAddress { get; init; }
     public string? ApiKey { get; init; }
@@ -52,6 +54,12 @@ internal sealed record WorkerConfig
         var dataDir = Path.GetFullPath(values.Get(Settings.DataDir) is { Length: > 0 } d ? d : throw values.Invalid(Settings.DataDir, "must not be empty"));
         var workDir = Path.GetFullPath(values.Get(Settings.WorkDir) is { Length: > 0 } w ? w : throw values.Invalid(Settings.WorkDir, "must not be empty"));
         var agentsFile = values.Get(Settings.AgentsFile);
+        var postgresUrl = values.Get(Settings.PostgresUrl);
+        var backend = values.Get(Settings.Backend) is null
+            ? postgresUrl is null ? "sqlite" : "postgres"
+            : values.GetChoice(Settings.Backend, "sqlite", "postgres");
+        if (backend == "postgres" && postgresUrl is null)
+            throw values.Invalid(Settings.Backend, "postgres needs a connection string (--postgres-url / POSTGRES_URL)");
         var limits = new SandboxLimits
         {
             MemoryBytes = values.GetInt(Settings.SandboxMemoryMb, 16, 1_048_576) * 1024L * 1024,
@@ -68,7 +76,9 @@ internal sealed record WorkerConfig
         {
             Values = values,
             DataDir = dataDir,
-            Backend = values.GetChoice(Settings.Backend, "sqlite"),
+            Backend = backend,
+            PostgresUrl = postgresUrl,
+            PostgresSchema = values.Get(Settings.PostgresSchema) ?? "agent_worker",
             Port = values.GetInt(Settings.Port, 0, 65_535),
             ListenAddress = listen,
             ApiKey = apiKey,

@@ -133,6 +133,27 @@ public sealed class PipelineEndToEndTests : IDisposable
     }
 
     [Fact]
+    public async Task SeedQueueExample_OnPostgres_RunsAndReportsTheBackend()
+    {
+        var url = System.Environment.GetEnvironmentVariable("POSTGRES_URL")
+            ?? throw new InvalidOperationException("POSTGRES_URL is not set: run the tests with scripts/test.sh, which starts a PostgreSQL server");
+        var (worker, client) = await ServeAsync(new() { ["POSTGRES_URL"] = url, ["POSTGRES_SCHEMA"] = $"aw_e2e_{_marker}" });
+        await using (worker)
+        using (client)
+        {
+            var body = $$"""{"id":"pg-001","agentId":"ssot_auditor","repoUrl":"{{_repo.Path}}","mode":"dry_run","requestedAt":"2026-01-01T00:00:00Z"}""";
+            Assert.Equal(HttpStatusCode.Accepted, (await client.PostAsync("/queue", Json(body))).StatusCode);
+
+            var job = await WaitForStateAsync(client, "pg-001", "succeeded", worker: worker);
+            var health = await client.GetFromJsonAsync<JsonElement>("/health");
+
+            Assert.Contains(job.GetProperty("result").GetProperty("findings").EnumerateArray(), f => f.GetProperty("rule").GetString() == "duplicate-file");
+            Assert.Equal("postgres", health.GetProperty("backend").GetProperty("name").GetString());
+            Assert.Equal(1, health.GetProperty("succeeded").GetInt32());
+        }
+    }
+
+    [Fact]
     public async Task AgentOutlivingItsTimeout_EndsTimedOut_WithWholeTreeKilled()
     {
         var (worker, client) = await ServeAsync();
