@@ -158,6 +158,22 @@ public sealed class RedisJobQueueTests : JobQueueContractTests
     }
 
     [Fact]
+    public async Task LeaseAsync_SameRawPushTwice_StoresOneJob()
+    {
+        var queue = await OpenRedisAsync();
+        const string raw = """{"id":"twice","repo_url":"https://example.test/repo.git"}""";
+        await Db.ListLeftPushAsync(queue.Keys.Raw, raw);
+        await Db.ListLeftPushAsync(queue.Keys.Raw, raw);
+
+        Assert.Equal("twice", (await LeaseExpectedAsync(queue)).Job.Id);
+
+        Assert.Null(await LeaseNowAsync(queue));
+        Assert.Equal(1, (await queue.ListAsync(new JobQuery(), Token)).Total);
+        Assert.Equal(0, await Db.ListLengthAsync(queue.Keys.Dead));
+        Assert.Equal(0, await Db.ListLengthAsync(queue.Keys.Intake));
+    }
+
+    [Fact]
     public async Task OpenAsync_RawPushLeftInIntakeByDeadWorker_PutsItBackAndRunsIt()
     {
         var name = $"test-{run}-intake";
@@ -226,6 +242,22 @@ public sealed class RedisJobQueueTests : JobQueueContractTests
         Assert.Equal(JobState.Dead, after.State);
         Assert.Equal(eventsBefore, await reopened.ReadEventsAsync("job-1", 0, 100, Token));
         Assert.Equal("job-2", (await LeaseExpectedAsync(reopened)).Job.Id);
+    }
+
+    [Fact]
+    public async Task AppendEventsAsync_ManyEvents_KeepsOnlyTheNewestTenThousandOrSo()
+    {
+        var queue = await OpenRedisAsync();
+        await queue.EnqueueAsync(Spec("chatty"), Token);
+        for (var batch = 0; batch < 12; batch++)
+            await queue.AppendEventsAsync("chatty", 0, [.. Enumerable.Range(0, 1000).Select(n => new NewJobEvent(JobEventKind.Log, $"line {batch}-{n}"))], Token);
+
+        var kept = await queue.ReadEventsAsync("chatty", 0, 20_000, Token);
+
+        // Trimming is approximate (whole stream nodes), so a little above the bound is fine; unbounded is not.
+        Assert.InRange(kept.Count, 10_000, 10_200);
+        Assert.Equal("line 11-999", kept[^1].Message);
+        Assert.Equal(12_001, kept[^1].Seq);
     }
 
     [Fact]
