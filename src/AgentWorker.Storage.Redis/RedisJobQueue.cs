@@ -60,7 +60,18 @@ public sealed partial class RedisJobQueue : IJobQueue
         if (queueName.AsSpan().IndexOfAny('{', '}') >= 0)
             throw new ArgumentException($"queue name '{queueName}' must not contain '{{' or '}}'", nameof(queueName));
 
-        var connection = await ConnectionMultiplexer.ConnectAsync(RedisConnection.Parse(redisUrl)).WaitAsync(cancellationToken).ConfigureAwait(false);
+        var connecting = ConnectionMultiplexer.ConnectAsync(RedisConnection.Parse(redisUrl));
+        ConnectionMultiplexer connection;
+        try
+        {
+            connection = await connecting.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // The connection still comes up after the caller gave up on it; it must not stay open unowned.
+            _ = connecting.ContinueWith(task => task.Result.Dispose(), CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
+            throw;
+        }
         var queue = new RedisJobQueue(connection, new RedisKeys(queueName), options, timeProvider);
         try
         {

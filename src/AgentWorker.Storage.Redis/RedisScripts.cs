@@ -84,34 +84,39 @@ internal static class RedisScripts
           local due = redis.call('ZRANGEBYSCORE', P .. ':delayed', '-inf', now, 'LIMIT', 0, 1000)
           for _, id in ipairs(due) do
             redis.call('ZREM', P .. ':delayed', id)
-            make_ready(id, job_key(id))
+            if redis.call('EXISTS', job_key(id)) == 1 then make_ready(id, job_key(id)) end
           end
+        end
+
+        local function give_back(id, now)
+          local key = job_key(id)
+          redis.call('ZREM', P .. ':leases', id)
+          -- A job hash deleted by hand leaves nothing to give back.
+          if redis.call('EXISTS', key) == 0 then return end
+          local f = redis.call('HMGET', key, 'cancel', 'attempts', 'max_attempts')
+          -- A requested cancel is honoured, an exhausted budget is dead, otherwise the job runs again.
+          local state = 'queued'
+          if f[1] == '1' then
+            state = 'cancelled'
+          elseif tonumber(f[2]) >= tonumber(f[3]) then
+            state = 'dead'
+          end
+          close_attempt(id, now, 'lease_expired', nil, 'lease expired')
+          clear_lease(id, key)
+          redis.call('HSET', key, 'error', 'lease expired', 'updated_at', now)
+          if state == 'queued' then
+            redis.call('HDEL', key, 'finished_at')
+            make_ready(id, key)
+          else
+            redis.call('HSET', key, 'finished_at', now)
+          end
+          set_state(id, key, state)
+          state_event(id, key, f[2], now, state, 'lease expired')
         end
 
         local function recover(now)
           local expired = redis.call('ZRANGEBYSCORE', P .. ':leases', '-inf', now, 'LIMIT', 0, 1000)
-          for _, id in ipairs(expired) do
-            local key = job_key(id)
-            local f = redis.call('HMGET', key, 'cancel', 'attempts', 'max_attempts')
-            -- A requested cancel is honoured, an exhausted budget is dead, otherwise the job runs again.
-            local state = 'queued'
-            if f[1] == '1' then
-              state = 'cancelled'
-            elseif tonumber(f[2]) >= tonumber(f[3]) then
-              state = 'dead'
-            end
-            close_attempt(id, now, 'lease_expired', nil, 'lease expired')
-            clear_lease(id, key)
-            redis.call('HSET', key, 'error', 'lease expired', 'updated_at', now)
-            if state == 'queued' then
-              redis.call('HDEL', key, 'finished_at')
-              make_ready(id, key)
-            else
-              redis.call('HSET', key, 'finished_at', now)
-            end
-            set_state(id, key, state)
-            state_event(id, key, f[2], now, state, 'lease expired')
-          end
+          for _, id in ipairs(expired) do give_back(id, now) end
           return #expired
         end
 
@@ -151,6 +156,8 @@ internal static class RedisScripts
         if recovered > 0 then wake() end
         local raw = redis.call('LLEN', ARGV[6])
         local popped = redis.call('ZPOPMIN', P .. ':ready')
+        -- Skips ids whose job hash was deleted by hand, rather than failing every lease on them.
+        while #popped > 0 and redis.call('EXISTS', job_key(popped[1])) == 0 do popped = redis.call('ZPOPMIN', P .. ':ready') end
         if #popped == 0 then
           local next_due = redis.call('ZRANGE', P .. ':delayed', 0, 0, 'WITHSCORES')
           return { recovered, raw, next_due[2] or '' }

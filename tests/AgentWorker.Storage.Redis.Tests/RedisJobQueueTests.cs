@@ -261,6 +261,25 @@ public sealed class RedisJobQueueTests : JobQueueContractTests
     }
 
     [Fact]
+    public async Task LeaseAsync_JobHashesDeletedByHand_SkipsThemAndLeasesTheNext()
+    {
+        var time = NewFakeTime();
+        var queue = await OpenRedisAsync(time: time);
+        await queue.EnqueueAsync(Spec("gone-ready"), Token);
+        await queue.EnqueueAsync(Spec("gone-delayed", runAt: time.GetUtcNow().AddSeconds(1)), Token);
+        await queue.EnqueueAsync(Spec("gone-leased"), Token);
+        await queue.EnqueueAsync(Spec("kept"), Token);
+        await Db.KeyDeleteAsync($"{queue.Keys.Prefix}:job:gone-ready");
+        await Db.KeyDeleteAsync($"{queue.Keys.Prefix}:job:gone-delayed");
+        Assert.Equal("gone-leased", (await LeaseExpectedAsync(queue)).Job.Id);
+        await Db.KeyDeleteAsync($"{queue.Keys.Prefix}:job:gone-leased");
+        time.Advance(Options.LeaseDuration + TimeSpan.FromSeconds(1));
+
+        Assert.Equal("kept", (await LeaseExpectedAsync(queue)).Job.Id);
+        Assert.Null(await LeaseNowAsync(queue));
+    }
+
+    [Fact]
     public async Task AppendEventsAsync_UnknownJob_ThrowsNamingIt()
     {
         var queue = await OpenRedisAsync();
