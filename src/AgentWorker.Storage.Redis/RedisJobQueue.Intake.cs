@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using AgentWorker.Core.Jobs;
@@ -5,69 +6,90 @@ using StackExchange.Redis;
 
 namespace AgentWorker.Storage.Redis;
 
-// Raw pushes: programs written for the seed worker LPUSH job JSON onto the list named like the queue. They are
-// moved into an intake list (so a worker dying mid-way loses nothing), parsed here with the same parser as the
-// HTTP intake, and either stored as jobs or dead-lettered with the reason. A bad push never blocks the queue.
+// Raw pushes: programs written for the seed worker LPUSH job JSON onto the list named like the queue. Each
+// queue instance waits for them with a blocking BRPOPLPUSH on a connection of its own (a blocking command would
+// stall every other command on the shared multiplexer), which moves each push into an intake list so a worker
+// dying mid-way loses nothing. The push is parsed with the same parser as the HTTP intake and either stored as a
+// job (which wakes waiting workers of every process) or dead-lettered with the reason; a bad push never blocks
+// the queue and never stops the loop.
 public sealed partial class RedisJobQueue
 {
-    // Enough to keep up with a burst, small enough that the lease call carrying it stays quick.
-    private const int RawBatch = 100;
+    // Short enough that a broken connection is noticed soon, long enough that an idle queue costs Redis next to nothing.
+    private const int IntakeBlockSeconds = 5;
 
-    /// <summary>Takes a batch of raw pushes in; returns how many were stored or dead-lettered by this call.</summary>
-    private async Task<int> TakeRawAsync(CancellationToken cancellationToken)
+    private static readonly TimeSpan IntakeCommandTimeout = TimeSpan.FromSeconds(IntakeBlockSeconds + 10);
+
+    private static readonly TimeSpan IntakeRetryDelay = TimeSpan.FromSeconds(1);
+
+    private async Task RunIntakeAsync(IDatabase blocking, CancellationToken stopping)
     {
-        var taken = (RedisResult[])(await EvaluateAsync(RedisScripts.Take, [keys.Raw, keys.Intake, RawBatch], cancellationToken).ConfigureAwait(false))!;
-        var handled = 0;
-        var stored = false;
-        foreach (var item in taken)
+        while (!stopping.IsCancellationRequested)
         {
-            var raw = (string?)item ?? "";
-            var (job, reason) = ParseRaw(raw);
-            if (job is not null)
+            try
             {
-                var (created, record) = await StoreAsync(job, raw, cancellationToken).ConfigureAwait(false);
-                stored |= created;
-                handled += record is null ? 0 : 1;
+                var raw = await blocking.ExecuteAsync("BRPOPLPUSH", (RedisKey)keys.Raw, (RedisKey)keys.Intake, IntakeBlockSeconds)
+                    .WaitAsync(stopping).ConfigureAwait(false);
+                if (!raw.IsNull)
+                    await TakeInAsync((string?)raw ?? "", stopping).ConfigureAwait(false);
             }
-            else
+            catch (Exception)
             {
-                handled += await DeadLetterAsync(raw, reason!, cancellationToken).ConfigureAwait(false);
+                if (stopping.IsCancellationRequested)
+                    return;
+                // Redis unreachable or restarting: the multiplexer reconnects by itself. A push taken before the
+                // failure stays in the intake list until the next OpenAsync or RecoverAsync puts it back.
+                await Task.Delay(IntakeRetryDelay, timeProvider, stopping).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             }
         }
-        if (stored)
+    }
+
+    /// <summary>Stores a raw push taken into the intake list as a job, or dead-letters it.</summary>
+    private async Task TakeInAsync(string raw, CancellationToken cancellationToken)
+    {
+        var (job, reason) = ParseRaw(raw);
+        if (job is null)
+        {
+            await DeadLetterAsync(raw, reason!, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+        var (created, _) = await StoreAsync(job, raw, cancellationToken).ConfigureAwait(false);
+        if (created)
             WakeWaiters();
-        return handled;
     }
 
     /// <summary>A raw push as a job, or why it is not one.</summary>
     private static (JobSpec? Job, string? Reason) ParseRaw(string raw)
     {
-        JsonNode? body;
+        JobParseResult parsed;
         try
         {
-            body = JsonNode.Parse(raw);
+            // The queue does not know the agent registry or the default agent: any agent passes here, a missing
+            // one means the default, and the worker rejects unknown agents when it runs the job.
+            parsed = JobRequestParser.Parse(JsonNode.Parse(raw), _ => true, defaultAgent: "", () => Ulid.NewUlid().ToString());
         }
         catch (JsonException error)
         {
             return (null, $"invalid JSON: {error.Message}");
         }
-        // The queue does not know the agent registry or the default agent: any agent passes here, a missing one
-        // means the default, and the worker rejects unknown agents when it runs the job.
-        var parsed = JobRequestParser.Parse(body, _ => true, defaultAgent: "", () => Ulid.NewUlid().ToString());
+        catch (ArgumentException error)
+        {
+            // JsonObject reports a property given twice only when it is first read.
+            return (null, $"invalid JSON: {error.Message}");
+        }
         if (parsed.Job is not null)
             return (parsed.Job, null);
         var problems = parsed.Errors.Select(error => $"{error.Key}: {string.Join("; ", error.Value)}");
         return (null, $"invalid job: {string.Join(", ", problems)}");
     }
 
-    private async Task<int> DeadLetterAsync(string raw, string reason, CancellationToken cancellationToken)
+    private async Task DeadLetterAsync(string raw, string reason, CancellationToken cancellationToken)
     {
         var entry = new JsonObject
         {
             ["raw"] = raw,
             ["reason"] = reason,
-            ["at"] = timeProvider.GetUtcNow().ToString("O", System.Globalization.CultureInfo.InvariantCulture),
+            ["at"] = timeProvider.GetUtcNow().ToString("O", CultureInfo.InvariantCulture),
         };
-        return (int)await EvaluateAsync(RedisScripts.DeadLetter, [keys.Intake, raw, entry.ToJsonString(), keys.Dead], cancellationToken).ConfigureAwait(false);
+        await EvaluateAsync(RedisScripts.DeadLetter, [keys.Intake, raw, entry.ToJsonString(), keys.Dead], cancellationToken).ConfigureAwait(false);
     }
 }

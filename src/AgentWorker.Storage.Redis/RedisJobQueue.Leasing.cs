@@ -26,18 +26,14 @@ public sealed partial class RedisJobQueue
         {
             // Taken before looking, so a wake-up that arrives while we look still ends the sleep below.
             var woken = Volatile.Read(ref wake).Task;
-            var (lease, rawBacklog, nextRunAt) = await TryLeaseAsync(workerId, stop.Token).ConfigureAwait(false);
-            // Raw pushes are taken in by whichever worker looks next, whether or not it got a job this time.
-            var tookRaw = rawBacklog > 0 && await TakeRawAsync(stop.Token).ConfigureAwait(false) > 0;
+            var (lease, nextRunAt) = await TryLeaseAsync(workerId, stop.Token).ConfigureAwait(false);
             if (lease is not null)
                 return lease;
-            if (tookRaw)
-                continue;
             var now = timeProvider.GetUtcNow();
             if (now >= deadline)
                 return null;
-            // Enqueues of any process wake us through the signal; a raw LPUSH publishes nothing and is only
-            // seen by looking again, and a delayed job only by looking once it is due.
+            // Enqueues of any process (raw pushes included, once the intake stored them) wake us through the
+            // signal; the poll is a fallback for a missed message, and a delayed job is seen by looking once it is due.
             var sleep = deadline - now < options.PollInterval ? deadline - now : options.PollInterval;
             if (nextRunAt is { } due && due - now < sleep)
                 sleep = due - now;
@@ -47,26 +43,25 @@ public sealed partial class RedisJobQueue
         }
     }
 
-    /// <summary>Claims the next runnable job, or reports when the earliest delayed one becomes due; also how many raw pushes wait.</summary>
-    private async Task<(RedisJobLease? Lease, long RawBacklog, DateTimeOffset? NextRunAt)> TryLeaseAsync(string workerId, CancellationToken cancellationToken)
+    /// <summary>Claims the next runnable job, or reports when the earliest delayed one becomes due.</summary>
+    private async Task<(RedisJobLease? Lease, DateTimeOffset? NextRunAt)> TryLeaseAsync(string workerId, CancellationToken cancellationToken)
     {
         var now = timeProvider.GetUtcNow();
         var token = Guid.NewGuid().ToString("N");
         var reply = (RedisResult[])(await EvaluateAsync(
             RedisScripts.Lease,
-            [Ms(now), token, workerId, Ms(now + options.LeaseDuration), keys.Raw],
+            [Ms(now), token, workerId, Ms(now + options.LeaseDuration)],
             cancellationToken).ConfigureAwait(false))!;
-        var rawBacklog = (long)reply[1];
-        if (reply.Length < 4)
+        if (reply.Length < 2)
         {
-            var nextRunAt = (string?)reply[2] is { Length: > 0 } due
+            var nextRunAt = (string?)reply[0] is { Length: > 0 } due
                 ? DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(due, NumberStyles.Integer, CultureInfo.InvariantCulture))
                 : (DateTimeOffset?)null;
-            return (null, rawBacklog, nextRunAt);
+            return (null, nextRunAt);
         }
-        var lease = new RedisJobLease(this, RedisRecords.ReadJob(reply[3]), token, workerId);
+        var lease = new RedisJobLease(this, RedisRecords.ReadJob(reply[1]), token, workerId);
         leases[lease.Job.Id] = lease;
-        return (lease, rawBacklog, null);
+        return (lease, null);
     }
 
     internal async Task<bool> ExtendLeaseAsync(RedisJobLease lease, CancellationToken cancellationToken)

@@ -18,6 +18,10 @@ public sealed partial class RedisJobQueue : IJobQueue
     private const string DefaultQueueName = "agent_jobs";
 
     private readonly ConnectionMultiplexer connection;
+
+    // Only for the blocking wait on the producers' list, which would stall the shared connection.
+    private ConnectionMultiplexer? intakeConnection;
+    private Task intake = Task.CompletedTask;
     private readonly IDatabase database;
     private readonly RedisKeys keys;
     private readonly QueueOptions options;
@@ -60,18 +64,8 @@ public sealed partial class RedisJobQueue : IJobQueue
         if (queueName.AsSpan().IndexOfAny('{', '}') >= 0)
             throw new ArgumentException($"queue name '{queueName}' must not contain '{{' or '}}'", nameof(queueName));
 
-        var connecting = ConnectionMultiplexer.ConnectAsync(RedisConnection.Parse(redisUrl));
-        ConnectionMultiplexer connection;
-        try
-        {
-            connection = await connecting.WaitAsync(cancellationToken).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            // The connection still comes up after the caller gave up on it; it must not stay open unowned.
-            _ = connecting.ContinueWith(task => task.Result.Dispose(), CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
-            throw;
-        }
+        var configuration = RedisConnection.Parse(redisUrl);
+        var connection = await ConnectAsync(configuration, cancellationToken).ConfigureAwait(false);
         var queue = new RedisJobQueue(connection, new RedisKeys(queueName), options, timeProvider);
         try
         {
@@ -79,6 +73,11 @@ public sealed partial class RedisJobQueue : IJobQueue
                 .WaitAsync(cancellationToken).ConfigureAwait(false);
             // Raw pushes a crashed worker had taken but not yet stored go back to the producers' list.
             await queue.EvaluateAsync(RedisScripts.ReturnIntake, [queue.keys.Intake, queue.keys.Raw], cancellationToken).ConfigureAwait(false);
+            var blocking = configuration.Clone();
+            blocking.AsyncTimeout = (int)IntakeCommandTimeout.TotalMilliseconds;
+            blocking.ClientName = configuration.ClientName + "-intake";
+            queue.intakeConnection = await ConnectAsync(blocking, cancellationToken).ConfigureAwait(false);
+            queue.intake = queue.RunIntakeAsync(queue.intakeConnection.GetDatabase(), queue.disposing.Token);
         }
         catch
         {
@@ -86,6 +85,21 @@ public sealed partial class RedisJobQueue : IJobQueue
             throw;
         }
         return queue;
+    }
+
+    private static async Task<ConnectionMultiplexer> ConnectAsync(ConfigurationOptions configuration, CancellationToken cancellationToken)
+    {
+        var connecting = ConnectionMultiplexer.ConnectAsync(configuration);
+        try
+        {
+            return await connecting.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // The connection still comes up after the caller gave up on it; it must not stay open unowned.
+            _ = connecting.ContinueWith(task => task.Result.Dispose(), CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
+            throw;
+        }
     }
 
     /// <inheritdoc/>
@@ -267,12 +281,18 @@ public sealed partial class RedisJobQueue : IJobQueue
     /// <inheritdoc/>
     public Task PingAsync(CancellationToken cancellationToken) => database.PingAsync().WaitAsync(cancellationToken);
 
-    /// <summary>Wakes every waiting <see cref="LeaseAsync"/> with an <see cref="OperationCanceledException"/> and closes the connection.</summary>
+    /// <summary>Wakes every waiting <see cref="LeaseAsync"/> with an <see cref="OperationCanceledException"/>, stops taking raw pushes and closes the connections.</summary>
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref disposed, 1) == 1)
             return;
         await disposing.CancelAsync().ConfigureAwait(false);
+        await intake.ConfigureAwait(false);
+        if (intakeConnection is not null)
+        {
+            await intakeConnection.CloseAsync(allowCommandsToComplete: false).ConfigureAwait(false);
+            await intakeConnection.DisposeAsync().ConfigureAwait(false);
+        }
         await connection.CloseAsync(allowCommandsToComplete: false).ConfigureAwait(false);
         await connection.DisposeAsync().ConfigureAwait(false);
     }

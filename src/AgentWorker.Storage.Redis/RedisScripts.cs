@@ -147,20 +147,19 @@ internal static class RedisScripts
         return { 1, read_job(id) }
         """;
 
-    // ARGV: P, now, token, worker, lease expiry, raw list.
-    // Returns {recovered, raw backlog, next due run_at or ''} or, having claimed, {recovered, raw backlog, '', job}.
+    // ARGV: P, now, token, worker, lease expiry.
+    // Returns {next due run_at or ''} or, having claimed, {'', job}.
     internal const string Lease = Library + """
         local now = ARGV[2]
         promote(now)
         local recovered = recover(now)
         if recovered > 0 then wake() end
-        local raw = redis.call('LLEN', ARGV[6])
         local popped = redis.call('ZPOPMIN', P .. ':ready')
         -- Skips ids whose job hash was deleted by hand, rather than failing every lease on them.
         while #popped > 0 and redis.call('EXISTS', job_key(popped[1])) == 0 do popped = redis.call('ZPOPMIN', P .. ':ready') end
         if #popped == 0 then
           local next_due = redis.call('ZRANGE', P .. ':delayed', 0, 0, 'WITHSCORES')
-          return { recovered, raw, next_due[2] or '' }
+          return { next_due[2] or '' }
         end
         local id = popped[1]
         local key = job_key(id)
@@ -170,7 +169,7 @@ internal static class RedisScripts
         set_state(id, key, 'running')
         redis.call('RPUSH', P .. ':attempts:' .. id, cjson.encode({ n = tostring(attempt), w = ARGV[4], s = now }))
         state_event(id, key, attempt, now, 'running', ARGV[4])
-        return { recovered, raw, '', read_job(id) }
+        return { '', read_job(id) }
         """;
 
     // ARGV: P, now, id, token, lease expiry. Returns -1 (lease lost) or the cancel flag (0/1).
@@ -353,18 +352,6 @@ internal static class RedisScripts
           add_event(id, key, ARGV[4], now, ARGV[i], ARGV[i + 1], stream)
         end
         return 1
-        """;
-
-    // ARGV: P, raw list, intake list, batch size. Moves up to a batch of raw pushes into the intake list and
-    // returns them, oldest first; they stay there until stored as jobs or dead-lettered.
-    internal const string Take = Library + """
-        local taken = {}
-        for _ = 1, tonumber(ARGV[4]) do
-          local raw = redis.call('RPOPLPUSH', ARGV[2], ARGV[3])
-          if not raw then break end
-          taken[#taken + 1] = raw
-        end
-        return taken
         """;
 
     // ARGV: P, intake list, raw value, dead-letter entry, dead-letter list. Returns 1, or 0 when someone else took the value.

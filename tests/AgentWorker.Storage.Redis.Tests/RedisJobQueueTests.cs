@@ -3,6 +3,7 @@ using AgentWorker.Core.Jobs;
 using AgentWorker.Core.Queue;
 using AgentWorker.Core.Results;
 using AgentWorker.Storage.ContractTests;
+using AgentWorker.Testing;
 using StackExchange.Redis;
 
 namespace AgentWorker.Storage.Redis.Tests;
@@ -123,6 +124,7 @@ public sealed class RedisJobQueueTests : JobQueueContractTests
     {
         var queue = await OpenRedisAsync();
         await Db.ListLeftPushAsync(queue.Keys.Raw, "this is not json {");
+        await Db.ListLeftPushAsync(queue.Keys.Raw, """{"id":"twice","id":"over"}""");
         await Db.ListLeftPushAsync(queue.Keys.Raw, """{"id":"bad","repo_url":42}""");
         await Db.ListLeftPushAsync(queue.Keys.Raw, """{"id":"good","repo_url":"https://example.test/repo.git"}""");
 
@@ -130,31 +132,41 @@ public sealed class RedisJobQueueTests : JobQueueContractTests
 
         Assert.Equal("good", lease?.Job.Id);
         var dead = (await Db.ListRangeAsync(queue.Keys.Dead)).Select(entry => JsonNode.Parse((string)entry!)!).ToList();
-        Assert.Equal(2, dead.Count);
         // Newest first.
-        Assert.Equal("""{"id":"bad","repo_url":42}""", dead[0]["raw"]?.GetValue<string>());
-        Assert.Contains("repo_url", dead[0]["reason"]?.GetValue<string>(), StringComparison.Ordinal);
-        Assert.Equal("this is not json {", dead[1]["raw"]?.GetValue<string>());
+        Assert.Equal(["""{"id":"bad","repo_url":42}""", """{"id":"twice","id":"over"}""", "this is not json {"], dead.Select(entry => entry["raw"]!.GetValue<string>()));
+        Assert.StartsWith("invalid job: repo_url", dead[0]["reason"]?.GetValue<string>(), StringComparison.Ordinal);
         Assert.StartsWith("invalid JSON", dead[1]["reason"]?.GetValue<string>(), StringComparison.Ordinal);
-        Assert.True(DateTimeOffset.TryParse(dead[1]["at"]?.GetValue<string>(), out _));
+        Assert.StartsWith("invalid JSON", dead[2]["reason"]?.GetValue<string>(), StringComparison.Ordinal);
+        Assert.True(DateTimeOffset.TryParse(dead[2]["at"]?.GetValue<string>(), out _));
         Assert.Null(await queue.GetAsync("bad", Token));
         Assert.Equal(0, await Db.ListLengthAsync(queue.Keys.Raw));
         Assert.Equal(0, await Db.ListLengthAsync(queue.Keys.Intake));
     }
 
     [Fact]
-    public async Task LeaseAsync_RawPushWhileOtherJobsAreReady_TakesItInAtOnce()
+    public async Task LeaseAsync_RawPushWhileWaiting_WakesWaiterWithoutPolling()
     {
-        var queue = await OpenRedisAsync();
-        await queue.EnqueueAsync(Spec("ready-1"), Token);
-        await queue.EnqueueAsync(Spec("ready-2"), Token);
-        await Db.ListLeftPushAsync(queue.Keys.Raw, """{"id":"raw","repo_url":"https://example.test/repo.git","priority":5}""");
+        // The poll interval is as long as the wait: only the blocking intake and its wake-up can end it early.
+        var queue = await OpenRedisAsync(options: Options with { PollInterval = LongWait });
+        var leasing = queue.LeaseAsync("w1", LongWait, Token);
+        Assert.False(leasing.IsCompleted);
 
-        var first = await LeaseExpectedAsync(queue);
-        var second = await LeaseExpectedAsync(queue);
+        await Db.ListLeftPushAsync(queue.Keys.Raw, """{"id":"pushed","repo_url":"https://example.test/repo.git"}""");
 
-        // The raw push was stored during the first lease, so its priority counts from the second one on.
-        Assert.Equal(("ready-1", "raw"), (first.Job.Id, second.Job.Id));
+        Assert.Equal("pushed", (await leasing.WaitAsync(Prompt, Token))?.Job.Id);
+    }
+
+    [Fact]
+    public async Task OpenAsync_RawPushWithNobodyLeasing_IsStoredAsQueuedJob()
+    {
+        var queue = await OpenRedisAsync(options: Options with { PollInterval = LongWait });
+
+        await Db.ListLeftPushAsync(queue.Keys.Raw, """{"id":"pushed","repo_url":"https://example.test/repo.git"}""");
+
+        var job = await Eventually.UntilAsync(() => queue.GetAsync("pushed", Token), job => job is not null, Prompt, "raw push stored");
+        Assert.Equal(JobState.Queued, job?.State);
+        Assert.Equal(0, await Db.ListLengthAsync(queue.Keys.Raw));
+        Assert.Equal(0, await Db.ListLengthAsync(queue.Keys.Intake));
     }
 
     [Fact]
@@ -165,8 +177,9 @@ public sealed class RedisJobQueueTests : JobQueueContractTests
         await Db.ListLeftPushAsync(queue.Keys.Raw, raw);
         await Db.ListLeftPushAsync(queue.Keys.Raw, raw);
 
-        Assert.Equal("twice", (await LeaseExpectedAsync(queue)).Job.Id);
+        Assert.Equal("twice", (await queue.LeaseAsync("w1", LongWait, Token).WaitAsync(Prompt, Token))?.Job.Id);
 
+        await Eventually.UntilAsync(async () => await Db.ListLengthAsync(queue.Keys.Raw) + await Db.ListLengthAsync(queue.Keys.Intake), left => left == 0, Prompt, "both pushes taken in");
         Assert.Null(await LeaseNowAsync(queue));
         Assert.Equal(1, (await queue.ListAsync(new JobQuery(), Token)).Total);
         Assert.Equal(0, await Db.ListLengthAsync(queue.Keys.Dead));
@@ -182,7 +195,7 @@ public sealed class RedisJobQueueTests : JobQueueContractTests
 
         var queue = await OpenRedisAsync(name);
 
-        Assert.Equal("stranded", (await LeaseExpectedAsync(queue)).Job.Id);
+        Assert.Equal("stranded", (await queue.LeaseAsync("w1", LongWait, Token).WaitAsync(Prompt, Token))?.Job.Id);
         Assert.Equal(0, await Db.ListLengthAsync(keys.Intake));
     }
 
