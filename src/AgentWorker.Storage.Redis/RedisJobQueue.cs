@@ -18,14 +18,14 @@ public sealed partial class RedisJobQueue : IJobQueue
     private const string DefaultQueueName = "agent_jobs";
 
     private readonly ConnectionMultiplexer connection;
-
-    // Only for the blocking wait on the producers' list, which would stall the shared connection.
-    private ConnectionMultiplexer? intakeConnection;
-    private Task intake = Task.CompletedTask;
     private readonly IDatabase database;
     private readonly RedisKeys keys;
     private readonly QueueOptions options;
     private readonly TimeProvider timeProvider;
+
+    // Only for the blocking wait on the producers' list, which would stall the shared connection. Set once by OpenAsync.
+    private ConnectionMultiplexer? intakeConnection;
+    private Task intake = Task.CompletedTask;
 
     // This instance's live leases by job id: a cancel (in-process or published by another process) reaches the worker at once.
     private readonly ConcurrentDictionary<string, RedisJobLease> leases = new(StringComparer.Ordinal);

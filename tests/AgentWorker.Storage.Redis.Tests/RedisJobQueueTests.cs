@@ -200,6 +200,19 @@ public sealed class RedisJobQueueTests : JobQueueContractTests
     }
 
     [Fact]
+    public async Task RecoverAsync_RawPushLeftInIntakeByDeadWorker_PutsItBackAndItIsStored()
+    {
+        var queue = await OpenRedisAsync();
+        await Db.ListLeftPushAsync(queue.Keys.Intake, """{"id":"stranded","repo_url":"https://example.test/repo.git"}""");
+
+        await queue.RecoverAsync(Token);
+
+        var job = await Eventually.UntilAsync(() => queue.GetAsync("stranded", Token), job => job is not null, Prompt, "stranded push stored");
+        Assert.Equal(JobState.Queued, job?.State);
+        Assert.Equal(0, await Db.ListLengthAsync(queue.Keys.Intake));
+    }
+
+    [Fact]
     public async Task LeaseAsync_EnqueueBySecondProcess_WakesWaiterThroughPubSub()
     {
         // The poll interval is as long as the wait: only the published wake-up can end it early.
