@@ -243,6 +243,30 @@ public sealed class RedisJobQueueTests : JobQueueContractTests
     }
 
     [Fact]
+    public async Task Connections_KilledByServer_ReconnectAndWakeUpsAndRawIntakeWorkAgain()
+    {
+        var options = Options with { PollInterval = LongWait };
+        var queue = await OpenRedisAsync(options: options);
+        var other = await OpenRedisAsync(queue.Keys.QueueName, options);
+
+        // Every other client: both queues' command, pub/sub and blocking intake connections.
+        await Db.ExecuteAsync("CLIENT", "KILL", "TYPE", "normal");
+        await Db.ExecuteAsync("CLIENT", "KILL", "TYPE", "pubsub");
+        await Eventually.UntilAsync(
+            async () => (long)(await Db.ExecuteAsync("PUBSUB", "NUMSUB", $"{queue.Keys.Prefix}:signal"))[1],
+            subscribers => subscribers == 2,
+            Prompt,
+            "both queues subscribed again");
+        await Eventually.UntilAsync(async () => await PingsAsync(queue) && await PingsAsync(other), ok => ok, Prompt, "both queues reconnected");
+
+        var leasing = queue.LeaseAsync("w1", LongWait, Token);
+        await other.EnqueueAsync(Spec("after-kill"), Token);
+        Assert.Equal("after-kill", (await leasing.WaitAsync(Prompt, Token))?.Job.Id);
+        await Db.ListLeftPushAsync(queue.Keys.Raw, """{"id":"pushed-after-kill","repo_url":"https://example.test/repo.git"}""");
+        Assert.Equal("pushed-after-kill", (await queue.LeaseAsync("w1", LongWait, Token).WaitAsync(Prompt, Token))?.Job.Id);
+    }
+
+    [Fact]
     public async Task OpenAsync_NewConnection_KeepsJobsHistoryEventsAndQueueOrder()
     {
         var time = NewFakeTime();
@@ -343,6 +367,19 @@ public sealed class RedisJobQueueTests : JobQueueContractTests
         Assert.Equal(endpoint, Assert.Single(options.EndPoints).ToString()?.Replace("Unspecified/", "", StringComparison.Ordinal));
         Assert.Equal((user, password, database, tls), (options.User, options.Password, options.DefaultDatabase, options.Ssl));
         Assert.False(options.AbortOnConnectFail);
+    }
+
+    private async Task<bool> PingsAsync(IJobQueue queue)
+    {
+        try
+        {
+            await queue.PingAsync(Token);
+            return true;
+        }
+        catch (RedisConnectionException)
+        {
+            return false;
+        }
     }
 
     private async Task<RedisJobQueue> OpenRedisAsync(string? name = null, QueueOptions? options = null, TimeProvider? time = null)
