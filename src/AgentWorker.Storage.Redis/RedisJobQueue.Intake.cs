@@ -32,13 +32,17 @@ public sealed partial class RedisJobQueue
                 if (!raw.IsNull)
                     await TakeInAsync((string?)raw ?? "", stopping).ConfigureAwait(false);
             }
-            catch (Exception)
+            catch (Exception error)
             {
                 if (stopping.IsCancellationRequested)
                     return;
-                // Redis unreachable or restarting: the multiplexer reconnects by itself. A push taken before the
-                // failure stays in the intake list until the next OpenAsync or RecoverAsync puts it back.
+                // Redis unreachable or restarting: the multiplexer reconnects by itself.
                 await Task.Delay(IntakeRetryDelay, timeProvider, stopping).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                // A push taken just before the connection failed may sit in the intake list unstored. Putting the
+                // intake back is safe at any time (whoever removes a push from it owns it), so it is not stranded.
+                // Other failures are left alone: a push that cannot be stored must not be taken again and again.
+                if (error is RedisConnectionException or RedisTimeoutException)
+                    await ReturnIntakeAsync(stopping).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             }
         }
     }

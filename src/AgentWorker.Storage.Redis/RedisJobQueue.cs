@@ -72,7 +72,7 @@ public sealed partial class RedisJobQueue : IJobQueue
             await connection.GetSubscriber().SubscribeAsync(queue.keys.Signal, (_, message) => queue.OnSignal(message))
                 .WaitAsync(cancellationToken).ConfigureAwait(false);
             // Raw pushes a crashed worker had taken but not yet stored go back to the producers' list.
-            await queue.EvaluateAsync(RedisScripts.ReturnIntake, [queue.keys.Intake, queue.keys.Raw], cancellationToken).ConfigureAwait(false);
+            await queue.ReturnIntakeAsync(cancellationToken).ConfigureAwait(false);
             var blocking = configuration.Clone();
             blocking.AsyncTimeout = (int)IntakeCommandTimeout.TotalMilliseconds;
             blocking.ClientName = configuration.ClientName + "-intake";
@@ -236,7 +236,7 @@ public sealed partial class RedisJobQueue : IJobQueue
     /// <remarks>Also puts back raw pushes that a worker took off the producers' list and never stored (it died meanwhile).</remarks>
     public async Task<int> RecoverAsync(CancellationToken cancellationToken)
     {
-        await EvaluateAsync(RedisScripts.ReturnIntake, [keys.Intake, keys.Raw], cancellationToken).ConfigureAwait(false);
+        await ReturnIntakeAsync(cancellationToken).ConfigureAwait(false);
         var recovered = (int)await EvaluateAsync(RedisScripts.Recover, [Ms(timeProvider.GetUtcNow())], cancellationToken).ConfigureAwait(false);
         if (recovered > 0)
             WakeWaiters();
@@ -296,6 +296,9 @@ public sealed partial class RedisJobQueue : IJobQueue
         await connection.CloseAsync(allowCommandsToComplete: false).ConfigureAwait(false);
         await connection.DisposeAsync().ConfigureAwait(false);
     }
+
+    private Task ReturnIntakeAsync(CancellationToken cancellationToken) =>
+        EvaluateAsync(RedisScripts.ReturnIntake, [keys.Intake, keys.Raw], cancellationToken);
 
     private void OnSignal(RedisValue message)
     {

@@ -362,8 +362,8 @@ internal static class RedisScripts
         return 1
         """;
 
-    // ARGV: P, intake list, raw list. Puts raw pushes whose taker may have died back where producers left them,
-    // oldest nearest the consuming end. Returns how many.
+    // ARGV: P, intake list, raw list. Puts raw pushes whose taker may have died or lost its connection back where
+    // producers left them, oldest nearest the consuming end. Returns how many.
     internal const string ReturnIntake = Library + """
         local moved = 0
         while redis.call('LMOVE', ARGV[2], ARGV[3], 'LEFT', 'RIGHT') do moved = moved + 1 end
