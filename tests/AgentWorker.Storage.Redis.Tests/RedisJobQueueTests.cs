@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json.Nodes;
 using AgentWorker.Core.Jobs;
 using AgentWorker.Core.Queue;
@@ -249,9 +250,15 @@ public sealed class RedisJobQueueTests : JobQueueContractTests
         var queue = await OpenRedisAsync(options: options);
         var other = await OpenRedisAsync(queue.Keys.QueueName, options);
 
-        // Every other client: both queues' command, pub/sub and blocking intake connections.
-        await Db.ExecuteAsync("CLIENT", "KILL", "TYPE", "normal");
-        await Db.ExecuteAsync("CLIENT", "KILL", "TYPE", "pubsub");
+        // The queues' command, pub/sub and blocking intake connections (by client name, sparing other programs on a shared server).
+        var own = (long)await Db.ExecuteAsync("CLIENT", "ID");
+        var clients = ((string)(await Db.ExecuteAsync("CLIENT", "LIST"))!).Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Select(line => line.Split(' ').Select(pair => pair.Split('=', 2)).Where(pair => pair.Length == 2).ToDictionary(pair => pair[0], pair => pair[1]))
+            .Where(client => client.GetValueOrDefault("name", "").StartsWith("agent-worker", StringComparison.Ordinal) && client["id"] != own.ToString(CultureInfo.InvariantCulture))
+            .ToList();
+        Assert.True(clients.Count >= 6, $"expected 3 connections per queue, found {clients.Count}");
+        foreach (var client in clients)
+            await Db.ExecuteAsync("CLIENT", "KILL", "ID", client["id"]);
         await Eventually.UntilAsync(
             async () => (long)(await Db.ExecuteAsync("PUBSUB", "NUMSUB", $"{queue.Keys.Prefix}:signal"))[1],
             subscribers => subscribers == 2,
