@@ -75,11 +75,6 @@ public sealed partial class RedisJobQueue
         {
             return (null, $"invalid JSON: {error.Message}");
         }
-        catch (ArgumentException error)
-        {
-            // JsonObject reports a property given twice only when it is first read.
-            return (null, $"invalid JSON: {error.Message}");
-        }
         if (parsed.Job is not null)
             return (parsed.Job, null);
         var problems = parsed.Errors.Select(error => $"{error.Key}: {string.Join("; ", error.Value)}");
