@@ -5,6 +5,8 @@ using AgentWorker.Core.Pipeline;
 using AgentWorker.Core.Queue;
 using AgentWorker.Core.Sandbox;
 using AgentWorker.Core.Workspace;
+using AgentWorker.Storage.Postgres;
+using AgentWorker.Storage.Redis;
 using AgentWorker.Storage.Sqlite;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging.Console;
@@ -14,9 +16,39 @@ namespace AgentWorker;
 /// <summary>Builds what every command shares: the queue, the agent registry, the pipeline and logging.</summary>
 internal static class WorkerServices
 {
-    /// <summary>Opens the configured backend (only the embedded SQLite one so far).</summary>
-    public static async Task<IJobQueue> OpenQueueAsync(WorkerConfig config, CancellationToken cancellationToken) =>
+    /// <summary>Opens the configured backend. A backend that cannot be reached is a startup error naming the setting.</summary>
+    public static async Task<IJobQueue> OpenQueueAsync(WorkerConfig config, CancellationToken cancellationToken)
+    {
+        var setting = config.Backend switch
+        {
+            "postgres" => Settings.PostgresUrl,
+            "redis" => Settings.RedisUrl,
+            _ => Settings.DataDir,
+        };
+        try
+        {
+            return config.Backend switch
+            {
+                "postgres" => await OpenPostgresAsync(config, cancellationToken).ConfigureAwait(false),
+                "redis" => await OpenRedisAsync(config, cancellationToken).ConfigureAwait(false),
+                _ => await OpenSqliteAsync(config, cancellationToken).ConfigureAwait(false),
+            };
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // Neither backend repeats its connection string in errors, and the redactor masks it if one ever did.
+            throw config.Values.Invalid(setting, $"cannot open the {config.Backend} queue: {config.Pipeline.Redactor.Redact(e.Message)}");
+        }
+    }
+
+    private static async Task<IJobQueue> OpenSqliteAsync(WorkerConfig config, CancellationToken cancellationToken) =>
         await SqliteJobQueue.OpenAsync(config.DatabasePath, config.Queue, TimeProvider.System, cancellationToken).ConfigureAwait(false);
+
+    private static async Task<IJobQueue> OpenPostgresAsync(WorkerConfig config, CancellationToken cancellationToken) =>
+        await PostgresJobQueue.OpenAsync(config.PostgresUrl!, config.PostgresSchema, config.Queue, TimeProvider.System, cancellationToken).ConfigureAwait(false);
+
+    private static async Task<IJobQueue> OpenRedisAsync(WorkerConfig config, CancellationToken cancellationToken) =>
+        await RedisJobQueue.OpenAsync(config.RedisUrl!, config.QueueName, config.Queue, TimeProvider.System, cancellationToken).ConfigureAwait(false);
 
     /// <summary>The command that runs this binary again, used to start built-in agents as child processes.</summary>
     public static IReadOnlyList<string> SelfCommand()

@@ -39,6 +39,16 @@ public static class JobRequestParser
             Error("body", "must be a JSON object");
             return new JobParseResult(null, errors);
         }
+        try
+        {
+            // JsonObject only notices a repeated property when it is first read.
+            _ = obj.Count;
+        }
+        catch (ArgumentException)
+        {
+            Error("body", "has a property given more than once");
+            return new JobParseResult(null, errors);
+        }
 
         var id = ReadString(obj, "id", Error);
         if (id is null)

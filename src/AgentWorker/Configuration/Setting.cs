@@ -8,7 +8,11 @@ internal static class Settings
 {
     public static readonly Setting ConfigFile = new("config", "--config", ["AGENT_WORKER_CONFIG"], null, "YAML file with settings (keys as in `config show`).");
     public static readonly Setting DataDir = new("dataDir", "--data-dir", ["AGENT_WORKER_DATA"], "./.agent-worker", "Directory of the embedded SQLite queue.");
-    public static readonly Setting Backend = new("backend", "--backend", ["AGENT_WORKER_BACKEND"], "sqlite", "Queue backend: sqlite.");
+    public static readonly Setting Backend = new("backend", "--backend", ["AGENT_WORKER_BACKEND"], null, "Queue backend: sqlite, redis or postgres (default: redis when REDIS_URL is set, postgres when POSTGRES_URL is, else sqlite).");
+    public static readonly Setting RedisUrl = new("redisUrl", "--redis-url", ["REDIS_URL"], null, "Redis connection (redis://[user:pass@]host:port[/db]).", Secret: true);
+    public static readonly Setting QueueName = new("queueName", "--queue-name", ["QUEUE_NAME"], "agent_jobs", "Redis list producers LPUSH raw job JSON onto (and the prefix of the backend's keys).");
+    public static readonly Setting PostgresUrl = new("postgresUrl", "--postgres-url", ["POSTGRES_URL", "POSTGRES_DSN"], null, "PostgreSQL connection (postgresql://user:pass@host:port/db or key=value).", Secret: true);
+    public static readonly Setting PostgresSchema = new("postgresSchema", "--postgres-schema", ["POSTGRES_SCHEMA"], "agent_worker", "Schema the PostgreSQL backend keeps its tables in.");
     public static readonly Setting WorkDir = new("workDir", "--work-dir", ["WORK_DIR"], "/tmp/agent-worker", "Where job workspaces are created.");
     public static readonly Setting Port = new("port", "--port", ["PORT"], "3000", "HTTP port of `serve`.");
     public static readonly Setting Host = new("host", "--host", ["HOST"], null, "HTTP listen address (default 0.0.0.0 with an API key, 127.0.0.1 without).");
@@ -42,7 +46,7 @@ internal static class Settings
 
     public static readonly IReadOnlyList<Setting> All =
     [
-        ConfigFile, DataDir, Backend, WorkDir, Port, Host, Workers, ApiKey, RateLimit, MaxQueueDepth, MaxBodyBytes,
+        ConfigFile, DataDir, Backend, RedisUrl, QueueName, PostgresUrl, PostgresSchema, WorkDir, Port, Host, Workers, ApiKey, RateLimit, MaxQueueDepth, MaxBodyBytes,
         AgentsFile, DefaultAgent, JobTimeout, LeaseSeconds, HeartbeatSeconds, RetryBaseDelay, ShutdownGrace,
         MaxRepoSizeMb, MaxRepoFiles, MaxOutputBytes, GitToken, GitTokenHost, Sandbox, SandboxMemoryMb, SandboxPids, SandboxCpus,
         SandboxTmpMb, SandboxFileSizeMb, SandboxOpenFiles, SandboxUid, LogLevel, LogFormat,

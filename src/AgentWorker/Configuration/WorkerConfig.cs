@@ -13,6 +13,10 @@ internal sealed record WorkerConfig
     public required ConfigValues Values { get; init; }
     public required string DataDir { get; init; }
     public required string Backend { get; init; }
+    public string? RedisUrl { get; init; }
+    public required string QueueName { get; init; }
+    public string? PostgresUrl { get; init; }
+    public required string PostgresSchema { get; init; }
     public required int Port { get; init; }
     public required IPAddress ListenAddress { get; init; }
     public string? ApiKey { get; init; }
@@ -52,6 +56,15 @@ internal sealed record WorkerConfig
         var dataDir = Path.GetFullPath(values.Get(Settings.DataDir) is { Length: > 0 } d ? d : throw values.Invalid(Settings.DataDir, "must not be empty"));
         var workDir = Path.GetFullPath(values.Get(Settings.WorkDir) is { Length: > 0 } w ? w : throw values.Invalid(Settings.WorkDir, "must not be empty"));
         var agentsFile = values.Get(Settings.AgentsFile);
+        var postgresUrl = values.Get(Settings.PostgresUrl);
+        var redisUrl = values.Get(Settings.RedisUrl);
+        var backend = values.Get(Settings.Backend) is null
+            ? redisUrl is not null ? "redis" : postgresUrl is not null ? "postgres" : "sqlite"
+            : values.GetChoice(Settings.Backend, "sqlite", "redis", "postgres");
+        if (backend == "postgres" && postgresUrl is null)
+            throw values.Invalid(Settings.Backend, "postgres needs a connection string (--postgres-url / POSTGRES_URL)");
+        if (backend == "redis" && redisUrl is null)
+            throw values.Invalid(Settings.Backend, "redis needs a server (--redis-url / REDIS_URL)");
         var limits = new SandboxLimits
         {
             MemoryBytes = values.GetInt(Settings.SandboxMemoryMb, 16, 1_048_576) * 1024L * 1024,
@@ -68,7 +81,11 @@ internal sealed record WorkerConfig
         {
             Values = values,
             DataDir = dataDir,
-            Backend = values.GetChoice(Settings.Backend, "sqlite"),
+            Backend = backend,
+            RedisUrl = redisUrl,
+            QueueName = values.Get(Settings.QueueName) ?? "agent_jobs",
+            PostgresUrl = postgresUrl,
+            PostgresSchema = values.Get(Settings.PostgresSchema) ?? "agent_worker",
             Port = values.GetInt(Settings.Port, 0, 65_535),
             ListenAddress = listen,
             ApiKey = apiKey,

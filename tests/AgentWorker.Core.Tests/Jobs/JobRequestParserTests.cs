@@ -72,6 +72,7 @@ public sealed class JobRequestParserTests
     [InlineData("""{"agent":"codex","repo":{"branch":"x"}}""", "repo.url", "required")]
     [InlineData("""{"agent":"codex","repoUrl":"/r","metadata":[1]}""", "metadata", "JSON object")]
     [InlineData("""[1,2]""", "body", "JSON object")]
+    [InlineData("""{"id":"a","id":"b","agent":"codex","repoUrl":"/r"}""", "body", "more than once")]
     public void Parse_BadField_IsNamed(string json, string field, string message)
     {
         var result = Parse(json);

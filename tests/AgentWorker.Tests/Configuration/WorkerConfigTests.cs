@@ -48,6 +48,18 @@ public sealed class WorkerConfigTests : IDisposable
     }
 
     [Fact]
+    public void Load_Backend_FollowsPostgresUrlUnlessChosen()
+    {
+        Assert.Equal("sqlite", Load().Backend);
+        Assert.Equal("postgres", Load(env: new() { ["POSTGRES_DSN"] = "postgresql://u:p@127.0.0.1:5/db" }).Backend);
+        Assert.Equal("sqlite", Load(flags: new() { ["--backend"] = "sqlite" }, env: new() { ["POSTGRES_URL"] = "postgresql://u:p@127.0.0.1:5/db" }).Backend);
+        var e = Assert.Throws<ConfigException>(() => Load(flags: new() { ["--backend"] = "postgres" }));
+        Assert.Contains("--postgres-url / POSTGRES_URL", e.Message, StringComparison.Ordinal);
+        Assert.Equal("redis", Load(env: new() { ["REDIS_URL"] = "redis://127.0.0.1:6" }).Backend);
+        Assert.Contains("--redis-url / REDIS_URL", Assert.Throws<ConfigException>(() => Load(flags: new() { ["--backend"] = "redis" })).Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Load_NoApiKey_ListensOnLoopbackOnly()
     {
         Assert.Equal(IPAddress.Loopback, Load().ListenAddress);

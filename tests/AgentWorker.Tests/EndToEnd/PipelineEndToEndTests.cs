@@ -133,6 +133,62 @@ public sealed class PipelineEndToEndTests : IDisposable
     }
 
     [Fact]
+    public async Task SeedQueueExample_OnPostgres_RunsAndReportsTheBackend()
+    {
+        var url = System.Environment.GetEnvironmentVariable("POSTGRES_URL")
+            ?? throw new InvalidOperationException("POSTGRES_URL is not set: run the tests with scripts/test.sh, which starts a PostgreSQL server");
+        var (worker, client) = await ServeAsync(new() { ["POSTGRES_URL"] = url, ["POSTGRES_SCHEMA"] = $"aw_e2e_{_marker}" });
+        await using (worker)
+        using (client)
+        {
+            var body = $$"""{"id":"pg-001","agentId":"ssot_auditor","repoUrl":"{{_repo.Path}}","mode":"dry_run","requestedAt":"2026-01-01T00:00:00Z"}""";
+            Assert.Equal(HttpStatusCode.Accepted, (await client.PostAsync("/queue", Json(body))).StatusCode);
+
+            var job = await WaitForStateAsync(client, "pg-001", "succeeded", worker: worker);
+            var health = await client.GetFromJsonAsync<JsonElement>("/health");
+
+            Assert.Contains(job.GetProperty("result").GetProperty("findings").EnumerateArray(), f => f.GetProperty("rule").GetString() == "duplicate-file");
+            Assert.Equal("postgres", health.GetProperty("backend").GetProperty("name").GetString());
+            Assert.Equal(1, health.GetProperty("succeeded").GetInt32());
+        }
+    }
+
+    [Fact]
+    public async Task RawLpushOnRedis_RunsTheSeedShape_AndDeadLettersGarbage()
+    {
+        var url = System.Environment.GetEnvironmentVariable("REDIS_URL")
+            ?? throw new InvalidOperationException("REDIS_URL is not set: run the tests with scripts/test.sh, which starts a Redis server");
+        var port = new Uri(url).Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var queue = $"agent_jobs_{_marker}";
+        var (worker, client) = await ServeAsync(new() { ["REDIS_URL"] = url, ["QUEUE_NAME"] = queue, ["DEFAULT_AGENT"] = "ssot_auditor" });
+        await using (worker)
+        using (client)
+        {
+            // Exactly what the seed's producers do.
+            await RedisCliAsync(port, "LPUSH", queue, $$"""{"id":"job-123","repo_url":"{{_repo.Path}}","branch":"main","prompt":"x"}""");
+            await RedisCliAsync(port, "LPUSH", queue, "this is not json");
+            // The worker takes raw pushes asynchronously; the job exists once it has.
+            await Eventually.UntilAsync(async () => (await client.GetAsync("/v1/jobs/job-123")).StatusCode, s => s == HttpStatusCode.OK, JobDeadline, "raw push taken");
+
+            var job = await WaitForStateAsync(client, "job-123", "succeeded", worker: worker);
+            var dead = await Eventually.UntilAsync(() => RedisCliAsync(port, "LRANGE", $"{{{queue}}}:dead", "0", "-1"), d => d.Contains("this is not json", StringComparison.Ordinal), JobDeadline, "garbage dead-lettered");
+
+            Assert.Equal("main", job.GetProperty("repo").GetProperty("branch").GetString());
+            Assert.Contains("reason", dead, StringComparison.Ordinal);
+            Assert.Equal("redis", (await client.GetFromJsonAsync<JsonElement>("/health")).GetProperty("backend").GetProperty("name").GetString());
+        }
+    }
+
+    private static async Task<string> RedisCliAsync(string port, params string[] args)
+    {
+        var start = new System.Diagnostics.ProcessStartInfo("redis-cli", ["-p", port, .. args]) { RedirectStandardOutput = true };
+        using var cli = System.Diagnostics.Process.Start(start)!;
+        var output = await cli.StandardOutput.ReadToEndAsync();
+        await cli.WaitForExitAsync();
+        return output;
+    }
+
+    [Fact]
     public async Task AgentOutlivingItsTimeout_EndsTimedOut_WithWholeTreeKilled()
     {
         var (worker, client) = await ServeAsync();

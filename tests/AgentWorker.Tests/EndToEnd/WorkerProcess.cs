@@ -32,6 +32,9 @@ internal sealed class WorkerProcess : IAsyncDisposable
         foreach (var arg in args)
             start.ArgumentList.Add(arg);
         start.Environment["LOG_FORMAT"] = "json";
+        // The test script exports server URLs for the backend suites; a worker picks its backend only from what a test gives it.
+        foreach (var inherited in new[] { "POSTGRES_URL", "POSTGRES_DSN", "REDIS_URL" })
+            start.Environment.Remove(inherited);
         foreach (var (name, value) in environment)
             start.Environment[name] = value;
         var worker = new WorkerProcess(Process.Start(start)!);

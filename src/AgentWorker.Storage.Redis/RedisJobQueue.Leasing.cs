@@ -1,0 +1,158 @@
+using System.Globalization;
+using System.Text.Json;
+using AgentWorker.Core.Jobs;
+using AgentWorker.Core.Queue;
+using AgentWorker.Core.Results;
+using StackExchange.Redis;
+
+namespace AgentWorker.Storage.Redis;
+
+// Claiming, waiting, and everything a lease does. Each step is conditional on the lease token stored in the
+// job hash, which is what makes "never succeeded twice" hold when a lease expired and another worker took the job.
+public sealed partial class RedisJobQueue
+{
+    // Completed and replaced whenever a job may have become runnable; waiting leases sleep on it.
+    private TaskCompletionSource wake = NewWake();
+
+    /// <inheritdoc/>
+    public async Task<IJobLease?> LeaseAsync(string workerId, TimeSpan wait, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(workerId);
+        if (wait != Timeout.InfiniteTimeSpan)
+            ArgumentOutOfRangeException.ThrowIfLessThan(wait, TimeSpan.Zero);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, disposing.Token);
+        var deadline = wait == Timeout.InfiniteTimeSpan ? DateTimeOffset.MaxValue : timeProvider.GetUtcNow() + wait;
+        while (true)
+        {
+            // Taken before looking, so a wake-up that arrives while we look still ends the sleep below.
+            var woken = Volatile.Read(ref wake).Task;
+            var (lease, nextRunAt) = await TryLeaseAsync(workerId, stop.Token).ConfigureAwait(false);
+            if (lease is not null)
+                return lease;
+            var now = timeProvider.GetUtcNow();
+            if (now >= deadline)
+                return null;
+            // Enqueues of any process (raw pushes included, once the intake stored them) wake us through the
+            // signal; the poll is a fallback for a missed message, and a delayed job is seen by looking once it is due.
+            var sleep = deadline - now < options.PollInterval ? deadline - now : options.PollInterval;
+            if (nextRunAt is { } due && due - now < sleep)
+                sleep = due - now;
+            await woken.WaitAsync(sleep < TimeSpan.Zero ? TimeSpan.Zero : sleep, timeProvider, stop.Token)
+                .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            stop.Token.ThrowIfCancellationRequested();
+        }
+    }
+
+    /// <summary>Claims the next runnable job, or reports when the earliest delayed one becomes due.</summary>
+    private async Task<(RedisJobLease? Lease, DateTimeOffset? NextRunAt)> TryLeaseAsync(string workerId, CancellationToken cancellationToken)
+    {
+        var now = timeProvider.GetUtcNow();
+        var token = Guid.NewGuid().ToString("N");
+        var reply = (RedisResult[])(await EvaluateAsync(
+            RedisScripts.Lease,
+            [Ms(now), token, workerId, Ms(now + options.LeaseDuration)],
+            cancellationToken).ConfigureAwait(false))!;
+        if (reply.Length < 2)
+        {
+            var nextRunAt = (string?)reply[0] is { Length: > 0 } due
+                ? DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(due, NumberStyles.Integer, CultureInfo.InvariantCulture))
+                : (DateTimeOffset?)null;
+            return (null, nextRunAt);
+        }
+        var lease = new RedisJobLease(this, RedisRecords.ReadJob(reply[1]), token, workerId);
+        leases[lease.Job.Id] = lease;
+        return (lease, null);
+    }
+
+    internal async Task<bool> ExtendLeaseAsync(RedisJobLease lease, CancellationToken cancellationToken)
+    {
+        var cancel = (int)await EvaluateAsync(
+            RedisScripts.Extend,
+            [Ms(timeProvider.GetUtcNow()), lease.Job.Id, lease.Token, Ms(timeProvider.GetUtcNow() + options.LeaseDuration)],
+            cancellationToken).ConfigureAwait(false);
+        if (cancel < 0)
+        {
+            Forget(lease);
+            return false;
+        }
+        // The published cancel may have been missed (for example while reconnecting); the stored flag is not.
+        if (cancel == 1)
+            lease.RequestCancel();
+        return true;
+    }
+
+    internal async Task CompleteLeaseAsync(RedisJobLease lease, JobResult result, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        var owned = (int)await EvaluateAsync(
+            RedisScripts.Complete,
+            [Ms(timeProvider.GetUtcNow()), lease.Job.Id, lease.Token, JsonSerializer.Serialize(result, RedisRecords.Json), ExitCode(result.ExitCode)],
+            cancellationToken).ConfigureAwait(false) == 1;
+        Forget(lease);
+        if (!owned)
+            throw new LeaseLostException(lease.Job.Id);
+    }
+
+    internal async Task<JobState> FailLeaseAsync(RedisJobLease lease, JobFailure failure, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(failure);
+        var (state, outcome) = failure.Kind switch
+        {
+            FailureKind.Error => (JobState.Retrying, AttemptOutcome.Error),
+            FailureKind.Permanent => (JobState.Failed, AttemptOutcome.Failed),
+            FailureKind.TimedOut => (JobState.TimedOut, AttemptOutcome.TimedOut),
+            FailureKind.Cancelled => (JobState.Cancelled, AttemptOutcome.Cancelled),
+            _ => throw new ArgumentOutOfRangeException(nameof(failure), failure.Kind, "unknown failure kind"),
+        };
+        var now = timeProvider.GetUtcNow();
+        // Computed even when the script turns the retry into dead: the script alone knows the stored budget.
+        var runAt = now + options.Backoff(lease.Attempt, Random.Shared.NextDouble());
+        var reply = (string?)await EvaluateAsync(
+            RedisScripts.Fail,
+            [
+                Ms(now),
+                lease.Job.Id,
+                lease.Token,
+                state.Name(),
+                outcome,
+                failure.Error,
+                failure.Result is { } result ? JsonSerializer.Serialize(result, RedisRecords.Json) : "",
+                ExitCode(failure.ExitCode ?? failure.Result?.ExitCode),
+                Ms(runAt),
+            ],
+            cancellationToken).ConfigureAwait(false);
+        Forget(lease);
+        if (reply is null)
+            throw new LeaseLostException(lease.Job.Id);
+        var moved = JobStates.TryParse(reply, out var parsed)
+            ? parsed
+            : throw new InvalidDataException($"job {lease.Job.Id}: unexpected state '{reply}' from the Redis queue");
+        if (moved == JobState.Retrying)
+            WakeWaiters();
+        return moved;
+    }
+
+    internal async Task ReleaseLeaseAsync(RedisJobLease lease, CancellationToken cancellationToken)
+    {
+        var owned = (int)await EvaluateAsync(
+            RedisScripts.Release,
+            [Ms(timeProvider.GetUtcNow()), lease.Job.Id, lease.Token, lease.WorkerId],
+            cancellationToken).ConfigureAwait(false) == 1;
+        Forget(lease);
+        if (owned)
+            WakeWaiters();
+    }
+
+    /// <summary>Ends the lease: disposing it is then a no-op, and a cancel no longer reaches it.</summary>
+    private void Forget(RedisJobLease lease)
+    {
+        lease.End();
+        leases.TryRemove(new KeyValuePair<string, RedisJobLease>(lease.Job.Id, lease));
+    }
+
+    private static RedisValue ExitCode(int? exitCode) => exitCode is { } code ? code : "";
+
+    private void WakeWaiters() => Interlocked.Exchange(ref wake, NewWake()).TrySetResult();
+
+    private static TaskCompletionSource NewWake() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+}

@@ -1,0 +1,325 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Text.Json;
+using AgentWorker.Core.Jobs;
+using AgentWorker.Core.Queue;
+using StackExchange.Redis;
+
+namespace AgentWorker.Storage.Redis;
+
+/// <summary>
+/// The shared queue backend: any number of worker processes on any number of hosts use one Redis. Every step
+/// is one Lua script, so it is atomic; a leased job stays in Redis (lease set + job hash) until it is
+/// completed, failed or handed back, and any worker gives expired leases back. External producers may
+/// <c>LPUSH</c> raw job JSON onto the list named like the queue, as the seed Rust worker's clients did.
+/// </summary>
+public sealed partial class RedisJobQueue : IJobQueue
+{
+    private const string DefaultQueueName = "agent_jobs";
+
+    private readonly ConnectionMultiplexer connection;
+    private readonly IDatabase database;
+    private readonly RedisKeys keys;
+    private readonly QueueOptions options;
+    private readonly TimeProvider timeProvider;
+
+    // Only for the blocking wait on the producers' list, which would stall the shared connection. Set once by OpenAsync.
+    private ConnectionMultiplexer? intakeConnection;
+    private Task intake = Task.CompletedTask;
+
+    // This instance's live leases by job id: a cancel (in-process or published by another process) reaches the worker at once.
+    private readonly ConcurrentDictionary<string, RedisJobLease> leases = new(StringComparer.Ordinal);
+
+    // Never disposed: a waiter may still be linking to it while the queue is being disposed.
+    private readonly CancellationTokenSource disposing = new();
+    private int disposed;
+
+    private RedisJobQueue(ConnectionMultiplexer connection, RedisKeys keys, QueueOptions options, TimeProvider timeProvider)
+    {
+        this.connection = connection;
+        database = connection.GetDatabase();
+        this.keys = keys;
+        this.options = options;
+        this.timeProvider = timeProvider;
+    }
+
+    /// <summary>
+    /// Connects to <paramref name="redisUrl"/> (<c>redis://[user:password@]host:port[/db]</c>, <c>rediss://…</c> for TLS,
+    /// or StackExchange.Redis configuration such as <c>host:port</c>) and opens the queue <paramref name="queueName"/>
+    /// (default <c>agent_jobs</c>). The connection is kept for the queue's lifetime and reconnects by itself.
+    /// </summary>
+    public static async Task<RedisJobQueue> OpenAsync(
+        string redisUrl,
+        string queueName,
+        QueueOptions options,
+        TimeProvider timeProvider,
+        CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(redisUrl);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(timeProvider);
+        if (string.IsNullOrEmpty(queueName))
+            queueName = DefaultQueueName;
+        // Braces would change the hash tag, and with it which keys share a cluster slot.
+        if (queueName.AsSpan().IndexOfAny('{', '}') >= 0)
+            throw new ArgumentException($"queue name '{queueName}' must not contain '{{' or '}}'", nameof(queueName));
+
+        var configuration = RedisConnection.Parse(redisUrl);
+        var connection = await ConnectAsync(configuration, cancellationToken).ConfigureAwait(false);
+        var queue = new RedisJobQueue(connection, new RedisKeys(queueName), options, timeProvider);
+        try
+        {
+            await connection.GetSubscriber().SubscribeAsync(queue.keys.Signal, (_, message) => queue.OnSignal(message))
+                .WaitAsync(cancellationToken).ConfigureAwait(false);
+            // Raw pushes a crashed worker had taken but not yet stored go back to the producers' list.
+            await queue.ReturnIntakeAsync(cancellationToken).ConfigureAwait(false);
+            var blocking = configuration.Clone();
+            blocking.AsyncTimeout = (int)IntakeCommandTimeout.TotalMilliseconds;
+            blocking.ClientName = configuration.ClientName + "-intake";
+            queue.intakeConnection = await ConnectAsync(blocking, cancellationToken).ConfigureAwait(false);
+            queue.intake = queue.RunIntakeAsync(queue.intakeConnection.GetDatabase(), queue.disposing.Token);
+        }
+        catch
+        {
+            await queue.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+        return queue;
+    }
+
+    private static async Task<ConnectionMultiplexer> ConnectAsync(ConfigurationOptions configuration, CancellationToken cancellationToken)
+    {
+        var connecting = ConnectionMultiplexer.ConnectAsync(configuration);
+        try
+        {
+            return await connecting.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // The connection still comes up after the caller gave up on it; it must not stay open unowned.
+            _ = connecting.ContinueWith(task => task.Result.Dispose(), CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
+            throw;
+        }
+    }
+
+    /// <inheritdoc/>
+    public string Backend => "redis";
+
+    internal RedisKeys Keys => keys;
+
+    /// <inheritdoc/>
+    public async Task<EnqueueResult> EnqueueAsync(JobSpec job, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(job);
+        ArgumentException.ThrowIfNullOrEmpty(job.Id, nameof(job));
+        var (created, record) = await StoreAsync(job, intakeRaw: null, cancellationToken).ConfigureAwait(false);
+        // The script published the wake-up for other processes; this one's waiters need no round trip.
+        if (created)
+            WakeWaiters();
+        return new EnqueueResult(record!, created);
+    }
+
+    /// <summary>
+    /// Runs the enqueue script. With <paramref name="intakeRaw"/>, the job comes from a raw push and is stored only if
+    /// that push is still in the intake list; then a null record means someone else already took it.
+    /// </summary>
+    private async Task<(bool Created, JobRecord? Job)> StoreAsync(JobSpec job, string? intakeRaw, CancellationToken cancellationToken)
+    {
+        var now = timeProvider.GetUtcNow();
+        var result = (RedisResult[])(await EvaluateAsync(
+            RedisScripts.Enqueue,
+            [
+                Ms(now),
+                job.Id,
+                JsonSerializer.Serialize(job, RedisRecords.Json),
+                job.Agent ?? "",
+                job.Priority,
+                job.MaxAttempts,
+                Ms(job.RunAt ?? now),
+                intakeRaw is null ? "" : keys.Intake,
+                intakeRaw ?? "",
+            ],
+            cancellationToken).ConfigureAwait(false))!;
+        var status = (int)result[0];
+        return status < 0 ? (false, null) : (status == 1, RedisRecords.ReadJob(job.Id, result[1]));
+    }
+
+    /// <inheritdoc/>
+    public async Task<JobRecord?> GetAsync(string id, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        var result = await EvaluateAsync(RedisScripts.Get, [id], cancellationToken).ConfigureAwait(false);
+        return result.IsNull ? null : RedisRecords.ReadJob(id, result);
+    }
+
+    /// <inheritdoc/>
+    public async Task<JobPage> ListAsync(JobQuery query, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(query);
+        ArgumentOutOfRangeException.ThrowIfNegative(query.Limit, nameof(query));
+        ArgumentOutOfRangeException.ThrowIfNegative(query.Offset, nameof(query));
+        var result = (RedisResult[])(await EvaluateAsync(
+            RedisScripts.List,
+            [query.State?.Name() ?? "", query.Agent ?? "", query.Offset, query.Limit],
+            cancellationToken).ConfigureAwait(false))!;
+        return new JobPage([.. result.Skip(1).Select(RedisRecords.ReadJob)], (long)result[0]);
+    }
+
+    /// <inheritdoc/>
+    public async Task<IReadOnlyList<JobRecord>> PeekAsync(int count, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        var result = (RedisResult[])(await EvaluateAsync(RedisScripts.Peek, [Ms(timeProvider.GetUtcNow()), count], cancellationToken).ConfigureAwait(false))!;
+        return [.. result.Select(RedisRecords.ReadJob)];
+    }
+
+    /// <inheritdoc/>
+    public async Task<QueueStats> GetStatsAsync(CancellationToken cancellationToken)
+    {
+        var counts = (long[])(await EvaluateAsync(RedisScripts.Stats, [], cancellationToken).ConfigureAwait(false))!;
+        return new QueueStats(
+            Queued: counts[0],
+            Running: counts[1],
+            Retrying: counts[2],
+            Succeeded: counts[3],
+            Failed: counts[4],
+            Cancelled: counts[5],
+            TimedOut: counts[6],
+            Dead: counts[7]);
+    }
+
+    /// <inheritdoc/>
+    public async Task<CancelOutcome> CancelAsync(string id, string reason, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        ArgumentNullException.ThrowIfNull(reason);
+        var outcome = (string?)await EvaluateAsync(RedisScripts.Cancel, [Ms(timeProvider.GetUtcNow()), id, reason], cancellationToken).ConfigureAwait(false);
+        switch (outcome)
+        {
+            case "not_found":
+                return CancelOutcome.NotFound;
+            case "finished":
+                return CancelOutcome.AlreadyFinished;
+            case "cancelled":
+                return CancelOutcome.Cancelled;
+            case "requested":
+                // The published message would get here too, but a lease of this process need not wait for the round trip.
+                RequestCancel(id);
+                return CancelOutcome.CancelRequested;
+            default:
+                throw new InvalidDataException($"job {id}: unexpected cancel outcome '{outcome}' from the Redis queue");
+        }
+    }
+
+    /// <inheritdoc/>
+    public async Task<RetryOutcome> RetryAsync(string id, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        var outcome = (string?)await EvaluateAsync(RedisScripts.Retry, [Ms(timeProvider.GetUtcNow()), id], cancellationToken).ConfigureAwait(false);
+        switch (outcome)
+        {
+            case "not_found":
+                return RetryOutcome.NotFound;
+            case "succeeded":
+                return RetryOutcome.AlreadySucceeded;
+            case "not_finished":
+                return RetryOutcome.NotFinished;
+            case "requeued":
+                WakeWaiters();
+                return RetryOutcome.Requeued;
+            default:
+                throw new InvalidDataException($"job {id}: unexpected retry outcome '{outcome}' from the Redis queue");
+        }
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>Also puts back raw pushes that a worker took off the producers' list and never stored (it died meanwhile).</remarks>
+    public async Task<int> RecoverAsync(CancellationToken cancellationToken)
+    {
+        await ReturnIntakeAsync(cancellationToken).ConfigureAwait(false);
+        var recovered = (int)await EvaluateAsync(RedisScripts.Recover, [Ms(timeProvider.GetUtcNow())], cancellationToken).ConfigureAwait(false);
+        if (recovered > 0)
+            WakeWaiters();
+        return recovered;
+    }
+
+    /// <inheritdoc/>
+    public async Task AppendEventsAsync(string jobId, int attempt, IReadOnlyList<NewJobEvent> events, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(jobId);
+        ArgumentNullException.ThrowIfNull(events);
+        if (events.Count == 0)
+            return;
+        var values = new List<RedisValue>(3 + (3 * events.Count)) { Ms(timeProvider.GetUtcNow()), jobId, attempt };
+        foreach (var jobEvent in events)
+        {
+            values.Add(RedisRecords.KindName(jobEvent.Kind));
+            values.Add(jobEvent.Message);
+            values.Add(jobEvent.Stream is null ? "" : "+" + jobEvent.Stream);
+        }
+        var appended = (int)await EvaluateAsync(RedisScripts.Append, [.. values], cancellationToken).ConfigureAwait(false);
+        if (appended == 0)
+            throw new KeyNotFoundException($"job {jobId}: cannot append events, no such job");
+    }
+
+    /// <inheritdoc/>
+    public async Task<IReadOnlyList<JobEvent>> ReadEventsAsync(string jobId, long afterSeq, int limit, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(jobId);
+        ArgumentOutOfRangeException.ThrowIfNegative(limit);
+        if (limit == 0)
+            return [];
+        // Event ids are "0-<seq>", so the stream's own range query does the afterSeq filter.
+        var entries = await database.StreamRangeAsync(
+            keys.Events(jobId),
+            minId: $"0-{Math.Max(afterSeq, 0) + 1}",
+            maxId: "+",
+            count: limit).WaitAsync(cancellationToken).ConfigureAwait(false);
+        return [.. entries.Select(entry => RedisRecords.ReadEvent(jobId, entry))];
+    }
+
+    /// <inheritdoc/>
+    public Task PingAsync(CancellationToken cancellationToken) => database.PingAsync().WaitAsync(cancellationToken);
+
+    /// <summary>Wakes every waiting <see cref="LeaseAsync"/> with an <see cref="OperationCanceledException"/>, stops taking raw pushes and closes the connections.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref disposed, 1) == 1)
+            return;
+        await disposing.CancelAsync().ConfigureAwait(false);
+        await intake.ConfigureAwait(false);
+        if (intakeConnection is not null)
+        {
+            await intakeConnection.CloseAsync(allowCommandsToComplete: false).ConfigureAwait(false);
+            await intakeConnection.DisposeAsync().ConfigureAwait(false);
+        }
+        await connection.CloseAsync(allowCommandsToComplete: false).ConfigureAwait(false);
+        await connection.DisposeAsync().ConfigureAwait(false);
+    }
+
+    private Task ReturnIntakeAsync(CancellationToken cancellationToken) =>
+        EvaluateAsync(RedisScripts.ReturnIntake, [keys.Intake, keys.Raw], cancellationToken);
+
+    private void OnSignal(RedisValue message)
+    {
+        var text = (string?)message;
+        if (text is null)
+            return;
+        if (text.StartsWith("cancel:", StringComparison.Ordinal))
+            RequestCancel(text["cancel:".Length..]);
+        else
+            WakeWaiters();
+    }
+
+    private void RequestCancel(string id)
+    {
+        if (leases.TryGetValue(id, out var lease))
+            lease.RequestCancel();
+    }
+
+    /// <summary>Runs a script with the queue prefix prepended to <paramref name="values"/>.</summary>
+    private Task<RedisResult> EvaluateAsync(string script, RedisValue[] values, CancellationToken cancellationToken) =>
+        database.ScriptEvaluateAsync(script, [keys.Ready], [keys.Prefix, .. values]).WaitAsync(cancellationToken);
+
+    private static string Ms(DateTimeOffset time) => time.ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,372 @@
+namespace AgentWorker.Storage.Redis;
+
+/// <summary>
+/// The Lua scripts that make each queue step atomic. Every script gets the key prefix as ARGV[1] and, where
+/// it changes anything, the caller's clock as ARGV[2] (Unix ms): time always comes from the worker's
+/// <see cref="TimeProvider"/>, never from the Redis server. KEYS[1] is always the ready set, so a cluster
+/// routes the script to the slot that holds every key of the queue (they share one hash tag).
+/// </summary>
+/// <remarks>
+/// Job hash fields: spec, agent, priority, seq, max_attempts, attempts, state, run_at, created_at, updated_at,
+/// finished_at, error, result, cancel (0/1), token/owner/lease_expires while leased, evseq (last event seq).
+/// Attempts are a list of JSON objects with string values (n, w, s, f, o, x, e); only the last one can be open.
+/// </remarks>
+internal static class RedisScripts
+{
+    // Lua numbers are doubles and become Redis arguments through "%.14g", so ready scores (up to ~2e15) are
+    // formatted by hand. Priority (-1000..1000) dominates, the enqueue sequence breaks ties oldest first.
+    private const string Library = """
+        local P = ARGV[1]
+        -- Bounds: events kept per job (trimmed approximately, which is cheaper) and dead letters kept.
+        local MAX_EVENTS = 10000
+        local MAX_DEAD = 10000
+        local TERMINAL = { succeeded = true, failed = true, cancelled = true, timed_out = true, dead = true }
+
+        local function job_key(id) return P .. ':job:' .. id end
+
+        local function make_ready(id, key)
+          local f = redis.call('HMGET', key, 'priority', 'seq')
+          local score = (1000 - tonumber(f[1])) * 1e12 + tonumber(f[2])
+          redis.call('ZADD', P .. ':ready', string.format('%.0f', score), id)
+        end
+
+        local function set_state(id, key, new)
+          local old = redis.call('HGET', key, 'state')
+          if old == new then return end
+          if old then redis.call('ZREM', P .. ':state:' .. old, id) end
+          redis.call('ZADD', P .. ':state:' .. new, redis.call('HGET', key, 'seq'), id)
+          redis.call('HSET', key, 'state', new)
+        end
+
+        local function add_event(id, key, attempt, now, kind, message, stream)
+          local seq = redis.call('HINCRBY', key, 'evseq', 1)
+          local events = P .. ':events:' .. id
+          if stream then
+            redis.call('XADD', events, 'MAXLEN', '~', MAX_EVENTS, '0-' .. seq, 'a', attempt, 't', now, 'k', kind, 'm', message, 's', stream)
+          else
+            redis.call('XADD', events, 'MAXLEN', '~', MAX_EVENTS, '0-' .. seq, 'a', attempt, 't', now, 'k', kind, 'm', message)
+          end
+        end
+
+        -- "state" or "state: reason", so the event log tells the job's story.
+        local function state_event(id, key, attempt, now, state, reason)
+          local message = state
+          if reason and reason ~= '' then message = state .. ': ' .. reason end
+          add_event(id, key, attempt, now, 'state', message, nil)
+        end
+
+        local function close_attempt(id, now, outcome, exit_code, err)
+          local attempts = P .. ':attempts:' .. id
+          local last = redis.call('LINDEX', attempts, -1)
+          if not last then return end
+          local a = cjson.decode(last)
+          a.f = now
+          a.o = outcome
+          if exit_code and exit_code ~= '' then a.x = exit_code end
+          if err then a.e = err end
+          redis.call('LSET', attempts, -1, cjson.encode(a))
+        end
+
+        local function clear_lease(id, key)
+          redis.call('HDEL', key, 'token', 'owner', 'lease_expires')
+          redis.call('ZREM', P .. ':leases', id)
+        end
+
+        -- Tells waiting workers of every process to look again.
+        local function wake() redis.call('PUBLISH', P .. ':signal', 'wake') end
+
+        local function read_job(id)
+          return { redis.call('HGETALL', job_key(id)), redis.call('LRANGE', P .. ':attempts:' .. id, 0, -1) }
+        end
+
+        -- Bounded per call so one script never stalls the server; the rest follow on the next call.
+        local function promote(now)
+          local due = redis.call('ZRANGEBYSCORE', P .. ':delayed', '-inf', now, 'LIMIT', 0, 1000)
+          for _, id in ipairs(due) do
+            redis.call('ZREM', P .. ':delayed', id)
+            if redis.call('EXISTS', job_key(id)) == 1 then make_ready(id, job_key(id)) end
+          end
+        end
+
+        local function give_back(id, now)
+          local key = job_key(id)
+          redis.call('ZREM', P .. ':leases', id)
+          -- A job hash deleted by hand leaves nothing to give back.
+          if redis.call('EXISTS', key) == 0 then return end
+          local f = redis.call('HMGET', key, 'cancel', 'attempts', 'max_attempts')
+          -- A requested cancel is honoured, an exhausted budget is dead, otherwise the job runs again.
+          local state = 'queued'
+          if f[1] == '1' then
+            state = 'cancelled'
+          elseif tonumber(f[2]) >= tonumber(f[3]) then
+            state = 'dead'
+          end
+          close_attempt(id, now, 'lease_expired', nil, 'lease expired')
+          clear_lease(id, key)
+          redis.call('HSET', key, 'error', 'lease expired', 'updated_at', now)
+          if state == 'queued' then
+            redis.call('HDEL', key, 'finished_at')
+            make_ready(id, key)
+          else
+            redis.call('HSET', key, 'finished_at', now)
+          end
+          set_state(id, key, state)
+          state_event(id, key, f[2], now, state, 'lease expired')
+        end
+
+        local function recover(now)
+          local expired = redis.call('ZRANGEBYSCORE', P .. ':leases', '-inf', now, 'LIMIT', 0, 1000)
+          for _, id in ipairs(expired) do give_back(id, now) end
+          return #expired
+        end
+
+        """;
+
+    // ARGV: P, now, id, spec, agent ('' = default), priority, max_attempts, run_at, intake list ('' = none), raw value.
+    // From the intake, the job is stored only if this call still finds its raw value there: whoever removes it
+    // owns it, so a raw push is taken once even when a recovery put it back meanwhile.
+    // Returns {-1} (raw value already taken), {0, job} (id existed) or {1, job}.
+    internal const string Enqueue = Library + """
+        local id, now = ARGV[3], ARGV[2]
+        local key = job_key(id)
+        if ARGV[9] ~= '' and redis.call('LREM', ARGV[9], 1, ARGV[10]) == 0 then return { -1 } end
+        if redis.call('EXISTS', key) == 1 then return { 0, read_job(id) } end
+        local seq = redis.call('INCR', P .. ':seq')
+        redis.call('HSET', key, 'spec', ARGV[4], 'agent', ARGV[5], 'priority', ARGV[6], 'max_attempts', ARGV[7],
+          'run_at', ARGV[8], 'seq', seq, 'attempts', 0, 'cancel', 0, 'created_at', now, 'updated_at', now)
+        redis.call('ZADD', P .. ':all', seq, id)
+        if ARGV[5] ~= '' then redis.call('ZADD', P .. ':agent:' .. ARGV[5], seq, id) end
+        set_state(id, key, 'queued')
+        if tonumber(ARGV[8]) <= tonumber(now) then
+          make_ready(id, key)
+        else
+          redis.call('ZADD', P .. ':delayed', ARGV[8], id)
+        end
+        state_event(id, key, 0, now, 'queued', nil)
+        wake()
+        return { 1, read_job(id) }
+        """;
+
+    // ARGV: P, now, token, worker, lease expiry.
+    // Returns {next due run_at or ''} or, having claimed, {'', job}.
+    internal const string Lease = Library + """
+        local now = ARGV[2]
+        promote(now)
+        local recovered = recover(now)
+        if recovered > 0 then wake() end
+        local popped = redis.call('ZPOPMIN', P .. ':ready')
+        -- Skips ids whose job hash was deleted by hand, rather than failing every lease on them.
+        while #popped > 0 and redis.call('EXISTS', job_key(popped[1])) == 0 do popped = redis.call('ZPOPMIN', P .. ':ready') end
+        if #popped == 0 then
+          local next_due = redis.call('ZRANGE', P .. ':delayed', 0, 0, 'WITHSCORES')
+          return { next_due[2] or '' }
+        end
+        local id = popped[1]
+        local key = job_key(id)
+        local attempt = redis.call('HINCRBY', key, 'attempts', 1)
+        redis.call('HSET', key, 'token', ARGV[3], 'owner', ARGV[4], 'lease_expires', ARGV[5], 'updated_at', now)
+        redis.call('ZADD', P .. ':leases', ARGV[5], id)
+        set_state(id, key, 'running')
+        redis.call('RPUSH', P .. ':attempts:' .. id, cjson.encode({ n = tostring(attempt), w = ARGV[4], s = now }))
+        state_event(id, key, attempt, now, 'running', ARGV[4])
+        return { '', read_job(id) }
+        """;
+
+    // ARGV: P, now, id, token, lease expiry. Returns -1 (lease lost) or the cancel flag (0/1).
+    // An expired lease that nobody took over yet still carries its token, so renewing it is fine.
+    internal const string Extend = Library + """
+        local key = job_key(ARGV[3])
+        if redis.call('HGET', key, 'token') ~= ARGV[4] then return -1 end
+        redis.call('HSET', key, 'lease_expires', ARGV[5])
+        redis.call('ZADD', P .. ':leases', ARGV[5], ARGV[3])
+        return tonumber(redis.call('HGET', key, 'cancel'))
+        """;
+
+    // ARGV: P, now, id, token, result JSON, exit code ('' = none). Returns 1, or 0 when the lease was lost.
+    internal const string Complete = Library + """
+        local id, now = ARGV[3], ARGV[2]
+        local key = job_key(id)
+        if redis.call('HGET', key, 'token') ~= ARGV[4] then return 0 end
+        local attempt = redis.call('HGET', key, 'attempts')
+        clear_lease(id, key)
+        redis.call('HSET', key, 'result', ARGV[5], 'updated_at', now, 'finished_at', now)
+        redis.call('HDEL', key, 'error')
+        close_attempt(id, now, 'succeeded', ARGV[6], nil)
+        set_state(id, key, 'succeeded')
+        state_event(id, key, attempt, now, 'succeeded', nil)
+        return 1
+        """;
+
+    // ARGV: P, now, id, token, state (retrying|failed|timed_out|cancelled), attempt outcome, error,
+    // result JSON ('' = none), exit code ('' = none), run_at of the retry.
+    // Returns the state the job moved to (retrying becomes dead once the budget is spent), or nil when the lease was lost.
+    internal const string Fail = Library + """
+        local id, now = ARGV[3], ARGV[2]
+        local key = job_key(id)
+        if redis.call('HGET', key, 'token') ~= ARGV[4] then return false end
+        local f = redis.call('HMGET', key, 'attempts', 'max_attempts')
+        local state = ARGV[5]
+        if state == 'retrying' and tonumber(f[1]) >= tonumber(f[2]) then state = 'dead' end
+        clear_lease(id, key)
+        redis.call('HSET', key, 'error', ARGV[7], 'updated_at', now)
+        if ARGV[8] ~= '' then redis.call('HSET', key, 'result', ARGV[8]) else redis.call('HDEL', key, 'result') end
+        if state == 'retrying' then
+          redis.call('HSET', key, 'run_at', ARGV[10])
+          redis.call('HDEL', key, 'finished_at')
+          redis.call('ZADD', P .. ':delayed', ARGV[10], id)
+        else
+          redis.call('HSET', key, 'finished_at', now)
+        end
+        close_attempt(id, now, ARGV[6], ARGV[9], ARGV[7])
+        set_state(id, key, state)
+        state_event(id, key, f[1], now, state, ARGV[7])
+        -- Waiting workers recompute when to look again, which may now be the end of this backoff.
+        if state == 'retrying' then wake() end
+        return state
+        """;
+
+    // ARGV: P, now, id, token, worker. The attempt is not counted: the worker gave the job back, it did not fail it.
+    // Returns 1, or 0 when the lease was lost (the job already belongs to someone else).
+    internal const string Release = Library + """
+        local id, now = ARGV[3], ARGV[2]
+        local key = job_key(id)
+        if redis.call('HGET', key, 'token') ~= ARGV[4] then return 0 end
+        local attempt = redis.call('HGET', key, 'attempts')
+        redis.call('HINCRBY', key, 'attempts', -1)
+        clear_lease(id, key)
+        redis.call('HSET', key, 'updated_at', now)
+        close_attempt(id, now, 'released', nil, nil)
+        set_state(id, key, 'queued')
+        make_ready(id, key)
+        state_event(id, key, attempt, now, 'queued', 'released by ' .. ARGV[5])
+        wake()
+        return 1
+        """;
+
+    // ARGV: P, now, id, reason. Returns not_found, finished, cancelled or requested.
+    // A running job can only be stopped by its worker: the flag is stored (seen on renewal) and published
+    // (seen at once by the process holding the lease).
+    internal const string Cancel = Library + """
+        local id, now = ARGV[3], ARGV[2]
+        local key = job_key(id)
+        local state = redis.call('HGET', key, 'state')
+        if not state then return 'not_found' end
+        if TERMINAL[state] then return 'finished' end
+        local attempt = redis.call('HGET', key, 'attempts')
+        if state ~= 'running' then
+          redis.call('ZREM', P .. ':ready', id)
+          redis.call('ZREM', P .. ':delayed', id)
+          redis.call('HSET', key, 'error', ARGV[4], 'finished_at', now, 'updated_at', now)
+          set_state(id, key, 'cancelled')
+          state_event(id, key, attempt, now, 'cancelled', ARGV[4])
+          return 'cancelled'
+        end
+        redis.call('HSET', key, 'cancel', 1, 'updated_at', now)
+        add_event(id, key, attempt, now, 'log', 'cancel requested: ' .. ARGV[4], nil)
+        redis.call('PUBLISH', P .. ':signal', 'cancel:' .. id)
+        return 'requested'
+        """;
+
+    // ARGV: P, now, id. Returns not_found, succeeded, not_finished or requeued.
+    internal const string Retry = Library + """
+        local id, now = ARGV[3], ARGV[2]
+        local key = job_key(id)
+        local state = redis.call('HGET', key, 'state')
+        if not state then return 'not_found' end
+        if state == 'succeeded' then return 'succeeded' end
+        if not TERMINAL[state] then return 'not_finished' end
+        redis.call('HSET', key, 'attempts', 0, 'run_at', now, 'cancel', 0, 'updated_at', now)
+        redis.call('HDEL', key, 'error', 'result', 'finished_at')
+        set_state(id, key, 'queued')
+        make_ready(id, key)
+        state_event(id, key, 0, now, 'queued', 'manual retry')
+        wake()
+        return 'requeued'
+        """;
+
+    // ARGV: P, now. Returns how many expired leases were given back.
+    internal const string Recover = Library + """
+        local recovered = recover(ARGV[2])
+        if recovered > 0 then wake() end
+        return recovered
+        """;
+
+    // ARGV: P, now, count. Due delayed jobs are promoted first, so the answer is what a lease would take.
+    internal const string Peek = Library + """
+        promote(ARGV[2])
+        local count = tonumber(ARGV[3])
+        if count == 0 then return {} end
+        local jobs = {}
+        for _, id in ipairs(redis.call('ZRANGE', P .. ':ready', 0, count - 1)) do jobs[#jobs + 1] = read_job(id) end
+        return jobs
+        """;
+
+    // ARGV: P, id. Returns the job or nil.
+    internal const string Get = Library + """
+        if redis.call('EXISTS', job_key(ARGV[2])) == 0 then return false end
+        return read_job(ARGV[2])
+        """;
+
+    // ARGV: P, state ('' = any), agent ('' = any), offset, limit. Returns {total, job...}, newest first.
+    // One filter is an index of its own; both together scan the state's index (a rare query, from the CLI).
+    internal const string List = Library + """
+        local state, agent = ARGV[2], ARGV[3]
+        local offset, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
+        local total, ids
+        if state ~= '' and agent ~= '' then
+          local matched = {}
+          for _, id in ipairs(redis.call('ZREVRANGE', P .. ':state:' .. state, 0, -1)) do
+            if redis.call('HGET', job_key(id), 'agent') == agent then matched[#matched + 1] = id end
+          end
+          total, ids = #matched, {}
+          for i = offset + 1, math.min(offset + limit, #matched) do ids[#ids + 1] = matched[i] end
+        else
+          local index = P .. ':all'
+          if state ~= '' then index = P .. ':state:' .. state elseif agent ~= '' then index = P .. ':agent:' .. agent end
+          total, ids = redis.call('ZCARD', index), {}
+          if limit > 0 then ids = redis.call('ZREVRANGE', index, offset, offset + limit - 1) end
+        end
+        local page = { total }
+        for _, id in ipairs(ids) do page[#page + 1] = read_job(id) end
+        return page
+        """;
+
+    // ARGV: P. Returns the count of each state, in the order of QueueStats.
+    internal const string Stats = Library + """
+        local counts = {}
+        for i, state in ipairs({ 'queued', 'running', 'retrying', 'succeeded', 'failed', 'cancelled', 'timed_out', 'dead' }) do
+          counts[i] = redis.call('ZCARD', P .. ':state:' .. state)
+        end
+        return counts
+        """;
+
+    // ARGV: P, now, id, attempt, then (kind, message, stream) per event; stream is '' for none, else '+' .. stream.
+    // Returns 0 when there is no such job.
+    internal const string Append = Library + """
+        local id, now = ARGV[3], ARGV[2]
+        local key = job_key(id)
+        if redis.call('EXISTS', key) == 0 then return 0 end
+        for i = 5, #ARGV, 3 do
+          local stream = nil
+          if ARGV[i + 2] ~= '' then stream = string.sub(ARGV[i + 2], 2) end
+          add_event(id, key, ARGV[4], now, ARGV[i], ARGV[i + 1], stream)
+        end
+        return 1
+        """;
+
+    // ARGV: P, intake list, raw value, dead-letter entry, dead-letter list. Returns 1, or 0 when someone else took the value.
+    internal const string DeadLetter = Library + """
+        if redis.call('LREM', ARGV[2], 1, ARGV[3]) == 0 then return 0 end
+        redis.call('LPUSH', ARGV[5], ARGV[4])
+        redis.call('LTRIM', ARGV[5], 0, MAX_DEAD - 1)
+        return 1
+        """;
+
+    // ARGV: P, intake list, raw list. Puts raw pushes whose taker may have died or lost its connection back where
+    // producers left them, oldest nearest the consuming end. Returns how many.
+    internal const string ReturnIntake = Library + """
+        local moved = 0
+        while redis.call('LMOVE', ARGV[2], ARGV[3], 'LEFT', 'RIGHT') do moved = moved + 1 end
+        return moved
+        """;
+}
