@@ -42,4 +42,29 @@ public static class Processes
 
     public static IReadOnlyList<int> ReadPids(string file) =>
         [.. File.ReadAllLines(file).Where(l => l.Trim().Length > 0).Select(l => int.Parse(l.Trim(), System.Globalization.CultureInfo.InvariantCulture))];
+
+    /// <summary>SIGKILLs every process <see cref="WithArgument"/> finds; cleans the host up after a containment failure.</summary>
+    public static void KillWithArgument(string marker)
+    {
+        foreach (var pid in WithArgument(marker))
+        {
+            try
+            {
+                using var process = System.Diagnostics.Process.GetProcessById(pid);
+                process.Kill();
+            }
+            catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+            {
+                // Gone already.
+            }
+        }
+    }
+
+    /// <summary>A value in kB from /proc/&lt;pid&gt;/status (e.g. <c>VmRSS</c>, <c>VmHWM</c> = peak RSS), in bytes.</summary>
+    public static long StatusBytes(int pid, string field)
+    {
+        var line = File.ReadLines($"/proc/{pid}/status").Single(l => l.StartsWith(field + ":", StringComparison.Ordinal));
+        var kilobytes = long.Parse(line[(field.Length + 1)..].Trim().Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture);
+        return kilobytes * 1024;
+    }
 }

@@ -1,11 +1,11 @@
 namespace AgentWorker.Testing;
 
-/// <summary>A directory under /tmp removed when disposed.</summary>
+/// <summary>A directory under /tmp (or <c>parent</c>) removed when disposed.</summary>
 public sealed class TempDirectory : IDisposable
 {
-    public TempDirectory(string prefix = "aw-test")
+    public TempDirectory(string prefix = "aw-test", string? parent = null)
     {
-        Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"{prefix}-{Guid.NewGuid():N}");
+        Path = System.IO.Path.Combine(parent ?? System.IO.Path.GetTempPath(), $"{prefix}-{Guid.NewGuid():N}");
         Directory.CreateDirectory(Path);
     }
 

@@ -60,7 +60,7 @@ public sealed class BubblewrapSandbox : ISandbox
         cgroups.SweepEmpty(TimeSpan.FromMinutes(1));
         _readOnlyExtras = [.. readOnlyExtras
             .Where(p => !p.StartsWith("/usr/", StringComparison.Ordinal))
-            .Select(p => (_dropTo is { } uid ? HostFiles.ReadableCopy(p, uid) : p, p))];
+            .Select(p => (_dropTo is { } uid ? HostFiles.ReadableCopy(p, uid, options.HiddenPaths) : p, p))];
         _bwrap = Find("bwrap") ?? throw new SandboxException("bubblewrap (bwrap) is not installed: apt-get install bubblewrap, or run with --sandbox none (no isolation)");
         Directory.CreateDirectory(options.StateDir);
         _seccompFile = Path.Combine(options.StateDir, "seccomp.bpf");
@@ -157,11 +157,14 @@ public sealed class BubblewrapSandbox : ISandbox
         // Whatever of the worker's own state lies under a visible directory is covered up.
         foreach (var hidden in _options.HiddenPaths)
         {
-            if (!_readOnlyExtras.Select(e => e.Target).Concat(["/usr"]).Any(visible => IsUnder(hidden, visible)))
+            // What the agent would see at that path is whatever the bound source holds there (a copy leaves state out).
+            var (source, target) = _readOnlyExtras.Append((Source: "/usr", Target: "/usr")).FirstOrDefault(e => IsUnder(hidden, e.Target));
+            if (target is null)
                 continue;
-            if (Directory.Exists(hidden))
+            var seen = source + hidden[target.Length..];
+            if (Directory.Exists(seen))
                 args.AddRange(["--tmpfs", hidden]);
-            else if (File.Exists(hidden))
+            else if (File.Exists(seen))
                 args.AddRange(["--ro-bind", "/dev/null", hidden]);
         }
         // The root bubblewrap builds is a writable tmpfs; freezing it leaves /workspace, the home and /tmp the only writable places.

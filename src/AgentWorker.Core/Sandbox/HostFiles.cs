@@ -23,12 +23,16 @@ internal static partial class HostFiles
     /// <summary>
     /// <paramref name="directory"/> if <paramref name="uid"/> can read it where it is, else a root-owned, world-readable
     /// copy under /var/lib/agent-worker (the worker's binaries may sit in a private directory, e.g. a mode-700 temp dir).
+    /// Nothing under <paramref name="excluded"/> is copied: the worker's state may live beside its binary.
     /// </summary>
-    public static string ReadableCopy(string directory, int uid)
+    public static string ReadableCopy(string directory, int uid, IReadOnlyList<string> excluded)
     {
         if (CanRead(directory, uid))
             return directory;
-        var files = Directory.GetFiles(directory, "*", SearchOption.AllDirectories);
+        var files = Workspace.SafeTree.Entries(directory).OfType<FileInfo>()
+            .Where(f => f.LinkTarget is null && !excluded.Any(x => f.FullName == x || f.FullName.StartsWith(x.TrimEnd('/') + "/", StringComparison.Ordinal)))
+            .Select(f => f.FullName)
+            .ToArray();
         var stamp = files.Select(f => File.GetLastWriteTimeUtc(f).Ticks).DefaultIfEmpty().Max();
         var key = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"{directory}\n{stamp}")))[..16];
         var target = Path.Combine(CopyRoot, $"app-{key}");

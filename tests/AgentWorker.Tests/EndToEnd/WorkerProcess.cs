@@ -18,9 +18,13 @@ internal sealed class WorkerProcess : IAsyncDisposable
     public int Pid => _process.Id;
     public string Output => string.Join('\n', _output);
 
-    public static WorkerProcess Start(IReadOnlyDictionary<string, string> environment, params string[] args)
+    public static WorkerProcess Start(IReadOnlyDictionary<string, string> environment, params string[] args) =>
+        StartFrom(Path.Combine(AppContext.BaseDirectory, "agent-worker"), environment, args);
+
+    /// <summary>Starts the worker from <paramref name="executable"/>, e.g. a copy of the build output installed elsewhere.</summary>
+    public static WorkerProcess StartFrom(string executable, IReadOnlyDictionary<string, string> environment, params string[] args)
     {
-        var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "agent-worker"))
+        var start = new ProcessStartInfo(executable)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
