@@ -18,8 +18,12 @@ public sealed class BubblewrapSandbox : ISandbox
     public const string InsideHome = "/home/agent";
     public const int InsideUid = 65534;
 
-    // Joins the control groups named before "--", then runs the rest with the seccomp program open as fd 3.
+    // Sets the rlimits (hard and soft, with the shell's builtin: one exec less than prlimit), joins the control
+    // groups named before "--", then runs the rest with the seccomp program open as fd 3.
     private const string Launcher = """
+        ulimit -n "$1" && ulimit -f "$2" && ulimit -c 0 || { echo "agent-worker sandbox: cannot set rlimits" >&2; exit 125; }
+        [ -z "$3" ] || ulimit -p "$3" || exit 125
+        shift 3
         bpf="$1"; shift
         while [ "$1" != "--" ]; do
           echo $$ > "$1" || { echo "agent-worker sandbox: cannot join control group $1" >&2; exit 125; }
@@ -196,14 +200,16 @@ public sealed class BubblewrapSandbox : ISandbox
         public override ProcessSpec Wrap(ProcessSpec agent)
         {
             var limits = request.Limits;
-            List<string> argv = ["/bin/sh", "-c", Launcher, "sh", sandbox._seccompFile, .. group?.ProcsFiles ?? [], "--"];
-            argv.AddRange(["prlimit",
-                $"--nofile={limits.OpenFiles}",
-                $"--fsize={limits.FileSizeBytes}",
-                "--core=0"]);
-            // RLIMIT_NPROC counts every process of the host user, so with a control group the pids limit is the better bound.
-            if (group is null)
-                argv.Add($"--nproc={limits.Pids}");
+            List<string> argv =
+            [
+                "/bin/sh", "-c", Launcher, "sh",
+                limits.OpenFiles.ToString(CultureInfo.InvariantCulture),
+                // ulimit -f counts 512-byte blocks.
+                (limits.FileSizeBytes / 512).ToString(CultureInfo.InvariantCulture),
+                // RLIMIT_NPROC counts every process of the host user, so with a control group the pids limit is the better bound.
+                group is null ? limits.Pids.ToString(CultureInfo.InvariantCulture) : "",
+                sandbox._seccompFile, .. group?.ProcsFiles ?? [],
+            ];
             IEnumerable<string> inside = forwarder is null
                 ? agent.Argv
                 : [.. sandbox._selfCommand, "sandbox", "forward", "--port", forwarder.InsidePort.ToString(CultureInfo.InvariantCulture), "--socket", McpForwarder.InsideSocket, "--", .. agent.Argv];
