@@ -61,36 +61,13 @@ public sealed partial class PostgresJobQueue
         SELECT id, pg_notify(@channel, '{PostgresListener.WakePayload}')::text FROM recovered
         """;
 
-    // Completed and replaced whenever a job may have become runnable; waiting leases sleep on it.
-    private TaskCompletionSource wake = NewWake();
 
     /// <inheritdoc/>
     public async Task<IJobLease?> LeaseAsync(string workerId, TimeSpan wait, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrEmpty(workerId);
-        if (wait != Timeout.InfiniteTimeSpan)
-            ArgumentOutOfRangeException.ThrowIfLessThan(wait, TimeSpan.Zero);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, disposing.Token);
-        var deadline = wait == Timeout.InfiniteTimeSpan ? DateTimeOffset.MaxValue : timeProvider.GetUtcNow() + wait;
-        while (true)
-        {
-            // Taken before looking, so a wake-up that arrives while we look is not lost.
-            var woken = Volatile.Read(ref wake).Task;
-            var (lease, nextDue) = await TryLeaseAsync(workerId, stop.Token).ConfigureAwait(false);
-            if (lease is not null)
-                return lease;
-            var now = timeProvider.GetUtcNow();
-            if (now >= deadline)
-                return null;
-            // Notifications wake us for new, retried, released and recovered jobs; the poll interval bounds the
-            // sleep in case one was lost (the listener reconnecting), and a delayed job is seen when it is due.
-            var sleep = deadline - now < options.PollInterval ? deadline - now : options.PollInterval;
-            if (nextDue is { } due && due - now < sleep)
-                sleep = due - now;
-            await woken.WaitAsync(sleep < TimeSpan.Zero ? TimeSpan.Zero : sleep, timeProvider, stop.Token)
-                .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-            stop.Token.ThrowIfCancellationRequested();
-        }
+        return await waiter.WaitAsync(wait, token => TryLeaseAsync(workerId, token), stop.Token).ConfigureAwait(false);
     }
 
     /// <summary>Gives back expired leases and claims the next runnable job in one round trip; else reports when the next one is due.</summary>
@@ -280,9 +257,8 @@ public sealed partial class PostgresJobQueue
         leases.TryRemove(new KeyValuePair<string, PostgresJobLease>(lease.Job.Id, lease));
     }
 
-    private void WakeWaiters() => Interlocked.Exchange(ref wake, NewWake()).TrySetResult();
+    private void WakeWaiters() => waiter.Wake();
 
-    private static TaskCompletionSource NewWake() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     // timestamptz keeps microseconds: the record handed out must equal what a later read returns.
     private static DateTimeOffset Truncate(DateTimeOffset time) => new(time.Ticks - (time.Ticks % 10), time.Offset);

@@ -18,6 +18,7 @@ public sealed partial class PostgresJobQueue : IJobQueue
     private readonly string channel;
     private readonly QueueOptions options;
     private readonly TimeProvider timeProvider;
+    private readonly LeaseWaiter waiter;
     private PostgresListener? listener;
 
     // This instance's live leases by job id: a cancel reaches the worker at once, from this process directly
@@ -34,6 +35,7 @@ public sealed partial class PostgresJobQueue : IJobQueue
         channel = $"{schema}:jobs";
         this.options = options;
         this.timeProvider = timeProvider;
+        waiter = new LeaseWaiter(options, timeProvider);
     }
 
     /// <summary>

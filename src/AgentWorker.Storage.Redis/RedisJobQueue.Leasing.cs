@@ -11,36 +11,13 @@ namespace AgentWorker.Storage.Redis;
 // job hash, which is what makes "never succeeded twice" hold when a lease expired and another worker took the job.
 public sealed partial class RedisJobQueue
 {
-    // Completed and replaced whenever a job may have become runnable; waiting leases sleep on it.
-    private TaskCompletionSource wake = NewWake();
 
     /// <inheritdoc/>
     public async Task<IJobLease?> LeaseAsync(string workerId, TimeSpan wait, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrEmpty(workerId);
-        if (wait != Timeout.InfiniteTimeSpan)
-            ArgumentOutOfRangeException.ThrowIfLessThan(wait, TimeSpan.Zero);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, disposing.Token);
-        var deadline = wait == Timeout.InfiniteTimeSpan ? DateTimeOffset.MaxValue : timeProvider.GetUtcNow() + wait;
-        while (true)
-        {
-            // Taken before looking, so a wake-up that arrives while we look still ends the sleep below.
-            var woken = Volatile.Read(ref wake).Task;
-            var (lease, nextRunAt) = await TryLeaseAsync(workerId, stop.Token).ConfigureAwait(false);
-            if (lease is not null)
-                return lease;
-            var now = timeProvider.GetUtcNow();
-            if (now >= deadline)
-                return null;
-            // Enqueues of any process (raw pushes included, once the intake stored them) wake us through the
-            // signal; the poll is a fallback for a missed message, and a delayed job is seen by looking once it is due.
-            var sleep = deadline - now < options.PollInterval ? deadline - now : options.PollInterval;
-            if (nextRunAt is { } due && due - now < sleep)
-                sleep = due - now;
-            await woken.WaitAsync(sleep < TimeSpan.Zero ? TimeSpan.Zero : sleep, timeProvider, stop.Token)
-                .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-            stop.Token.ThrowIfCancellationRequested();
-        }
+        return await waiter.WaitAsync(wait, token => TryLeaseAsync(workerId, token), stop.Token).ConfigureAwait(false);
     }
 
     /// <summary>Claims the next runnable job, or reports when the earliest delayed one becomes due.</summary>
@@ -152,7 +129,6 @@ public sealed partial class RedisJobQueue
 
     private static RedisValue ExitCode(int? exitCode) => exitCode is { } code ? code : "";
 
-    private void WakeWaiters() => Interlocked.Exchange(ref wake, NewWake()).TrySetResult();
+    private void WakeWaiters() => waiter.Wake();
 
-    private static TaskCompletionSource NewWake() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 }

@@ -22,6 +22,7 @@ public sealed partial class RedisJobQueue : IJobQueue
     private readonly RedisKeys keys;
     private readonly QueueOptions options;
     private readonly TimeProvider timeProvider;
+    private readonly LeaseWaiter waiter;
 
     // Only for the blocking wait on the producers' list, which would stall the shared connection. Set once by OpenAsync.
     private ConnectionMultiplexer? intakeConnection;
@@ -41,6 +42,7 @@ public sealed partial class RedisJobQueue : IJobQueue
         this.keys = keys;
         this.options = options;
         this.timeProvider = timeProvider;
+        waiter = new LeaseWaiter(options, timeProvider);
     }
 
     /// <summary>

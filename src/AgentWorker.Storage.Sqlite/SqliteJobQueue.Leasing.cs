@@ -25,36 +25,13 @@ public sealed partial class SqliteJobQueue
 
     private const string LeaseExpired = "lease expired";
 
-    // Completed and replaced whenever a job may have become runnable; waiting leases sleep on it.
-    private TaskCompletionSource wake = NewWake();
 
     /// <inheritdoc/>
     public async Task<IJobLease?> LeaseAsync(string workerId, TimeSpan wait, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrEmpty(workerId);
-        if (wait != Timeout.InfiniteTimeSpan)
-            ArgumentOutOfRangeException.ThrowIfLessThan(wait, TimeSpan.Zero);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, disposing.Token);
-        var deadline = wait == Timeout.InfiniteTimeSpan ? DateTimeOffset.MaxValue : timeProvider.GetUtcNow() + wait;
-        while (true)
-        {
-            // Taken before looking, so an enqueue that commits while we look still wakes us.
-            var woken = Volatile.Read(ref wake).Task;
-            var (lease, nextRunAt) = await TryLeaseAsync(workerId, stop.Token).ConfigureAwait(false);
-            if (lease is not null)
-                return lease;
-            var now = timeProvider.GetUtcNow();
-            if (now >= deadline)
-                return null;
-            // In-process enqueues wake us through the signal; jobs enqueued by other processes are only
-            // seen by looking again, and a delayed job only by looking once it is due.
-            var sleep = deadline - now < options.PollInterval ? deadline - now : options.PollInterval;
-            if (nextRunAt is { } due && due - now < sleep)
-                sleep = due - now;
-            await woken.WaitAsync(sleep < TimeSpan.Zero ? TimeSpan.Zero : sleep, timeProvider, stop.Token)
-                .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-            stop.Token.ThrowIfCancellationRequested();
-        }
+        return await waiter.WaitAsync(wait, token => TryLeaseAsync(workerId, token), stop.Token).ConfigureAwait(false);
     }
 
     /// <summary>Claims the next runnable job, or reports when the earliest waiting one becomes due.</summary>
@@ -275,7 +252,6 @@ public sealed partial class SqliteJobQueue
         leases.TryRemove(new KeyValuePair<string, SqliteJobLease>(lease.Job.Id, lease));
     }
 
-    private void WakeWaiters() => Interlocked.Exchange(ref wake, NewWake()).TrySetResult();
+    private void WakeWaiters() => waiter.Wake();
 
-    private static TaskCompletionSource NewWake() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 }

@@ -16,6 +16,7 @@ public sealed partial class SqliteJobQueue : IJobQueue
     private readonly SqliteDatabase database;
     private readonly QueueOptions options;
     private readonly TimeProvider timeProvider;
+    private readonly LeaseWaiter waiter;
 
     // This instance's live leases by job id: a cancel reaches the worker at once instead of at its next renewal.
     private readonly ConcurrentDictionary<string, SqliteJobLease> leases = new(StringComparer.Ordinal);
@@ -29,6 +30,7 @@ public sealed partial class SqliteJobQueue : IJobQueue
         this.database = database;
         this.options = options;
         this.timeProvider = timeProvider;
+        waiter = new LeaseWaiter(options, timeProvider);
     }
 
     /// <summary>
