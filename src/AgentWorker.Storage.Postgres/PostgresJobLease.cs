@@ -5,47 +5,17 @@ using AgentWorker.Core.Results;
 namespace AgentWorker.Storage.Postgres;
 
 /// <summary>A claimed job. The job row carries <see cref="Token"/> while this lease owns it; every change is conditional on it.</summary>
-internal sealed class PostgresJobLease(PostgresJobQueue queue, JobRecord job, Guid token, string workerId) : IJobLease
+internal sealed class PostgresJobLease(PostgresJobQueue queue, JobRecord job, Guid token, string workerId) : JobLeaseBase(job)
 {
-    // Never disposed: nothing to free, and the worker may still watch the token after the lease ended.
-    private readonly CancellationTokenSource cancelRequested = NewCancelSource(job);
-    private int ended;
-
-    public JobRecord Job { get; } = job;
-
-    public int Attempt => Job.Attempts;
-
-    public CancellationToken CancelRequested => cancelRequested.Token;
-
     internal Guid Token { get; } = token;
 
     internal string WorkerId { get; } = workerId;
 
-    public Task<bool> ExtendAsync(CancellationToken cancellationToken) => queue.ExtendLeaseAsync(this, cancellationToken);
+    public override Task<bool> ExtendAsync(CancellationToken cancellationToken) => queue.ExtendLeaseAsync(this, cancellationToken);
 
-    public Task CompleteAsync(JobResult result, CancellationToken cancellationToken) => queue.CompleteLeaseAsync(this, result, cancellationToken);
+    public override Task CompleteAsync(JobResult result, CancellationToken cancellationToken) => queue.CompleteLeaseAsync(this, result, cancellationToken);
 
-    public Task<JobState> FailAsync(JobFailure failure, CancellationToken cancellationToken) => queue.FailLeaseAsync(this, failure, cancellationToken);
+    public override Task<JobState> FailAsync(JobFailure failure, CancellationToken cancellationToken) => queue.FailLeaseAsync(this, failure, cancellationToken);
 
-    public Task ReleaseAsync(CancellationToken cancellationToken) => queue.ReleaseLeaseAsync(this, cancellationToken);
-
-    /// <summary>Hands the job back unless the lease already ended (completed, failed, released or lost).</summary>
-    public async ValueTask DisposeAsync()
-    {
-        if (Volatile.Read(ref ended) == 0)
-            await queue.ReleaseLeaseAsync(this, CancellationToken.None).ConfigureAwait(false);
-    }
-
-    internal void End() => Volatile.Write(ref ended, 1);
-
-    internal void RequestCancel() => cancelRequested.Cancel();
-
-    private static CancellationTokenSource NewCancelSource(JobRecord job)
-    {
-        var source = new CancellationTokenSource();
-        // A job handed back while a cancel was pending is still meant to stop.
-        if (job.CancelRequested)
-            source.Cancel();
-        return source;
-    }
+    public override Task ReleaseAsync(CancellationToken cancellationToken) => queue.ReleaseLeaseAsync(this, cancellationToken);
 }
