@@ -168,14 +168,7 @@ public sealed partial class PostgresJobQueue
     internal async Task<JobState> FailLeaseAsync(PostgresJobLease lease, JobFailure failure, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(failure);
-        var (state, outcome) = failure.Kind switch
-        {
-            FailureKind.Error => (JobState.Retrying, AttemptOutcome.Error),
-            FailureKind.Permanent => (JobState.Failed, AttemptOutcome.Failed),
-            FailureKind.TimedOut => (JobState.TimedOut, AttemptOutcome.TimedOut),
-            FailureKind.Cancelled => (JobState.Cancelled, AttemptOutcome.Cancelled),
-            _ => throw new ArgumentOutOfRangeException(nameof(failure), failure.Kind, "unknown failure kind"),
-        };
+        var (state, outcome) = failure.Destination();
         var now = timeProvider.GetUtcNow();
         // A retry whose budget is spent goes dead; the row's max_attempts decides, inside the same statement.
         // Waiters in every process are told about a retry so they look again when its backoff ends.

@@ -191,16 +191,7 @@ public sealed partial class PostgresJobQueue : IJobQueue
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                 counts[ParseState(reader.GetString(0))] = reader.GetInt64(1);
         }
-        long Count(JobState state) => counts.GetValueOrDefault(state);
-        return new QueueStats(
-            Queued: Count(JobState.Queued),
-            Running: Count(JobState.Running),
-            Retrying: Count(JobState.Retrying),
-            Succeeded: Count(JobState.Succeeded),
-            Failed: Count(JobState.Failed),
-            Cancelled: Count(JobState.Cancelled),
-            TimedOut: Count(JobState.TimedOut),
-            Dead: Count(JobState.Dead));
+        return QueueStats.From(counts);
     }
 
     /// <inheritdoc/>

@@ -73,14 +73,7 @@ public sealed partial class RedisJobQueue
     internal async Task<JobState> FailLeaseAsync(RedisJobLease lease, JobFailure failure, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(failure);
-        var (state, outcome) = failure.Kind switch
-        {
-            FailureKind.Error => (JobState.Retrying, AttemptOutcome.Error),
-            FailureKind.Permanent => (JobState.Failed, AttemptOutcome.Failed),
-            FailureKind.TimedOut => (JobState.TimedOut, AttemptOutcome.TimedOut),
-            FailureKind.Cancelled => (JobState.Cancelled, AttemptOutcome.Cancelled),
-            _ => throw new ArgumentOutOfRangeException(nameof(failure), failure.Kind, "unknown failure kind"),
-        };
+        var (state, outcome) = failure.Destination();
         var now = timeProvider.GetUtcNow();
         // Computed even when the script turns the retry into dead: the script alone knows the stored budget.
         var runAt = now + options.Backoff(lease.Attempt, Random.Shared.NextDouble());

@@ -155,14 +155,7 @@ public sealed partial class SqliteJobQueue
     internal async Task<JobState> FailLeaseAsync(SqliteJobLease lease, JobFailure failure, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(failure);
-        var (state, outcome) = failure.Kind switch
-        {
-            FailureKind.Error => (JobState.Retrying, AttemptOutcome.Error),
-            FailureKind.Permanent => (JobState.Failed, AttemptOutcome.Failed),
-            FailureKind.TimedOut => (JobState.TimedOut, AttemptOutcome.TimedOut),
-            FailureKind.Cancelled => (JobState.Cancelled, AttemptOutcome.Cancelled),
-            _ => throw new ArgumentOutOfRangeException(nameof(failure), failure.Kind, "unknown failure kind"),
-        };
+        var (state, outcome) = failure.Destination();
         var now = timeProvider.GetUtcNow();
         await using (var session = await database.WriteAsync(cancellationToken).ConfigureAwait(false))
         {

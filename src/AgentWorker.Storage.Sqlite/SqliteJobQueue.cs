@@ -147,16 +147,7 @@ public sealed partial class SqliteJobQueue : IJobQueue
             reader => (State: ParseState(reader.GetString(0)), Count: reader.GetInt64(1)),
             cancellationToken).ConfigureAwait(false);
         var counts = rows.ToDictionary(row => row.State, row => row.Count);
-        long Count(JobState state) => counts.GetValueOrDefault(state);
-        return new QueueStats(
-            Queued: Count(JobState.Queued),
-            Running: Count(JobState.Running),
-            Retrying: Count(JobState.Retrying),
-            Succeeded: Count(JobState.Succeeded),
-            Failed: Count(JobState.Failed),
-            Cancelled: Count(JobState.Cancelled),
-            TimedOut: Count(JobState.TimedOut),
-            Dead: Count(JobState.Dead));
+        return QueueStats.From(counts);
     }
 
     /// <inheritdoc/>

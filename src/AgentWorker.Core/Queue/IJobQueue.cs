@@ -85,6 +85,21 @@ public sealed record QueueStats(long Queued, long Running, long Retrying, long S
 {
     /// <summary>Jobs waiting to run, the depth the intake guard compares against.</summary>
     public long Depth => Queued + Retrying;
+
+    /// <summary>Stats from per-state counts; a state missing from <paramref name="counts"/> has none.</summary>
+    public static QueueStats From(IReadOnlyDictionary<JobState, long> counts)
+    {
+        long Count(JobState state) => counts.GetValueOrDefault(state);
+        return new QueueStats(
+            Queued: Count(JobState.Queued),
+            Running: Count(JobState.Running),
+            Retrying: Count(JobState.Retrying),
+            Succeeded: Count(JobState.Succeeded),
+            Failed: Count(JobState.Failed),
+            Cancelled: Count(JobState.Cancelled),
+            TimedOut: Count(JobState.TimedOut),
+            Dead: Count(JobState.Dead));
+    }
 }
 
 public enum CancelOutcome { NotFound, AlreadyFinished, Cancelled, CancelRequested }
@@ -111,7 +126,21 @@ public enum FailureKind
     Cancelled,
 }
 
-public sealed record JobFailure(FailureKind Kind, string Error, int? ExitCode = null, Results.JobResult? Result = null);
+public sealed record JobFailure(FailureKind Kind, string Error, int? ExitCode = null, Results.JobResult? Result = null)
+{
+    /// <summary>
+    /// Where the job goes and the attempt outcome recorded, the same on every backend. An Error goes to
+    /// <see cref="JobState.Retrying"/>; the backend turns that into dead when the attempt budget is spent.
+    /// </summary>
+    public (JobState State, string Outcome) Destination() => Kind switch
+    {
+        FailureKind.Error => (JobState.Retrying, AttemptOutcome.Error),
+        FailureKind.Permanent => (JobState.Failed, AttemptOutcome.Failed),
+        FailureKind.TimedOut => (JobState.TimedOut, AttemptOutcome.TimedOut),
+        FailureKind.Cancelled => (JobState.Cancelled, AttemptOutcome.Cancelled),
+        _ => throw new ArgumentOutOfRangeException(nameof(Kind), Kind, "unknown failure kind"),
+    };
+}
 
 /// <summary>The lease was lost: another worker owns the job now, so this worker's outcome is discarded.</summary>
 public sealed class LeaseLostException(string jobId)
