@@ -6,7 +6,7 @@ namespace AgentWorker.Core.Workspace;
 
 /// <summary>
 /// Creates one directory per attempt under WORK_DIR (<c>&lt;job-id&gt;-&lt;random&gt;</c>) holding the clone,
-/// a private HOME and TMP for the agent, and a lock file held for the attempt's lifetime. The lock is an
+/// a private HOME for the agent, the sandbox's own files, and a lock file held for the attempt's lifetime. The lock is an
 /// OS file lock, so it vanishes with a crashed worker: a directory whose lock can be taken is stale and swept.
 /// </summary>
 public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRunner runner, ILogger<WorkspaceManager> logger)
@@ -26,7 +26,6 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
         try
         {
             Directory.CreateDirectory(workspace.HomeDir);
-            Directory.CreateDirectory(workspace.TmpDir);
             await _git.CloneAsync(job.Repo, workspace.RepoDir, workspace.HomeDir, cancellationToken).ConfigureAwait(false);
             CheckLimits(workspace.RepoDir);
             return workspace;
@@ -117,9 +116,8 @@ public sealed class JobWorkspace(string root, FileStream lockFile) : IDisposable
     public string Root { get; } = root;
     public string RepoDir => Path.Combine(Root, "repo");
     public string HomeDir => Path.Combine(Root, "home");
-    public string TmpDir => Path.Combine(Root, "tmp");
 
-    /// <summary>The sandbox's own files for this attempt (stub /etc files, the MCP socket).</summary>
+    /// <summary>The sandbox's own files for this attempt (stub /etc files); TMPDIR of an unsandboxed run.</summary>
     public string SandboxDir => Path.Combine(Root, "sandbox");
 
     public void Dispose()
