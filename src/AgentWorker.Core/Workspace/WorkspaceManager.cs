@@ -26,8 +26,17 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
         try
         {
             Directory.CreateDirectory(workspace.HomeDir);
-            await _git.CloneAsync(job.Repo, workspace.RepoDir, workspace.HomeDir, cancellationToken).ConfigureAwait(false);
+            var repo = job.Repo;
+            // A branch to be created does not exist yet: start from the commit, else the remote's default branch.
+            if (job.Mode == JobMode.Apply && job.CreateBranch && repo.Branch is { } branch
+                && !await _git.RemoteHasBranchAsync(repo.Url, branch, workspace.HomeDir, cancellationToken).ConfigureAwait(false))
+            {
+                workspace.BranchExists = false;
+                repo = repo with { Branch = null };
+            }
+            await _git.CloneAsync(repo, workspace.RepoDir, workspace.HomeDir, cancellationToken).ConfigureAwait(false);
             CheckLimits(workspace.RepoDir);
+            workspace.BaseCommit = await SnapshotAsync(workspace, cancellationToken).ConfigureAwait(false);
             return workspace;
         }
         catch
@@ -116,6 +125,18 @@ public sealed class JobWorkspace(string root, FileStream lockFile) : IDisposable
     public string Root { get; } = root;
     public string RepoDir => Path.Combine(Root, "repo");
     public string HomeDir => Path.Combine(Root, "home");
+
+    /// <summary>
+    /// The worker's copy of the clone's repository, taken before the agent runs and out of its reach: git after the run
+    /// reads only this one, never the agent-writable <c>repo/.git</c> (its config could name commands to run).
+    /// </summary>
+    public string GitDir => Path.Combine(Root, "git");
+
+    /// <summary>The commit the clone checked out.</summary>
+    public string BaseCommit { get; internal set; } = "";
+
+    /// <summary>False when an apply-mode job's branch did not exist on the remote yet (it is created by the push).</summary>
+    public bool BranchExists { get; internal set; } = true;
 
     /// <summary>The sandbox's own files for this attempt (stub /etc files); TMPDIR of an unsandboxed run.</summary>
     public string SandboxDir => Path.Combine(Root, "sandbox");

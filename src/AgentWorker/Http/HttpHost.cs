@@ -38,6 +38,7 @@ internal static partial class HttpHost
         app.UseStatusCodePages();
         app.UseRateLimiter();
         app.MapJobs(config);
+        app.MapJobOutputs(config);
         app.MapHealth(queue, config);
         ExportQueueGauges(registry, queue);
         app.MapMetrics("/metrics", registry);

@@ -1,11 +1,10 @@
 using System.Text.Json.Nodes;
-using AgentWorker.Core.Jobs;
 using AgentWorker.Core.Results;
 
-namespace AgentWorker.Http;
+namespace AgentWorker.Core.Jobs;
 
-/// <summary>A job as the HTTP API and the CLI show it.</summary>
-internal sealed record JobView(
+/// <summary>A job as the HTTP API, the CLI and webhook payloads show it.</summary>
+public sealed record JobView(
     string Id,
     string? Agent,
     RepoRef Repo,
