@@ -85,49 +85,45 @@ public sealed partial class PostgresResultsSink : IJobSink, IDisposable
         {
             if (_columns is not null)
                 return _columns;
-            await using (var create = _dataSource.CreateCommand($"""
-                CREATE TABLE IF NOT EXISTS {_table} (
-                    id                bigserial   PRIMARY KEY,
-                    task_id           text        NOT NULL,
-                    agent_id          text        NOT NULL,
-                    repo_url          text        NOT NULL,
-                    branch            text,
-                    mode              text        NOT NULL,
-                    state             text        NOT NULL,
-                    status            text        NOT NULL,
-                    health_score      integer,
-                    findings_total    integer     NOT NULL DEFAULT 0,
-                    findings_critical integer     NOT NULL DEFAULT 0,
-                    findings_errors   integer     NOT NULL DEFAULT 0,
-                    findings_warnings integer     NOT NULL DEFAULT 0,
-                    findings_info     integer     NOT NULL DEFAULT 0,
-                    findings          jsonb       NOT NULL DEFAULT '[]',
-                    exit_code         integer,
-                    attempts          integer     NOT NULL,
-                    commit_before     text,
-                    commit_after      text,
-                    queued_at         timestamptz NOT NULL,
-                    started_at        timestamptz,
-                    completed_at      timestamptz NOT NULL,
-                    duration_ms       bigint,
-                    error_message     text,
-                    metadata          jsonb,
-                    recorded_at       timestamptz NOT NULL DEFAULT now()
-                );
-                CREATE INDEX IF NOT EXISTS "{_tableName}_task_id_idx" ON {_table} (task_id);
-                """))
+            var columns = await ReadColumnsAsync(cancellationToken).ConfigureAwait(false);
+            if (columns.Count == 0)
             {
-                await create.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-            }
-            await using var read = _dataSource.CreateCommand(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema = coalesce(@schema, current_schema()) AND table_name = @table");
-            read.Parameters.Add(new NpgsqlParameter("schema", NpgsqlDbType.Text) { Value = (object?)_schema ?? DBNull.Value });
-            read.Parameters.Add(new NpgsqlParameter("table", NpgsqlDbType.Text) { Value = _tableName });
-            var columns = new HashSet<string>(StringComparer.Ordinal);
-            await using (var reader = await read.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
-            {
-                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                    columns.Add(reader.GetString(0));
+                // A table of its own; an existing one (the seed's, say) is never altered.
+                await using (var create = _dataSource.CreateCommand($"""
+                    CREATE TABLE IF NOT EXISTS {_table} (
+                        id                bigserial   PRIMARY KEY,
+                        task_id           text        NOT NULL,
+                        agent_id          text        NOT NULL,
+                        repo_url          text        NOT NULL,
+                        branch            text,
+                        mode              text        NOT NULL,
+                        state             text        NOT NULL,
+                        status            text        NOT NULL,
+                        health_score      integer,
+                        findings_total    integer     NOT NULL DEFAULT 0,
+                        findings_critical integer     NOT NULL DEFAULT 0,
+                        findings_errors   integer     NOT NULL DEFAULT 0,
+                        findings_warnings integer     NOT NULL DEFAULT 0,
+                        findings_info     integer     NOT NULL DEFAULT 0,
+                        findings          jsonb       NOT NULL DEFAULT '[]',
+                        exit_code         integer,
+                        attempts          integer     NOT NULL,
+                        commit_before     text,
+                        commit_after      text,
+                        queued_at         timestamptz NOT NULL,
+                        started_at        timestamptz,
+                        completed_at      timestamptz NOT NULL,
+                        duration_ms       bigint,
+                        error_message     text,
+                        metadata          jsonb,
+                        recorded_at       timestamptz NOT NULL DEFAULT now()
+                    );
+                    CREATE INDEX IF NOT EXISTS "{_tableName}_task_id_idx" ON {_table} (task_id);
+                    """))
+                {
+                    await create.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                }
+                columns = await ReadColumnsAsync(cancellationToken).ConfigureAwait(false);
             }
             if (!columns.Contains("task_id"))
                 throw new SinkException($"{Name} has no task_id column", transient: false);
@@ -137,6 +133,19 @@ public sealed partial class PostgresResultsSink : IJobSink, IDisposable
         {
             _ensuring.Release();
         }
+    }
+
+    private async Task<HashSet<string>> ReadColumnsAsync(CancellationToken cancellationToken)
+    {
+        await using var read = _dataSource.CreateCommand(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = coalesce(@schema, current_schema()) AND table_name = @table");
+        read.Parameters.Add(new NpgsqlParameter("schema", NpgsqlDbType.Text) { Value = (object?)_schema ?? DBNull.Value });
+        read.Parameters.Add(new NpgsqlParameter("table", NpgsqlDbType.Text) { Value = _tableName });
+        var columns = new HashSet<string>(StringComparer.Ordinal);
+        await using var reader = await read.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            columns.Add(reader.GetString(0));
+        return columns;
     }
 
     private static IEnumerable<(string Name, object? Value, NpgsqlDbType Type)> Row(JobRecord job)
