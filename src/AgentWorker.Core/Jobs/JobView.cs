@@ -10,6 +10,8 @@ public sealed record JobView(
     RepoRef Repo,
     string? Prompt,
     JobMode Mode,
+    bool? CreateBranch,
+    string? CommitMessage,
     NetworkMode? Network,
     string? McpUrl,
     JobState State,
@@ -28,7 +30,7 @@ public sealed record JobView(
     JsonObject? Metadata)
 {
     public static JobView From(JobRecord job) => new(
-        job.Id, job.Spec.Agent, job.Spec.Repo, job.Spec.Prompt, job.Spec.Mode, job.Spec.Network, job.Spec.McpUrl,
+        job.Id, job.Spec.Agent, job.Spec.Repo, job.Spec.Prompt, job.Spec.Mode, job.Spec.CreateBranch ? true : null, job.Spec.CommitMessage, job.Spec.Network, job.Spec.McpUrl,
         job.State, job.Attempts, job.Spec.MaxAttempts, job.Spec.Priority, job.Spec.TimeoutSeconds,
         job.CreatedAt, job.UpdatedAt, job.RunAt, job.FinishedAt, job.CancelRequested, job.Error, job.Result,
         job.AttemptHistory, job.Spec.Metadata);

@@ -56,7 +56,8 @@ internal static class QueueCommands
             ("--prompt", "prompt", "Task text for the agent."),
             ("--mcp-connection-url", "mcp_connection_url", "MCP endpoint handed to the agent as MCP_CONNECTION_URL."),
             ("--agent", "agent", "Agent id from the registry (default: DEFAULT_AGENT)."),
-            ("--mode", "mode", "dry_run (default) or apply."),
+            ("--mode", "mode", "dry_run (default) or apply (commit and push to --branch)."),
+            ("--commit-message", "commit_message", "Apply mode: the commit message."),
             ("--network", "network", "none (default), mcp_only or full."),
         };
         var options = fields.Select(f => (f.Field, f.Flag, Option: new Option<string?>(f.Flag) { Description = f.Help })).ToList();
@@ -67,7 +68,8 @@ internal static class QueueCommands
             ("--priority", "priority", "Higher runs first (default 0)."),
         };
         var numberOptions = numbers.Select(f => (f.Field, f.Flag, Option: new Option<int?>(f.Flag) { Description = f.Help })).ToList();
-        var command = new Command("enqueue", "Queue a job.");
+        var createBranch = new Option<bool>("--create-branch") { Description = "Apply mode: create --branch from the default branch (or --commit) when it does not exist." };
+        var command = new Command("enqueue", "Queue a job.") { createBranch };
         foreach (var (_, _, option) in options)
             command.Options.Add(option);
         foreach (var (_, _, option) in numberOptions)
@@ -86,13 +88,15 @@ internal static class QueueCommands
                 if (context.Parse.GetValue(option) is { } value)
                     body[field] = value;
             }
+            if (context.Parse.GetValue(createBranch))
+                body["create_branch"] = true;
             var agents = context.LoadAgents();
             var parsed = JobRequestParser.Parse(body, id => agents.Find(id) is not null, context.Config.Pipeline.DefaultAgent, () => Ulid.NewUlid().ToString());
             if (parsed.Job is not { } job)
             {
                 // The parser names a missing URL in the dialect it guessed; on the command line it is always --repo-url.
                 var flagOf = options.Select(o => (o.Field, o.Flag)).Concat(numberOptions.Select(o => (o.Field, o.Flag)))
-                    .Append((Field: "repoUrl", Flag: "--repo-url")).ToDictionary(o => o.Field, o => o.Flag);
+                    .Append((Field: "repoUrl", Flag: "--repo-url")).Append((Field: "create_branch", Flag: "--create-branch")).ToDictionary(o => o.Field, o => o.Flag);
                 throw new Configuration.ConfigException("invalid option " + string.Join("; ", parsed.Errors.Select(e =>
                     $"{flagOf.GetValueOrDefault(e.Key, e.Key)}: {string.Join(", ", e.Value)}")));
             }

@@ -45,5 +45,27 @@ public sealed class IntegrationCliTests : IDisposable
         Assert.Equal((1, "agent-worker: job 'waiting' has no receipt: no run of its agent has finished (state queued)"), await RunAsync(null, "jobs", "receipt", "waiting", "--verify"));
     }
 
+    [Theory]
+    [InlineData("agent-worker: invalid option --branch: required in apply mode: the branch the changes are pushed to", "--mode", "apply")]
+    [InlineData("agent-worker: invalid option --create-branch: only meaningful in apply mode (mode: apply)", "--create-branch")]
+    public async Task Enqueue_ApplyOptionMisused_NamesTheFlag(string expected, params string[] flags)
+    {
+        Assert.Equal((2, expected), await RunAsync(null, ["enqueue", "--repo-url", _dir.Combine("repo"), "--agent", "ssot_auditor", .. flags]));
+    }
+
+    [Fact]
+    public async Task Enqueue_ApplyOptions_AreStoredOnTheJob()
+    {
+        await RunAsync(null, "enqueue", "--job-id", "apply-1", "--repo-url", _dir.Combine("repo"), "--agent", "ssot_auditor",
+            "--mode", "apply", "--branch", "agent/x", "--create-branch", "--commit-message", "Fix it");
+
+        var (exit, output) = await RunAsync(null, "jobs", "show", "apply-1");
+
+        Assert.Equal(0, exit);
+        Assert.Contains("\"mode\": \"apply\"", output, StringComparison.Ordinal);
+        Assert.Contains("\"createBranch\": true", output, StringComparison.Ordinal);
+        Assert.Contains("\"commitMessage\": \"Fix it\"", output, StringComparison.Ordinal);
+    }
+
     public void Dispose() => _dir.Dispose();
 }
