@@ -22,6 +22,9 @@ internal sealed partial class ToolExecutor(
     SandboxLimits sandboxDefaults,
     TimeProvider time)
 {
+    /// <summary>False under <c>--sandbox none</c>: tools then run as plain processes with the worker's rights.</summary>
+    public bool Sandboxed => sandbox.Name != SandboxOptions.None;
+
     /// <summary>Tools this worker offers: the enabled ones, web_search only with a search backend.</summary>
     public IEnumerable<(string Name, ToolLimits Limits)> Offered =>
         options.Tools.Where(t => t.Key != ToolNames.WebSearch || options.SearchUrl is not null).Select(t => (t.Key, t.Value));

@@ -49,6 +49,8 @@ public sealed partial class OrchestratorLink : BackgroundService
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        if (!_tools.Sandboxed)
+            LogUnsandboxed(_logger);
         var failures = 0;
         while (!stoppingToken.IsCancellationRequested)
         {
@@ -340,6 +342,9 @@ public sealed partial class OrchestratorLink : BackgroundService
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Orchestrator link Shutdown: {Detail}")]
     private static partial void LogGaveUp(ILogger logger, string detail);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Tools run WITHOUT a sandbox (--sandbox none): only the path and URL policy stands between a task and the worker's files and network")]
+    private static partial void LogUnsandboxed(ILogger logger);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Worker {Name} registered with the orchestrator at {Address} as {WorkerId}")]
     private static partial void LogRegistered(ILogger logger, string name, string workerId, string address);
