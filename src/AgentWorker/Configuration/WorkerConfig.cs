@@ -37,6 +37,10 @@ internal sealed record WorkerConfig
 
     /// <summary>The results table (<c>[schema.]table</c>) and its database; null when that sink is off.</summary>
     public (string Table, string ConnectionString)? Results { get; init; }
+    public required string LogOutput { get; init; }
+
+    /// <summary>The orchestrator link and tool set (used by `connect`, and by `serve`/`run` with --orchestrator-addr).</summary>
+    public required OrchestrationConfig Orchestration { get; init; }
 
     public string DatabasePath => Path.Combine(DataDir, "queue.db");
 
@@ -89,6 +93,7 @@ internal sealed record WorkerConfig
         var sshKey = ExistingFile(values, Settings.GitSshKey);
         var knownHosts = ExistingFile(values, Settings.GitSshKnownHosts);
         var (webhookUrls, webhookSecret) = Webhooks(values);
+        var orchestration = OrchestrationConfig.Load(values, dataDir);
 
         return new WorkerConfig
         {
@@ -130,7 +135,7 @@ internal sealed record WorkerConfig
                 Limits = limits,
                 HostUid = values.GetInt(Settings.SandboxUid, 1, int.MaxValue),
                 StateDir = Path.Combine(dataDir, "sandbox"),
-                HiddenPaths = [dataDir, workDir, .. new[] { values.Get(Settings.ConfigFile), agentsFile, sshKey, knownHosts }.OfType<string>().Select(Path.GetFullPath)],
+                HiddenPaths = [dataDir, workDir, orchestration.Tools.WorkspaceRoot, .. new[] { values.Get(Settings.ConfigFile), agentsFile, sshKey, knownHosts }.OfType<string>().Select(Path.GetFullPath)],
             },
             Workspace = new WorkspaceOptions
             {
@@ -165,6 +170,8 @@ internal sealed record WorkerConfig
                 _ => Microsoft.Extensions.Logging.LogLevel.Information,
             },
             LogFormat = values.GetChoice(Settings.LogFormat, "auto", "json", "text"),
+            LogOutput = values.Get(Settings.LogOutput) is { Length: > 0 } logOutput ? logOutput : throw values.Invalid(Settings.LogOutput, "must be stdout, stderr or a file path"),
+            Orchestration = orchestration,
         };
     }
 
