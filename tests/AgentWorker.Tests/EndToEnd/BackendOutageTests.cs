@@ -12,6 +12,7 @@ namespace AgentWorker.Tests.EndToEnd;
 /// and a real `run` worker must ride it out, /health and /ready must show it, intake must answer 503, and afterwards
 /// every job must have succeeded exactly once. Each test starts a server of its own so it may stop it.
 /// </summary>
+[Collection(HeavyScenarios.Name)]
 public sealed class BackendOutageTests(ITestOutputHelper output) : IDisposable
 {
     private const int JobCount = 200;
@@ -49,6 +50,7 @@ public sealed class BackendOutageTests(ITestOutputHelper output) : IDisposable
         var clock = Stopwatch.StartNew();
         var (health, ready) = (new List<(HttpStatusCode Status, JsonElement Body)>(), new List<HttpStatusCode>());
         HttpResponseMessage? intake = null;
+        HttpResponseMessage? read = null;
         // The outage lasts 5 s whatever the checks below cost; meanwhile the HTTP side is asked what it sees.
         while (clock.Elapsed < Outage)
         {
@@ -57,7 +59,10 @@ public sealed class BackendOutageTests(ITestOutputHelper output) : IDisposable
             using (var response = await client.GetAsync("/ready"))
                 ready.Add(response.StatusCode);
             if (intake is null && health[^1].Status == HttpStatusCode.ServiceUnavailable)
+            {
                 intake = await client.PostAsync("/v1/jobs", _jobs.JobFor("during-outage"));
+                read = await client.GetAsync("/v1/jobs/out-001");
+            }
             await Task.Delay(TimeSpan.FromMilliseconds(200));
         }
         await start();
@@ -86,6 +91,8 @@ public sealed class BackendOutageTests(ITestOutputHelper output) : IDisposable
         Assert.NotEmpty(intake.Headers.RetryAfter?.ToString() ?? "");
         Assert.Contains("backend", (await intake.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("detail").GetString(), StringComparison.Ordinal);
         Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/v1/jobs/during-outage")).StatusCode);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, read!.StatusCode);
+        Assert.Equal("application/problem+json", read.Content.Headers.ContentType?.MediaType);
         Assert.Equal(HttpStatusCode.Accepted, after.StatusCode);
 
         var healthAfter = await NoOpJobs.HealthAsync(client);
@@ -101,6 +108,7 @@ public sealed class BackendOutageTests(ITestOutputHelper output) : IDisposable
         output.WriteLine($"{name}: down {restarted.TotalSeconds:0.0}s, {down.Count}/{health.Count} /health answers 503; ready {recovered.TotalSeconds:0.00}s after the restart; "
             + $"{JobCount + 1} jobs succeeded once, {retried} with more than one attempt, all done {drained.TotalSeconds:0.0}s after the restart");
         intake.Dispose();
+        read.Dispose();
     }
 
     public void Dispose() => _jobs.Dispose();

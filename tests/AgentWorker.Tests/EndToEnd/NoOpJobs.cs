@@ -38,7 +38,7 @@ internal sealed class NoOpJobs : IDisposable
     private string AgentsFile => _dir.Combine("agents.yaml");
 
     /// <summary>A worker's environment: the given backend, short leases, no intake limits, the no-op agent.</summary>
-    public Dictionary<string, string> Environment(IReadOnlyDictionary<string, string> backend, int port = 0, string logLevel = "warning")
+    public Dictionary<string, string> Environment(IReadOnlyDictionary<string, string> backend, int port = 0, string logLevel = "warn")
     {
         var environment = new Dictionary<string, string>(backend)
         {

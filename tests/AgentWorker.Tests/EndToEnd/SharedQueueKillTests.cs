@@ -10,6 +10,7 @@ namespace AgentWorker.Tests.EndToEnd;
 /// Three real worker processes share one queue on the server scripts/test.sh started; one is kill -9'd while it has a
 /// job running, about a third of the way through 2000 jobs. Every job must still end succeeded exactly once.
 /// </summary>
+[Collection(HeavyScenarios.Name)]
 public sealed class SharedQueueKillTests(ITestOutputHelper output) : IDisposable
 {
     private const int JobCount = 2000;
@@ -19,18 +20,18 @@ public sealed class SharedQueueKillTests(ITestOutputHelper output) : IDisposable
 
     [Fact]
     public Task Redis_ThreeWorkers_OneKilledMidRun_EveryJobSucceedsExactlyOnce() =>
-        RunAsync(new Dictionary<string, string> { ["REDIS_URL"] = ServerUrl("REDIS_URL"), ["QUEUE_NAME"] = $"aw_kill_{_jobs.Nonce}" });
+        RunAsync("redis", new Dictionary<string, string> { ["REDIS_URL"] = ServerUrl("REDIS_URL"), ["QUEUE_NAME"] = $"aw_kill_{_jobs.Nonce}" });
 
     [Fact]
     public Task Postgres_ThreeWorkers_OneKilledMidRun_EveryJobSucceedsExactlyOnce() =>
-        RunAsync(new Dictionary<string, string> { ["POSTGRES_URL"] = ServerUrl("POSTGRES_URL"), ["POSTGRES_SCHEMA"] = $"aw_kill_{_jobs.Nonce}" });
+        RunAsync("postgres", new Dictionary<string, string> { ["POSTGRES_URL"] = ServerUrl("POSTGRES_URL"), ["POSTGRES_SCHEMA"] = $"aw_kill_{_jobs.Nonce}" });
 
     private static string ServerUrl(string variable) =>
         Environment.GetEnvironmentVariable(variable) is { Length: > 0 } url
             ? url
             : throw new InvalidOperationException($"{variable} is not set: run the tests with scripts/test.sh, which starts the server");
 
-    private async Task RunAsync(Dictionary<string, string> backend)
+    private async Task RunAsync(string name, Dictionary<string, string> backend)
     {
         var port = WorkerProcess.FreePort();
         // The first serves HTTP (intake and the store's view) and works; the other two only work. One of those is killed.
@@ -64,7 +65,7 @@ public sealed class SharedQueueKillTests(ITestOutputHelper output) : IDisposable
             .Any(a => a.GetProperty("worker").GetString() == victimId && a.GetProperty("outcome").GetString() == "lease_expired"));
         Assert.True(takenBack >= 1, "the killed worker's running job was given back after its lease expired");
         Assert.False(serving.HasExited || survivor.HasExited, "the other workers kept running");
-        output.WriteLine($"{backend.Keys.First()}: {JobCount} jobs on 3 workers; kill -9 of {victimId} after {killedAt.TotalSeconds:0.0}s at {doneAtKill} succeeded; "
+        output.WriteLine($"{name}: {JobCount} jobs on 3 workers; kill -9 of {victimId} after {killedAt.TotalSeconds:0.0}s at {doneAtKill} succeeded; "
             + $"{takenBack} job(s) taken back from it, {retried} job(s) with more than one attempt; all succeeded once after {drained.TotalSeconds:0.0}s");
     }
 
