@@ -9,6 +9,7 @@ namespace AgentWorker.Core.Pipeline;
 /// <summary>
 /// N worker slots, each leasing and running one job at a time. On shutdown it stops leasing at once,
 /// lets running jobs go on for the grace period, then stops them and hands them back to the queue.
+/// A backend outage stops nothing: slots wait it out with backoff (<see cref="BackendRetry"/>) and lease again.
 /// </summary>
 public sealed partial class WorkerPool(
     IJobQueue queue,
