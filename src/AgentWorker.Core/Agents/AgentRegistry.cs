@@ -48,6 +48,8 @@ public sealed class AgentRegistry
         try
         {
             var yaml = File.ReadAllText(file);
+            if (YamlSafety.FindUnsafe(yaml) is { } unsafeYaml)
+                throw new AgentRegistryException($"agents file {file}: line {unsafeYaml.Line}: {unsafeYaml.Problem}");
             parsed = new DeserializerBuilder()
                 .WithNamingConvention(CamelCaseNamingConvention.Instance)
                 .Build()
@@ -66,12 +68,16 @@ public sealed class AgentRegistry
         foreach (var (entry, index) in (parsed?.Agents ?? []).Select((e, i) => (e, i)))
         {
             var where = $"agents file {file}: agents[{index}]";
+            if (entry is null)
+                throw new AgentRegistryException($"{where}: must be a map with at least id and command");
             if (string.IsNullOrWhiteSpace(entry.Id) || !JobRequestParser.IsValidId(entry.Id))
                 throw new AgentRegistryException($"{where}.id: required, letters, digits, '.', '_', ':' or '-'");
             if (!seen.Add(entry.Id))
                 throw new AgentRegistryException($"{where}.id: '{entry.Id}' is listed twice");
             if (entry.Command is not { Count: > 0 } || entry.Command.Any(string.IsNullOrEmpty))
                 throw new AgentRegistryException($"{where}.command: required, a non-empty list of arguments");
+            if (entry.Env is { } env && env.Any(string.IsNullOrWhiteSpace))
+                throw new AgentRegistryException($"{where}.env: a list of environment variable names, none empty");
             if (entry.TimeoutSeconds is <= 0)
                 throw new AgentRegistryException($"{where}.timeoutSeconds: must be a positive number of seconds");
             NetworkMode? network = null;
@@ -81,7 +87,8 @@ public sealed class AgentRegistry
                     throw new AgentRegistryException($"{where}.network: must be none, mcp_only or full");
                 network = parsedNetwork;
             }
-            if (entry.Limits is { } limits && (limits.MemoryMb is <= 0 || limits.Pids is <= 0 || limits.Cpus is <= 0 || limits.TmpMb is <= 0))
+            if (entry.Limits is { } limits && (limits.MemoryMb is <= 0 || limits.Pids is <= 0 || limits.TmpMb is <= 0
+                || limits.Cpus is { } cpus && !(double.IsFinite(cpus) && cpus > 0)))
                 throw new AgentRegistryException($"{where}.limits: memoryMb, pids, cpus and tmpMb must be positive");
             result.Add(new AgentDefinition
             {
@@ -89,7 +96,7 @@ public sealed class AgentRegistry
                 Command = entry.Command,
                 Description = entry.Description,
                 TimeoutSeconds = entry.TimeoutSeconds,
-                Env = entry.Env ?? [],
+                Env = [.. entry.Env?.OfType<string>() ?? []],
                 Network = network,
                 Limits = entry.Limits is { } l ? new AgentLimits(l.MemoryMb, l.Pids, l.Cpus, l.TmpMb) : null,
             });
@@ -99,7 +106,7 @@ public sealed class AgentRegistry
 
     private sealed class RegistryFile
     {
-        public List<RegistryEntry>? Agents { get; set; }
+        public List<RegistryEntry?>? Agents { get; set; }
     }
 
     private sealed class RegistryEntry
@@ -108,7 +115,7 @@ public sealed class AgentRegistry
         public List<string>? Command { get; set; }
         public string? Description { get; set; }
         public int? TimeoutSeconds { get; set; }
-        public List<string>? Env { get; set; }
+        public List<string?>? Env { get; set; }
         public string? Network { get; set; }
         public RegistryLimits? Limits { get; set; }
     }

@@ -53,8 +53,8 @@ internal sealed record WorkerConfig
         else if (apiKey is null && !IPAddress.IsLoopback(listen))
             throw values.Invalid(Settings.Host, "listening beyond loopback needs an API key (--api-key / WORKER_API_KEY)");
 
-        var dataDir = Path.GetFullPath(values.Get(Settings.DataDir) is { Length: > 0 } d ? d : throw values.Invalid(Settings.DataDir, "must not be empty"));
-        var workDir = Path.GetFullPath(values.Get(Settings.WorkDir) is { Length: > 0 } w ? w : throw values.Invalid(Settings.WorkDir, "must not be empty"));
+        var dataDir = values.GetDirectory(Settings.DataDir);
+        var workDir = values.GetDirectory(Settings.WorkDir);
         var agentsFile = values.Get(Settings.AgentsFile);
         var postgresUrl = values.Get(Settings.PostgresUrl);
         var redisUrl = values.Get(Settings.RedisUrl);
