@@ -50,11 +50,21 @@ internal static class WorkerServices
     private static async Task<IJobQueue> OpenRedisAsync(WorkerConfig config, CancellationToken cancellationToken) =>
         await RedisJobQueue.OpenAsync(config.RedisUrl!, config.QueueName, config.Queue, TimeProvider.System, cancellationToken).ConfigureAwait(false);
 
-    /// <summary>The command that runs this binary again, used to start built-in agents as child processes.</summary>
+    /// <summary>
+    /// The command that runs this binary again, used to start built-in agents as child processes (inside the sandbox,
+    /// which shows agents only the app's own directory and /usr). The app host when it sits in that directory (build
+    /// output, publish, single file); otherwise the dotnet host with the app's dll: a `dotnet tool` shim lives in
+    /// ~/.dotnet/tools, and `dotnet agent-worker.dll` runs under the host itself.
+    /// </summary>
     public static IReadOnlyList<string> SelfCommand()
     {
         var path = Environment.ProcessPath ?? "dotnet";
-        return Path.GetFileNameWithoutExtension(path) == "agent-worker" ? [path] : [path, typeof(WorkerServices).Assembly.Location];
+        if (Path.GetFileNameWithoutExtension(path) == "agent-worker" && Path.GetDirectoryName(path) == AppContext.BaseDirectory.TrimEnd('/'))
+            return [path];
+        var host = Path.GetFileNameWithoutExtension(path) == "dotnet" || !AgentVariables().TryGetValue("DOTNET_ROOT", out var root)
+            ? path
+            : Path.Combine(root, "dotnet");
+        return [host, typeof(WorkerServices).Assembly.Location];
     }
 
     public static AgentRegistry LoadAgents(WorkerConfig config)
