@@ -5,17 +5,9 @@
 
 FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
 WORKDIR /src
-# Restore first, from the project files only, so source edits reuse the restored layer.
-COPY global.json Directory.Build.props Directory.Packages.props ./
-COPY src/AgentWorker/AgentWorker.csproj src/AgentWorker/
-COPY src/AgentWorker.Core/AgentWorker.Core.csproj src/AgentWorker.Core/
-COPY src/AgentWorker.Storage.Sqlite/AgentWorker.Storage.Sqlite.csproj src/AgentWorker.Storage.Sqlite/
-COPY src/AgentWorker.Storage.Redis/AgentWorker.Storage.Redis.csproj src/AgentWorker.Storage.Redis/
-COPY src/AgentWorker.Storage.Postgres/AgentWorker.Storage.Postgres.csproj src/AgentWorker.Storage.Postgres/
-RUN dotnet restore src/AgentWorker/AgentWorker.csproj
-COPY README.md ./
+COPY global.json Directory.Build.props Directory.Packages.props README.md ./
 COPY src/ src/
-RUN dotnet publish src/AgentWorker/AgentWorker.csproj -c Release --no-restore -o /app
+RUN dotnet publish src/AgentWorker/AgentWorker.csproj -c Release -o /app
 
 FROM mcr.microsoft.com/dotnet/aspnet:10.0 AS runtime
 RUN apt-get update \
