@@ -65,7 +65,8 @@ internal static class WorkerServices
         var host = Path.GetFileNameWithoutExtension(path) == "dotnet" || !AgentVariables().TryGetValue("DOTNET_ROOT", out var root)
             ? path
             : Path.Combine(root, "dotnet");
-        return [host, typeof(WorkerServices).Assembly.Location];
+        // Assembly.Location would be empty in a single-file build; that one took the branch above.
+        return [host, Path.Combine(AppContext.BaseDirectory, "agent-worker.dll")];
     }
 
     public static AgentRegistry LoadAgents(WorkerConfig config)
