@@ -208,9 +208,13 @@ internal static class FuzzInputs
     }
 
     /// <summary>Draws <paramref name="count"/> values; the seed goes into failure messages so a run can be repeated.</summary>
-    public static T[] Sample<T>(Gen<T> gen, int count, ulong seed, int size = 30) => Gen.Sample(gen, count, new Rnd(seed), size);
+    public static T[] Sample<T>(Gen<T> gen, int count, ulong seed) => Gen.Sample(gen, count, new Rnd(seed), 30);
 
-    public static ulong NewSeed() => (ulong)Random.Shared.NextInt64(long.MaxValue);
+    /// <summary>A fresh seed, or FUZZ_SEED to repeat the run a failure message named.</summary>
+    public static ulong NewSeed() =>
+        Environment.GetEnvironmentVariable("FUZZ_SEED") is { Length: > 0 } seed
+            ? ulong.Parse(seed, CultureInfo.InvariantCulture)
+            : (ulong)Random.Shared.NextInt64(long.MaxValue);
 }
 
 /// <summary>
