@@ -61,7 +61,7 @@ internal static class WorkerServices
     {
         try
         {
-            return AgentRegistry.Load(config.AgentsFile, SelfCommand());
+            return AgentRegistry.Load(config.AgentsFile, SelfCommand(), Integrations.LlmVariables(config));
         }
         catch (AgentRegistryException e)
         {
@@ -85,6 +85,7 @@ internal static class WorkerServices
             services.AddSingleton(CreateSandbox(config));
         services.AddSingleton<WorkspaceManager>();
         services.TryAddSingleton<IJobMetrics, NoJobMetrics>();
+        services.AddIntegrations(config, agents, runWorkers);
         services.AddSingleton<JobRunner>();
         if (runWorkers)
             services.AddHostedService<WorkerPool>();

@@ -12,6 +12,9 @@ namespace AgentWorker.Core.Workspace;
 public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRunner runner, ILogger<WorkspaceManager> logger)
 {
     private const string LockName = ".agent-worker.lock";
+
+    /// <summary>The artifacts folder of a job without a repository, relative to its working directory.</summary>
+    public const string EmptyWorkspaceArtifacts = "screenshots";
     private static readonly TimeSpan UnlockedGrace = TimeSpan.FromMinutes(1);
     private readonly GitClient _git = new(options, runner);
 
@@ -22,11 +25,17 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
         Directory.CreateDirectory(options.WorkDir);
         var root = Path.Combine(options.WorkDir, $"{SafeName(job.Id)}-{Path.GetRandomFileName().Replace(".", "", StringComparison.Ordinal)}");
         Directory.CreateDirectory(root);
-        var workspace = new JobWorkspace(root, new FileStream(Path.Combine(root, LockName), FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None));
+        // A job without a repository (tasks table) gets a fresh directory whose screenshots/ is its artifacts folder, as the
+        // seed's run_task.py expects; a clone keeps its artifacts beside the repository, out of what apply mode commits.
+        var artifacts = job.Repo.IsEmpty ? Path.Combine(root, "repo", EmptyWorkspaceArtifacts) : Path.Combine(root, "artifacts");
+        var workspace = new JobWorkspace(root, new FileStream(Path.Combine(root, LockName), FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None), artifacts);
         try
         {
             Directory.CreateDirectory(workspace.HomeDir);
-            await _git.CloneAsync(job.Repo, workspace.RepoDir, workspace.HomeDir, cancellationToken).ConfigureAwait(false);
+            if (!job.Repo.IsEmpty)
+                await _git.CloneAsync(job.Repo, workspace.RepoDir, workspace.HomeDir, cancellationToken).ConfigureAwait(false);
+            Directory.CreateDirectory(workspace.RepoDir);
+            Directory.CreateDirectory(workspace.ArtifactsDir);
             CheckLimits(workspace.RepoDir);
             return workspace;
         }
@@ -111,11 +120,14 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
 }
 
 /// <summary>A job attempt's directory: <see cref="RepoDir"/> is the clone the agent works in. Disposing removes it all.</summary>
-public sealed class JobWorkspace(string root, FileStream lockFile) : IDisposable
+public sealed class JobWorkspace(string root, FileStream lockFile, string artifactsDir) : IDisposable
 {
     public string Root { get; } = root;
     public string RepoDir => Path.Combine(Root, "repo");
     public string HomeDir => Path.Combine(Root, "home");
+
+    /// <summary>Where the agent leaves files to keep (uploaded to the artifact store after the run).</summary>
+    public string ArtifactsDir { get; } = artifactsDir;
 
     /// <summary>The sandbox's own files for this attempt (stub /etc files); TMPDIR of an unsandboxed run.</summary>
     public string SandboxDir => Path.Combine(Root, "sandbox");

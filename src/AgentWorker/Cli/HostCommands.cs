@@ -28,7 +28,7 @@ internal static class HostCommands
     {
         var timeout = new Option<int?>("--timeout") { Description = "Seconds one dequeue blocks waiting for a job before looking again (default 30)." };
         var command = new Command("run", "Run worker slots only (no HTTP): lease jobs from the queue and run them until SIGTERM.") { timeout };
-        return command.WithAction(action, async (context, cancellationToken) =>
+        return command.WithAction(action, (context, cancellationToken) =>
         {
             var config = context.Config;
             if (context.Parse.GetValue(timeout) is { } seconds)
@@ -37,14 +37,28 @@ internal static class HostCommands
                     throw new Configuration.ConfigException("invalid option --timeout: must be from 1 to 3600 seconds");
                 config = config with { Pipeline = config.Pipeline with { LeaseWait = TimeSpan.FromSeconds(seconds) } };
             }
-            var agents = context.LoadAgents();
-            await using var queue = await context.OpenQueueAsync(cancellationToken);
-            var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true, Args = [] });
-            builder.Logging.AddWorkerLogging(config);
-            builder.Services.AddAgentWorker(config, queue, agents, runWorkers: true);
-            using var host = builder.Build();
-            await host.RunAsync();
-            return ExitCodes.Ok;
+            return RunWorkersAsync(context, config, cancellationToken);
         });
+    }
+
+    /// <summary>`tasks-poller`: the CUA seed's worker — `run` with the postgres-tasks intake.</summary>
+    public static Command TasksPoller(CommandAction action) =>
+        new Command("tasks-poller", "Run the tasks table in POSTGRES_URL for AGENT_ID with DEFAULT_AGENT (worker slots, no HTTP); same as `run --intake postgres-tasks`.")
+            .WithAction(action, (context, cancellationToken) =>
+            {
+                context.Fix(Configuration.Settings.Intake, Configuration.IntegrationConfig.TasksIntake);
+                return RunWorkersAsync(context, context.Config, cancellationToken);
+            });
+
+    private static async Task<int> RunWorkersAsync(CommandContext context, Configuration.WorkerConfig config, CancellationToken cancellationToken)
+    {
+        var agents = context.LoadAgents();
+        await using var queue = await context.OpenQueueAsync(cancellationToken);
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true, Args = [] });
+        builder.Logging.AddWorkerLogging(config);
+        builder.Services.AddAgentWorker(config, queue, agents, runWorkers: true);
+        using var host = builder.Build();
+        await host.RunAsync();
+        return ExitCodes.Ok;
     }
 }

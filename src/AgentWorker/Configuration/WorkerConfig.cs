@@ -30,6 +30,7 @@ internal sealed record WorkerConfig
     public required SandboxOptions Sandbox { get; init; }
     public required Microsoft.Extensions.Logging.LogLevel LogLevel { get; init; }
     public required string LogFormat { get; init; }
+    public required IntegrationConfig Integrations { get; init; }
 
     public string DatabasePath => Path.Combine(DataDir, "queue.db");
 
@@ -58,8 +59,10 @@ internal sealed record WorkerConfig
         var agentsFile = values.Get(Settings.AgentsFile);
         var postgresUrl = values.Get(Settings.PostgresUrl);
         var redisUrl = values.Get(Settings.RedisUrl);
+        var integrations = IntegrationConfig.Load(values);
+        // In tasks-table mode POSTGRES_URL names the tasks database, not a queue.
         var backend = values.Get(Settings.Backend) is null
-            ? redisUrl is not null ? "redis" : postgresUrl is not null ? "postgres" : "sqlite"
+            ? redisUrl is not null ? "redis" : postgresUrl is not null && !integrations.PollsTasks ? "postgres" : "sqlite"
             : values.GetChoice(Settings.Backend, "sqlite", "redis", "postgres");
         if (backend == "postgres" && postgresUrl is null)
             throw values.Invalid(Settings.Backend, "postgres needs a connection string (--postgres-url / POSTGRES_URL)");
@@ -137,6 +140,7 @@ internal sealed record WorkerConfig
                 _ => Microsoft.Extensions.Logging.LogLevel.Information,
             },
             LogFormat = values.GetChoice(Settings.LogFormat, "auto", "json", "text"),
+            Integrations = integrations,
         };
     }
 }
