@@ -84,7 +84,7 @@ internal sealed class TasksDatabase : IAsyncDisposable
         var title = schema.TaskColumns.Contains("title") ? "title::text" : "NULL::text";
         var description = schema.TaskColumns.Contains("description") ? "description::text" : "NULL::text";
         await using var command = _dataSource.CreateCommand(
-            $"SELECT id, id::text, {title}, {description} FROM tasks WHERE agent_id = $1 ORDER BY created_at DESC NULLS LAST, id DESC LIMIT 1");
+            $"SELECT id, id::text, {title}, {description} FROM tasks WHERE agent_id = $1 ORDER BY tasks.created_at DESC NULLS LAST, tasks.id DESC LIMIT 1");
         command.Parameters.Add(Untyped(_agentId));
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))

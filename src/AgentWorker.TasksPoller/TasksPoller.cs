@@ -24,6 +24,7 @@ public sealed partial class TasksPoller(IJobQueue queue, TasksPollerOptions opti
     private readonly TasksDatabase _database = TasksDatabase.Create(options.ConnectionString, options.AgentId);
     private string? _lastSkipped;
     private bool _databaseDown;
+    private string? _lastError;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -226,7 +227,14 @@ public sealed partial class TasksPoller(IJobQueue queue, TasksPollerOptions opti
 
     private void Failed(Exception e, string? taskId)
     {
-        if (IsDatabaseError(e))
+        if (e is PostgresException or TasksSchemaException)
+        {
+            // The server answered: the tables are not as expected. Said again only when it changes, not every poll.
+            if (_lastError != e.Message)
+                LogDatabaseError(logger, e.Message);
+            _lastError = e.Message;
+        }
+        else if (IsDatabaseError(e))
         {
             _database.Reset();
             if (!_databaseDown)
@@ -242,6 +250,7 @@ public sealed partial class TasksPoller(IJobQueue queue, TasksPollerOptions opti
 
     private void Recovered()
     {
+        _lastError = null;
         if (!_databaseDown)
             return;
         _databaseDown = false;
@@ -287,6 +296,9 @@ public sealed partial class TasksPoller(IJobQueue queue, TasksPollerOptions opti
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Tasks database unreachable ({Reason}); retrying every poll interval with fresh connections")]
     private static partial void LogDatabaseDown(ILogger logger, string reason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Tasks database: {Reason}; retrying every poll interval")]
+    private static partial void LogDatabaseError(ILogger logger, string reason);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Tasks database reachable again")]
     private static partial void LogDatabaseBack(ILogger logger);
