@@ -22,13 +22,9 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
 
     public async Task<JobWorkspace> CreateAsync(JobSpec job, CancellationToken cancellationToken)
     {
-        Directory.CreateDirectory(options.WorkDir);
-        var root = Path.Combine(options.WorkDir, $"{SafeName(job.Id)}-{Path.GetRandomFileName().Replace(".", "", StringComparison.Ordinal)}");
-        Directory.CreateDirectory(root);
         // A job without a repository (tasks table) gets a fresh directory whose screenshots/ is its artifacts folder, as the
         // seed's run_task.py expects; a clone keeps its artifacts beside the repository, out of what apply mode commits.
-        var artifacts = job.Repo.IsEmpty ? Path.Combine(root, "repo", EmptyWorkspaceArtifacts) : Path.Combine(root, "artifacts");
-        var workspace = new JobWorkspace(root, new FileStream(Path.Combine(root, LockName), FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None), artifacts);
+        var workspace = Open(job.Id, artifactsInRepo: job.Repo.IsEmpty);
         try
         {
             Directory.CreateDirectory(workspace.HomeDir);
@@ -44,6 +40,24 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
             workspace.Dispose();
             throw;
         }
+    }
+
+    /// <summary>A directory like a job's but with an empty <see cref="JobWorkspace.RepoDir"/> instead of a clone (tool runs); swept the same way.</summary>
+    public JobWorkspace CreateEmpty(string id)
+    {
+        var workspace = Open(id);
+        Directory.CreateDirectory(workspace.HomeDir);
+        Directory.CreateDirectory(workspace.RepoDir);
+        return workspace;
+    }
+
+    private JobWorkspace Open(string id, bool artifactsInRepo = false)
+    {
+        Directory.CreateDirectory(options.WorkDir);
+        var root = Path.Combine(options.WorkDir, $"{SafeName(id)}-{Path.GetRandomFileName().Replace(".", "", StringComparison.Ordinal)}");
+        Directory.CreateDirectory(root);
+        return new JobWorkspace(root, new FileStream(Path.Combine(root, LockName), FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None),
+            artifactsInRepo ? Path.Combine(root, "repo", EmptyWorkspaceArtifacts) : Path.Combine(root, "artifacts"));
     }
 
     /// <summary>Removes workspaces left behind by workers that died. Returns how many were removed.</summary>

@@ -13,6 +13,7 @@ internal static class HostCommands
             var agents = context.LoadAgents();
             await using var queue = await context.OpenQueueAsync(cancellationToken);
             await using var app = HttpHost.Build(config, queue, agents);
+            var link = app.Services.GetService<Orchestration.Worker.OrchestratorLink>();
             try
             {
                 await app.RunAsync();
@@ -21,14 +22,14 @@ internal static class HostCommands
             {
                 throw new CliException($"cannot listen on {config.ListenAddress}:{config.Port}: {e.Message}");
             }
-            return ExitCodes.Ok;
+            return LinkOutcome(link);
         });
 
     public static Command Run(CommandAction action)
     {
         var timeout = new Option<int?>("--timeout") { Description = "Seconds one dequeue blocks waiting for a job before looking again (default 30)." };
         var command = new Command("run", "Run worker slots only (no HTTP): lease jobs from the queue and run them until SIGTERM.") { timeout };
-        return command.WithAction(action, (context, cancellationToken) =>
+        return command.WithAction(action, async (context, cancellationToken) =>
         {
             var config = context.Config;
             if (context.Parse.GetValue(timeout) is { } seconds)
@@ -37,7 +38,7 @@ internal static class HostCommands
                     throw new Configuration.ConfigException("invalid option --timeout: must be from 1 to 3600 seconds");
                 config = config with { Pipeline = config.Pipeline with { LeaseWait = TimeSpan.FromSeconds(seconds) } };
             }
-            return RunWorkersAsync(context, config, cancellationToken);
+            return await RunWorkersAsync(context, config, cancellationToken);
         });
     }
 
@@ -50,7 +51,8 @@ internal static class HostCommands
                 return RunWorkersAsync(context, context.Config, cancellationToken);
             });
 
-    private static async Task<int> RunWorkersAsync(CommandContext context, Configuration.WorkerConfig config, CancellationToken cancellationToken)
+    /// <summary>`run`, and `connect` (which adds the orchestrator link): worker slots in a plain host until SIGTERM.</summary>
+    public static async Task<int> RunWorkersAsync(CommandContext context, Configuration.WorkerConfig config, CancellationToken cancellationToken)
     {
         var agents = context.LoadAgents();
         await using var queue = await context.OpenQueueAsync(cancellationToken);
@@ -58,7 +60,12 @@ internal static class HostCommands
         builder.Logging.AddWorkerLogging(config);
         builder.Services.AddAgentWorker(config, queue, agents, runWorkers: true);
         using var host = builder.Build();
+        var link = host.Services.GetService<Orchestration.Worker.OrchestratorLink>();
         await host.RunAsync();
-        return ExitCodes.Ok;
+        return LinkOutcome(link);
     }
+
+    /// <summary>A link that gave up on its orchestrator (--reconnect-max-attempts) makes the process fail.</summary>
+    private static int LinkOutcome(Orchestration.Worker.OrchestratorLink? link) =>
+        link?.GaveUp is { } why ? throw new CliException(why) : ExitCodes.Ok;
 }
