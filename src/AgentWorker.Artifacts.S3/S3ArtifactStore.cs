@@ -29,7 +29,7 @@ public sealed record S3Options
 /// Artifacts in an S3-compatible bucket (MinIO, AWS S3, s3rver) through the AWS SDK, path-style. The bucket is created
 /// when the first upload finds it missing. The SDK's own retries are off: <see cref="ArtifactCollector"/> retries, so every store behaves alike.
 /// </summary>
-public sealed class S3ArtifactStore : IArtifactStore, IDisposable
+public sealed class S3ArtifactStore : IObjectStore, IDisposable
 {
     private readonly AmazonS3Client _client;
     private readonly S3Options _options;

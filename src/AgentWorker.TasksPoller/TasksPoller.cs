@@ -180,11 +180,11 @@ public sealed partial class TasksPoller(IJobQueue queue, TasksPollerOptions opti
         return new TaskOutcome(
             succeeded,
             result?.ExitCode,
-            response is { Length: > 0 } ? response : error ?? $"Task completed (return_code={result?.ExitCode}, duration={result?.DurationSeconds:0.##}s, screenshots={result?.Artifacts.Count(a => a.Key is not null) ?? 0})",
+            response is { Length: > 0 } ? response : error ?? $"Task completed (return_code={result?.ExitCode}, duration={result?.DurationSeconds:0.##}s, screenshots={result?.CollectedArtifacts.Count(a => a.Key is not null) ?? 0})",
             error,
             job.Id,
             Math.Clamp(percent, 0, 99),
-            result?.Artifacts ?? []);
+            result?.CollectedArtifacts ?? []);
     }
 
     /// <summary>The seed's rules: the text between AGENT_RESPONSE_START and AGENT_RESPONSE_END, else the agent's result summary, else its stdout.</summary>

@@ -15,10 +15,10 @@ internal static class Integrations
     {
         var integrations = config.Integrations;
         if (integrations.S3 is { } s3)
-            services.AddSingleton<IArtifactStore>(new S3ArtifactStore(s3));
+            services.AddSingleton<IObjectStore>(new S3ArtifactStore(s3));
         services.AddSingleton(new ArtifactOptions { AgentId = integrations.AgentId });
         services.AddSingleton(provider => new ArtifactCollector(
-            provider.GetService<IArtifactStore>(), provider.GetRequiredService<ArtifactOptions>(),
+            provider.GetService<IObjectStore>(), provider.GetRequiredService<ArtifactOptions>(),
             provider.GetRequiredService<TimeProvider>(), provider.GetRequiredService<ILogger<ArtifactCollector>>()));
 
         if (integrations.AllocatorUrl is { } allocatorUrl)

@@ -10,7 +10,7 @@ namespace AgentWorker.Core.Artifacts;
 /// point one at any host file), hashes them and, when a store is configured, uploads each one with retries. A file that
 /// cannot be stored is recorded with the reason; it never fails the job.
 /// </summary>
-public sealed partial class ArtifactCollector(IArtifactStore? store, ArtifactOptions options, TimeProvider timeProvider, ILogger<ArtifactCollector> logger)
+public sealed partial class ArtifactCollector(IObjectStore? store, ArtifactOptions options, TimeProvider timeProvider, ILogger<ArtifactCollector> logger)
 {
     public bool Uploads => store is not null;
 

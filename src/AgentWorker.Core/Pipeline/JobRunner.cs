@@ -147,7 +147,7 @@ public sealed partial class JobRunner(
                 lastError = collector.LastError;
                 // Kept whatever the exit code (a failure's screenshots explain it); a stopped attempt runs again and makes new ones.
                 if (outcome.End != ProcessEnd.Cancelled)
-                    result = result with { Artifacts = await artifacts.CollectAsync(workspace.ArtifactsDir, job.Id, events.AddAsync, CancellationToken.None).ConfigureAwait(false) };
+                    result = result with { CollectedArtifacts = await artifacts.CollectAsync(workspace.ArtifactsDir, job.Id, events.AddAsync, CancellationToken.None).ConfigureAwait(false) };
                 // The agent may only grow the workspace within the limits a clone gets.
                 if (outcome.End == ProcessEnd.Exited)
                     workspaces.CheckLimits(workspace.RepoDir);

@@ -20,7 +20,7 @@ public sealed class ArtifactCollectorTests : IDisposable
         return ValueTask.CompletedTask;
     }
 
-    private static ArtifactCollector Collector(IArtifactStore? store, string? agentId = "7") =>
+    private static ArtifactCollector Collector(IObjectStore? store, string? agentId = "7") =>
         new(store, new ArtifactOptions { AgentId = agentId, RetryDelay = TimeSpan.FromMilliseconds(10) }, TimeProvider.System, NullLogger<ArtifactCollector>.Instance);
 
     [Fact]
@@ -112,7 +112,7 @@ public sealed class ArtifactCollectorTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
-    private sealed class CountingStore(IArtifactStore inner) : IArtifactStore
+    private sealed class CountingStore(IObjectStore inner) : IObjectStore
     {
         public int Calls;
         public string Describe => inner.Describe;

@@ -206,7 +206,7 @@ public sealed class TasksPollerTests(PrivatePostgres postgres) : IClassFixture<P
             Assert.Empty(await db.ProgressAsync(older));
             Assert.Empty(await db.ProgressAsync(othersTask));
             var job = await client.GetFromJsonAsync<JsonElement>($"/v1/jobs/{jobId}");
-            Assert.Equal(2, job.GetProperty("result").GetProperty("artifacts").GetArrayLength());
+            Assert.Equal(2, job.GetProperty("result").GetProperty("collectedArtifacts").GetArrayLength());
         }
     }
 

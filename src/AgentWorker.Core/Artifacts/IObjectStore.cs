@@ -1,7 +1,7 @@
 namespace AgentWorker.Core.Artifacts;
 
-/// <summary>Where the files an agent leaves in its artifacts folder are kept (S3-compatible storage).</summary>
-public interface IArtifactStore
+/// <summary>S3-compatible object storage, where the files an agent leaves in its artifacts folder are uploaded.</summary>
+public interface IObjectStore
 {
     /// <summary>Shown in logs and events, e.g. <c>s3://screenshots at 127.0.0.1:9000</c>; never holds credentials.</summary>
     string Describe { get; }
