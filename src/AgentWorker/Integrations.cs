@@ -37,6 +37,14 @@ internal static class Integrations
                 ?? throw config.Values.Invalid(Settings.DefaultAgent, "postgres-tasks needs the agent that runs each task (--default-agent / DEFAULT_AGENT)");
             if (agents.Find(agent) is null)
                 throw config.Values.Invalid(Settings.DefaultAgent, $"agent '{agent}' is not in the registry");
+            try
+            {
+                Storage.Postgres.PostgresConnectionString.Parse(config.PostgresUrl!);
+            }
+            catch (ArgumentException e)
+            {
+                throw config.Values.Invalid(Settings.PostgresUrl, e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal));
+            }
             services.AddSingleton(new TasksPollerOptions
             {
                 ConnectionString = config.PostgresUrl!,
