@@ -73,7 +73,7 @@ internal static class WorkerServices
     {
         try
         {
-            return AgentRegistry.Load(config.AgentsFile, SelfCommand());
+            return AgentRegistry.Load(config.AgentsFile, SelfCommand(), Integrations.LlmVariables(config));
         }
         catch (AgentRegistryException e)
         {
@@ -100,6 +100,7 @@ internal static class WorkerServices
         services.TryAddSingleton<IJobMetrics, NoJobMetrics>();
         services.AddSingleton(provider => new BackendHealth(queue, config.Pipeline.Redactor, TimeProvider.System, provider.GetRequiredService<ILogger<BackendHealth>>()));
         services.AddSingleton<BackendRetry>();
+        services.AddIntegrations(config, agents, runWorkers);
         services.AddSingleton<JobRunner>();
         if (runWorkers)
             services.AddHostedService<WorkerPool>();

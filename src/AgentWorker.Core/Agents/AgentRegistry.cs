@@ -21,17 +21,24 @@ public sealed class AgentRegistry
     /// Builds the registry. Built-ins run as <paramref name="selfCommand"/> <c>agent exec ID</c>, a child
     /// process like any other agent. Throws <see cref="AgentRegistryException"/> naming the file and entry on bad input.
     /// </summary>
-    public static AgentRegistry Load(string? file, IReadOnlyList<string> selfCommand)
+    /// <param name="file">The registry file (AGENTS_FILE), or null for the built-ins only.</param>
+    /// <param name="selfCommand">How to run this binary (built-ins run as <c>agent exec ID</c>).</param>
+    /// <param name="llmVariables">The llm agent's endpoint, model and key: given to that agent only, never to others.</param>
+    public static AgentRegistry Load(string? file, IReadOnlyList<string> selfCommand, IReadOnlyDictionary<string, string>? llmVariables = null)
     {
         var agents = new Dictionary<string, AgentDefinition>(StringComparer.Ordinal);
-        foreach (var agent in BuiltInAgents.All)
+        foreach (var agent in BuiltInAgents.All.Append(BuiltInAgents.Llm))
         {
+            var llm = agent == BuiltInAgents.Llm;
             agents[agent.Id] = new AgentDefinition
             {
                 Id = agent.Id,
                 Description = agent.Description,
                 Command = [.. selfCommand, "agent", "exec", agent.Id, "--workspace", "{workspace}", "--prompt", "{prompt}"],
                 BuiltIn = true,
+                // It must reach its endpoint; the offline agents get no network unless a job asks.
+                Network = llm ? NetworkMode.Full : null,
+                Variables = llm ? llmVariables ?? new Dictionary<string, string>() : new Dictionary<string, string>(),
             };
         }
         if (file is not null)

@@ -34,6 +34,7 @@ internal sealed record WorkerConfig
 
     /// <summary>The orchestrator link and tool set (used by `connect`, and by `serve`/`run` with --orchestrator-addr).</summary>
     public required OrchestrationConfig Orchestration { get; init; }
+    public required IntegrationConfig Integrations { get; init; }
 
     public string DatabasePath => Path.Combine(DataDir, "queue.db");
 
@@ -62,8 +63,10 @@ internal sealed record WorkerConfig
         var agentsFile = values.Get(Settings.AgentsFile);
         var postgresUrl = values.Get(Settings.PostgresUrl);
         var redisUrl = values.Get(Settings.RedisUrl);
+        var integrations = IntegrationConfig.Load(values);
+        // In tasks-table mode POSTGRES_URL names the tasks database, not a queue.
         var backend = values.Get(Settings.Backend) is null
-            ? redisUrl is not null ? "redis" : postgresUrl is not null ? "postgres" : "sqlite"
+            ? redisUrl is not null ? "redis" : postgresUrl is not null && !integrations.PollsTasks ? "postgres" : "sqlite"
             : values.GetChoice(Settings.Backend, "sqlite", "redis", "postgres");
         if (backend == "postgres" && postgresUrl is null)
             throw values.Invalid(Settings.Backend, "postgres needs a connection string (--postgres-url / POSTGRES_URL)");
@@ -144,6 +147,7 @@ internal sealed record WorkerConfig
             LogFormat = values.GetChoice(Settings.LogFormat, "auto", "json", "text"),
             LogOutput = values.Get(Settings.LogOutput) is { Length: > 0 } logOutput ? logOutput : throw values.Invalid(Settings.LogOutput, "must be stdout, stderr or a file path"),
             Orchestration = orchestration,
+            Integrations = integrations,
         };
     }
 }

@@ -40,7 +40,7 @@ internal sealed class WorkerProcess : IAsyncDisposable
             start.ArgumentList.Add(arg);
         start.Environment["LOG_FORMAT"] = "json";
         // The test script exports server URLs for the backend suites; a worker picks its backend only from what a test gives it.
-        foreach (var inherited in new[] { "POSTGRES_URL", "POSTGRES_DSN", "REDIS_URL" })
+        foreach (var inherited in new[] { "POSTGRES_URL", "POSTGRES_DSN", "REDIS_URL", "MINIO_ENDPOINT", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_SECURE" })
             start.Environment.Remove(inherited);
         foreach (var (name, value) in environment)
             start.Environment[name] = value;

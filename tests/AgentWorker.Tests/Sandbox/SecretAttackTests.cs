@@ -97,7 +97,7 @@ public sealed class SecretAttackTests(SecretAttackFixture fixture) : IClassFixtu
     /// </summary>
     private static readonly HashSet<string> AllowedVariables =
     [
-        "PATH", "LANG", "TZ", "HOME", "TMPDIR", "AGENT_WORKER_JOB_ID", "AGENT_WORKER_WORKSPACE", "MCP_CONNECTION_URL",
+        "PATH", "LANG", "TZ", "HOME", "TMPDIR", "AGENT_WORKER_JOB_ID", "AGENT_WORKER_WORKSPACE", "AGENT_WORKER_ARTIFACTS", "MCP_CONNECTION_URL",
         "AW_ALLOWED_VARIABLE", "DOTNET_ROOT", "PWD", "SHLVL", "_", "OLDPWD",
     ];
 
@@ -206,5 +206,6 @@ public sealed class SecretAttackTests(SecretAttackFixture fixture) : IClassFixtu
         Assert.All(names, name => Assert.Contains(name, AllowedVariables));
         Assert.Contains("HOME=/home/agent", run.Values("ENV"));
         Assert.Contains("AGENT_WORKER_WORKSPACE=/workspace", run.Values("ENV"));
+        Assert.Contains("AGENT_WORKER_ARTIFACTS=/artifacts", run.Values("ENV"));
     }
 }
