@@ -1,9 +1,11 @@
 using AgentWorker.Configuration;
 using AgentWorker.Core.Agents;
+using AgentWorker.Core.Artifacts;
 using AgentWorker.Core.Execution;
 using AgentWorker.Core.Pipeline;
 using AgentWorker.Core.Queue;
 using AgentWorker.Core.Sandbox;
+using AgentWorker.Core.Sinks;
 using AgentWorker.Core.Workspace;
 using AgentWorker.Orchestration.Worker;
 using AgentWorker.Storage.Postgres;
@@ -101,6 +103,13 @@ internal static class WorkerServices
         services.AddSingleton(provider => new BackendHealth(queue, config.Pipeline.Redactor, TimeProvider.System, provider.GetRequiredService<ILogger<BackendHealth>>()));
         services.AddSingleton<BackendRetry>();
         services.AddIntegrations(config, agents, runWorkers);
+        services.AddSingleton(new ArtifactStore(config.ArtifactsDir));
+        services.AddSingleton<RunRecorder>();
+        services.AddSingleton(config.Sinks);
+        services.AddSingleton(sp => new SinkSet(config, sp.GetRequiredService<ILoggerFactory>()));
+        services.AddSingleton(sp => CreateNotifier(config, queue, sp.GetRequiredService<SinkSet>(), sp.GetRequiredService<ILoggerFactory>()));
+        // Before the pool: hosts stop services in reverse order, so deliveries drain after the last job ended.
+        services.AddHostedService<SinkDrainService>();
         services.AddSingleton<JobRunner>();
         if (runWorkers)
             services.AddHostedService<WorkerPool>();
@@ -109,6 +118,9 @@ internal static class WorkerServices
         services.Configure<HostOptions>(o => o.ShutdownTimeout = config.Pipeline.ShutdownGrace + TimeSpan.FromSeconds(15));
         return services;
     }
+
+    public static JobNotifier CreateNotifier(WorkerConfig config, IJobQueue queue, SinkSet sinks, ILoggerFactory loggers) =>
+        new(queue, sinks.Sinks, config.Sinks, TimeProvider.System, loggers.CreateLogger<JobNotifier>());
 
     /// <summary>
     /// The configured sandbox. Bubblewrap that cannot run here stops startup with a message that says how to fix it;

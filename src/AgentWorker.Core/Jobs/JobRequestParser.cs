@@ -14,6 +14,7 @@ namespace AgentWorker.Core.Jobs;
 public static class JobRequestParser
 {
     public const int MaxIdLength = 128;
+    public const int MaxCommitMessageLength = 4096;
 
     private static readonly string[] AgentNames = ["agent", "agentId", "agent_id"];
     private static readonly string[] RepoUrlNames = ["repoUrl", "repo_url"];
@@ -21,10 +22,13 @@ public static class JobRequestParser
     private static readonly string[] TimeoutNames = ["timeoutSeconds", "timeout_seconds"];
     private static readonly string[] MaxAttemptsNames = ["maxAttempts", "max_attempts"];
     private static readonly string[] RunAtNames = ["runAt", "run_at"];
+    private static readonly string[] CreateBranchNames = ["createBranch", "create_branch"];
+    private static readonly string[] CommitMessageNames = ["commitMessage", "commit_message"];
     private static readonly HashSet<string> Known =
     [
         "id", "repo", "branch", "commit", "prompt", "mode", "network", "priority", "metadata",
         .. AgentNames, .. RepoUrlNames, .. McpNames, .. TimeoutNames, .. MaxAttemptsNames, .. RunAtNames,
+        .. CreateBranchNames, .. CommitMessageNames,
     ];
 
     /// <summary>Parses and validates <paramref name="body"/>. <paramref name="agentExists"/> says whether an agent id is registered.</summary>
@@ -64,10 +68,18 @@ public static class JobRequestParser
         if (ReadString(obj, "mode", Error) is { } modeText)
         {
             if (modeText == "apply")
-                Error("mode", "apply mode is not available in this build yet; use dry_run");
+                mode = JobMode.Apply;
             else if (modeText != "dry_run")
                 Error("mode", "must be dry_run or apply");
         }
+        if (mode == JobMode.Apply && repo is { Branch: null })
+            Error("branch", "required in apply mode: the branch the changes are pushed to");
+        var (createBranchField, createBranch) = ReadFirstBool(obj, CreateBranchNames, Error);
+        var (commitMessageField, commitMessage) = ReadFirstString(obj, CommitMessageNames, Error);
+        if (mode != JobMode.Apply && (createBranch || commitMessage is not null))
+            Error(createBranch ? createBranchField! : commitMessageField!, "only meaningful in apply mode (mode: apply)");
+        if (commitMessage is { Length: > MaxCommitMessageLength })
+            Error(commitMessageField!, $"must be at most {MaxCommitMessageLength} characters");
 
         NetworkMode? network = null;
         if (ReadString(obj, "network", Error) is { } networkText)
@@ -123,6 +135,8 @@ public static class JobRequestParser
             Repo = repo,
             Prompt = prompt,
             Mode = mode,
+            CreateBranch = createBranch,
+            CommitMessage = commitMessage,
             Network = network,
             McpUrl = mcpUrl,
             TimeoutSeconds = timeout,
@@ -285,6 +299,20 @@ public static class JobRequestParser
         }
         var value = node.GetValue<string>();
         return value.Length == 0 ? null : value;
+    }
+
+    private static (string? Field, bool Value) ReadFirstBool(JsonObject obj, string[] names, Action<string, string> error)
+    {
+        foreach (var name in names)
+        {
+            if (obj[name] is not { } node)
+                continue;
+            if (node.GetValueKind() is JsonValueKind.True or JsonValueKind.False)
+                return (name, node.GetValue<bool>());
+            error(name, "must be true or false");
+            return (name, false);
+        }
+        return (null, false);
     }
 
     private static int? ReadInt(JsonObject obj, string[] names, int min, int max, Action<string, string> error)

@@ -5,6 +5,7 @@ using AgentWorker.Core.Execution;
 using AgentWorker.Core.Jobs;
 using AgentWorker.Core.Queue;
 using AgentWorker.Core.Sandbox;
+using AgentWorker.Core.Sinks;
 using AgentWorker.Core.Workspace;
 using Microsoft.Extensions.Logging;
 
@@ -12,8 +13,9 @@ namespace AgentWorker.Core.Pipeline;
 
 /// <summary>
 /// Runs one leased job through the pipeline: resolve agent → borrow instance (with an allocator) → workspace (clone) →
-/// agent process → artifacts → result → ack; the instance goes back on every outcome.
-/// A failure of the job is recorded on the job, never thrown; the workspace is always removed.
+/// agent process → collected artifacts → post-run stages (diff, reported artifacts, apply, receipt) → result → ack → sinks;
+/// the instance goes back on every outcome. A failure of the job is recorded on the job, never thrown; the workspace is
+/// always removed.
 /// </summary>
 public sealed partial class JobRunner(
     IJobQueue queue,
@@ -21,6 +23,8 @@ public sealed partial class JobRunner(
     WorkspaceManager workspaces,
     ProcessRunner processes,
     ISandbox sandbox,
+    RunRecorder recorder,
+    JobNotifier notifier,
     PipelineOptions options,
     IJobMetrics metrics,
     BackendHealth health,
@@ -43,6 +47,7 @@ public sealed partial class JobRunner(
         var started = timeProvider.GetTimestamp();
         metrics.Started(agentId);
         LogStarted(logger, job.Id, agentId, lease.Attempt);
+        notifier.Publish(lease.Job);
 
         using var leaseLost = new CancellationTokenSource();
         using var abort = CancellationTokenSource.CreateLinkedTokenSource(stop, lease.CancelRequested, leaseLost.Token);
@@ -81,6 +86,9 @@ public sealed partial class JobRunner(
             await finished.CancelAsync().ConfigureAwait(false);
             await heartbeat.ConfigureAwait(false);
         }
+        // Sinks hear of the outcome once it is stored; they run on their own and cannot lose it.
+        if (state is not null)
+            await notifier.PublishCurrentAsync(job.Id, CancellationToken.None).ConfigureAwait(false);
         metrics.Finished(agentId, state, timeProvider.GetElapsedTime(started));
         LogFinished(logger, job.Id, state?.Name() ?? "lease lost", timeProvider.GetElapsedTime(started).TotalSeconds);
         return state;
@@ -90,6 +98,7 @@ public sealed partial class JobRunner(
     private async Task<JobState> ExecuteAsync(IJobLease lease, string agentId, EventWriter events, CancellationToken stop, CancellationToken abort, CancellationToken leaseLost)
     {
         var job = lease.Job.Spec;
+        var startedAt = timeProvider.GetUtcNow();
         var agent = agents.Find(agentId);
         if (agent is null)
         {
@@ -142,18 +151,21 @@ public sealed partial class JobRunner(
         string? startError = null;
         var startFailure = FailureKind.Permanent;
         string? lastError = null;
+        string? recordError = null;
         using (workspace)
         {
             if (sandbox.Name == SandboxOptions.None)
                 LogUnsandboxed(logger, job.Id);
             try
             {
-                using var run = sandbox.Prepare(new SandboxRequest(
+                var request = new SandboxRequest(
                     Path.GetFileName(workspace.Root), workspace.RepoDir, workspace.HomeDir, workspace.SandboxDir,
-                    network, job.McpUrl, agent.Limits?.Apply(options.Limits) ?? options.Limits) { Artifacts = workspace.ArtifactsDir });
+                    network, job.McpUrl, agent.Limits?.Apply(options.Limits) ?? options.Limits) { Artifacts = workspace.ArtifactsDir };
+                using var run = sandbox.Prepare(request);
                 var spec = new ProcessSpec(agent.Expand(run.WorkspacePath, job.Prompt), run.WorkspacePath, AgentEnvironment(agent, job, run, instance?.Instance), timeout, options.MaxOutputBytes);
                 await events.AddAsync(new NewJobEvent(JobEventKind.Progress, $"running agent {agent.Id} (sandbox {sandbox.Name}, network {network.ToString().ToLowerInvariant()})")).ConfigureAwait(false);
                 var collector = new ResultCollector(options.MaxFindings);
+                var agentStartedAt = timeProvider.GetUtcNow();
                 outcome = await processes.RunAsync(spec, line => events.AddAsync(collector.Accept(line with { Text = options.Redactor.Redact(line.Text) })), abort, run).ConfigureAwait(false);
                 result = collector.Build(outcome.ExitCode, outcome.Duration) with { Resources = Resources(outcome, run.ReadUsage()) };
                 lastError = collector.LastError;
@@ -163,6 +175,18 @@ public sealed partial class JobRunner(
                 // The agent may only grow the workspace within the limits a clone gets.
                 if (outcome.End == ProcessEnd.Exited)
                     workspaces.CheckLimits(workspace.RepoDir);
+                // A job without a repository (tasks table) has no diff, commit or receipt to record.
+                if (outcome.End != ProcessEnd.Cancelled && !job.Repo.IsEmpty)
+                {
+                    var recorded = await recorder.RecordAsync(new AgentRun(job, lease.Attempt, agent, workspace, sandbox.Name, request,
+                        run.WorkspacePath, timeout, outcome, result, collector.ReportedArtifacts, startedAt, agentStartedAt), events.AddAsync, abort).ConfigureAwait(false);
+                    (result, recordError) = (recorded.Result, recorded.Error);
+                }
+            }
+            catch (OperationCanceledException) when (abort.IsCancellationRequested && outcome is not null)
+            {
+                // Stopped while recording or pushing: like a run that was stopped.
+                outcome = outcome with { End = ProcessEnd.Cancelled };
             }
             catch (ProcessStartException e)
             {
@@ -186,6 +210,8 @@ public sealed partial class JobRunner(
             return await FailAsync(lease, new JobFailure(startFailure, $"agent {agent.Id}: {startError}"), stop).ConfigureAwait(false);
         switch (outcome.End)
         {
+            case ProcessEnd.Exited when outcome.ExitCode == 0 && recordError is not null:
+                return await FailAsync(lease, new JobFailure(FailureKind.Error, recordError, 0, result), stop).ConfigureAwait(false);
             case ProcessEnd.Exited when outcome.ExitCode == 0:
                 await RecordAsync(() => lease.CompleteAsync(result, CancellationToken.None), stop).ConfigureAwait(false);
                 return JobState.Succeeded;

@@ -29,10 +29,22 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
         {
             Directory.CreateDirectory(workspace.HomeDir);
             if (!job.Repo.IsEmpty)
-                await _git.CloneAsync(job.Repo, workspace.RepoDir, workspace.HomeDir, cancellationToken).ConfigureAwait(false);
+            {
+                var repo = job.Repo;
+                // A branch to be created does not exist yet: start from the commit, else the remote's default branch.
+                if (job.Mode == JobMode.Apply && job.CreateBranch && repo.Branch is { } branch
+                    && !await _git.RemoteHasBranchAsync(repo.Url, branch, workspace.HomeDir, cancellationToken).ConfigureAwait(false))
+                {
+                    workspace.BranchExists = false;
+                    repo = repo with { Branch = null };
+                }
+                await _git.CloneAsync(repo, workspace.RepoDir, workspace.HomeDir, cancellationToken).ConfigureAwait(false);
+            }
             Directory.CreateDirectory(workspace.RepoDir);
             Directory.CreateDirectory(workspace.ArtifactsDir);
             CheckLimits(workspace.RepoDir);
+            if (!job.Repo.IsEmpty)
+                workspace.BaseCommit = await SnapshotAsync(workspace, cancellationToken).ConfigureAwait(false);
             return workspace;
         }
         catch
@@ -142,6 +154,18 @@ public sealed class JobWorkspace(string root, FileStream lockFile, string artifa
 
     /// <summary>Where the agent leaves files to keep (uploaded to the artifact store after the run).</summary>
     public string ArtifactsDir { get; } = artifactsDir;
+
+    /// <summary>
+    /// The worker's copy of the clone's repository, taken before the agent runs and out of its reach: git after the run
+    /// reads only this one, never the agent-writable <c>repo/.git</c> (its config could name commands to run).
+    /// </summary>
+    public string GitDir => Path.Combine(Root, "git");
+
+    /// <summary>The commit the clone checked out.</summary>
+    public string BaseCommit { get; internal set; } = "";
+
+    /// <summary>False when an apply-mode job's branch did not exist on the remote yet (it is created by the push).</summary>
+    public bool BranchExists { get; internal set; } = true;
 
     /// <summary>The sandbox's own files for this attempt (stub /etc files); TMPDIR of an unsandboxed run.</summary>
     public string SandboxDir => Path.Combine(Root, "sandbox");

@@ -2,6 +2,8 @@ using System.CommandLine;
 using AgentWorker.Configuration;
 using AgentWorker.Core.Agents;
 using AgentWorker.Core.Queue;
+using AgentWorker.Core.Sinks;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace AgentWorker.Cli;
 
@@ -28,4 +30,18 @@ internal sealed class CommandContext(ParseResult parse, IReadOnlyDictionary<Sett
     public AgentRegistry LoadAgents() => WorkerServices.LoadAgents(Config);
 
     public Task<IJobQueue> OpenQueueAsync(CancellationToken cancellationToken) => WorkerServices.OpenQueueAsync(Config, cancellationToken);
+
+    /// <summary>
+    /// Runs <paramref name="body"/> with the configured sinks (a job the command queued or cancelled is delivered like
+    /// one the API did), then waits for the deliveries before the process ends.
+    /// </summary>
+    public async Task<int> WithNotifierAsync(IJobQueue queue, Func<JobNotifier, Task<int>> body)
+    {
+        using var sinks = new SinkSet(Config, NullLoggerFactory.Instance);
+        using var notifier = WorkerServices.CreateNotifier(Config, queue, sinks, NullLoggerFactory.Instance);
+        var exitCode = await body(notifier);
+        if (await notifier.DrainAsync(Config.Sinks.DrainTimeout) is > 0 and var abandoned)
+            await Console.Error.WriteLineAsync($"agent-worker: {abandoned} sink delivery(ies) still failing after {Config.Sinks.DrainTimeout.TotalSeconds:0}s were abandoned (GET /v1/jobs/ID/deliveries shows the log)");
+        return exitCode;
+    }
 }

@@ -42,6 +42,7 @@ internal static partial class HttpHost
         app.UseStatusCodePages();
         app.UseRateLimiter();
         app.MapJobs(config);
+        app.MapJobOutputs(config);
         app.MapHealth(queue, config);
         ExportQueueGauges(registry, queue, app.Services.GetRequiredService<BackendHealth>());
         app.MapMetrics("/metrics", registry);
