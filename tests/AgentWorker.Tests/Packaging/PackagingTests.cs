@@ -48,8 +48,7 @@ public sealed class PackagingTests : IDisposable
 
         Assert.Equal(["minio", "postgres", "redis", "worker"], Keys(services).Order());
         var known = Settings.All.SelectMany(s => s.Env).ToHashSet();
-        // MINIO_* are the DESIGN.md names of the artifact store's settings, read once that sink exists.
-        Assert.All(Keys(environment), name => Assert.True(known.Contains(name) || name.StartsWith("MINIO_", StringComparison.Ordinal), $"{name} is no setting"));
+        Assert.All(Keys(environment), name => Assert.True(known.Contains(name), $"{name} is no setting"));
         Assert.StartsWith("redis://redis:", environment["REDIS_URL"].ToString(), StringComparison.Ordinal);
         Assert.Contains("@postgres:5432/", environment["POSTGRES_URL"].ToString(), StringComparison.Ordinal);
         Assert.StartsWith("http://minio:", environment["MINIO_ENDPOINT"].ToString(), StringComparison.Ordinal);

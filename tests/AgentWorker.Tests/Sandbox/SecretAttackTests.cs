@@ -26,12 +26,16 @@ public sealed class SecretAttackFixture : SandboxWorkerFixture
         ["REDIS_URL"] = $"redis://:awredis{Guid.NewGuid():N}@127.0.0.1:1/0",
         ["POSTGRES_URL"] = $"postgresql://agent:awpg{Guid.NewGuid():N}@127.0.0.1:1/agent",
         ["POSTGRES_DSN"] = $"Host=127.0.0.1;Port=1;Username=agent;Password=awdsn{Guid.NewGuid():N}",
+        ["MINIO_SECRET_KEY"] = $"awminio-{Guid.NewGuid():N}",
+        ["OPENROUTER_API_KEY"] = $"awor-{Guid.NewGuid():N}",
+        ["LLM_API_KEY"] = $"awllm-{Guid.NewGuid():N}",
     };
 
     /// <summary>The markers to look for: whole values, and the passwords inside the connection strings on their own.</summary>
     public IReadOnlyList<string> Secrets =>
     [
         ApiKey, GitToken, DatabasePassword, SecretSettings["AGENT_WEBHOOK_SECRET"], SecretSettings["GITHUB_TOKEN"],
+        SecretSettings["MINIO_SECRET_KEY"], SecretSettings["OPENROUTER_API_KEY"], SecretSettings["LLM_API_KEY"],
         .. new[] { "REDIS_URL", "POSTGRES_URL", "POSTGRES_DSN" }.SelectMany(name => new[] { SecretSettings[name], Password(SecretSettings[name]) }),
     ];
 
