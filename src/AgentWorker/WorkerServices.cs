@@ -53,18 +53,29 @@ internal static class WorkerServices
     private static async Task<IJobQueue> OpenRedisAsync(WorkerConfig config, CancellationToken cancellationToken) =>
         await RedisJobQueue.OpenAsync(config.RedisUrl!, config.QueueName, config.Queue, TimeProvider.System, cancellationToken).ConfigureAwait(false);
 
-    /// <summary>The command that runs this binary again, used to start built-in agents as child processes.</summary>
+    /// <summary>
+    /// The command that runs this binary again, used to start built-in agents as child processes (inside the sandbox,
+    /// which shows agents only the app's own directory and /usr). The app host when it sits in that directory (build
+    /// output, publish, single file); otherwise the dotnet host with the app's dll: a `dotnet tool` shim lives in
+    /// ~/.dotnet/tools, and `dotnet agent-worker.dll` runs under the host itself.
+    /// </summary>
     public static IReadOnlyList<string> SelfCommand()
     {
         var path = Environment.ProcessPath ?? "dotnet";
-        return Path.GetFileNameWithoutExtension(path) == "agent-worker" ? [path] : [path, typeof(WorkerServices).Assembly.Location];
+        if (Path.GetFileNameWithoutExtension(path) == "agent-worker" && Path.GetDirectoryName(path) == AppContext.BaseDirectory.TrimEnd('/'))
+            return [path];
+        var host = Path.GetFileNameWithoutExtension(path) == "dotnet" || !AgentVariables().TryGetValue("DOTNET_ROOT", out var root)
+            ? path
+            : Path.Combine(root, "dotnet");
+        // Assembly.Location would be empty in a single-file build; that one took the branch above.
+        return [host, Path.Combine(AppContext.BaseDirectory, "agent-worker.dll")];
     }
 
     public static AgentRegistry LoadAgents(WorkerConfig config)
     {
         try
         {
-            return AgentRegistry.Load(config.AgentsFile, SelfCommand());
+            return AgentRegistry.Load(config.AgentsFile, SelfCommand(), Integrations.LlmVariables(config));
         }
         catch (AgentRegistryException e)
         {
@@ -91,6 +102,7 @@ internal static class WorkerServices
         services.TryAddSingleton<IJobMetrics, NoJobMetrics>();
         services.AddSingleton(provider => new BackendHealth(queue, config.Pipeline.Redactor, TimeProvider.System, provider.GetRequiredService<ILogger<BackendHealth>>()));
         services.AddSingleton<BackendRetry>();
+        services.AddIntegrations(config, agents, runWorkers);
         services.AddSingleton(new ArtifactStore(config.ArtifactsDir));
         services.AddSingleton<RunRecorder>();
         services.AddSingleton(config.Sinks);

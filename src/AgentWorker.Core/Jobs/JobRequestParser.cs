@@ -43,14 +43,9 @@ public static class JobRequestParser
             Error("body", "must be a JSON object");
             return new JobParseResult(null, errors);
         }
-        try
+        if (FindUnstorableText(obj, "body") is { } unstorable)
         {
-            // JsonObject only notices a repeated property when it is first read.
-            _ = obj.Count;
-        }
-        catch (ArgumentException)
-        {
-            Error("body", "has a property given more than once");
+            Error(unstorable.Field, unstorable.Problem);
             return new JobParseResult(null, errors);
         }
 
@@ -166,6 +161,68 @@ public static class JobRequestParser
         };
         return ok;
     }
+
+    /// <summary>
+    /// The first place in <paramref name="node"/> a store could not keep or a reader would stumble over: a property
+    /// given twice, a string that is not Unicode (a lone surrogate escape, bytes that are not UTF-8) or holds NUL,
+    /// which PostgreSQL text and jsonb refuse and process arguments cannot carry. JsonNode decodes lazily, so
+    /// without this walk such text would throw wherever it is first read: in a store, or when the job is shown.
+    /// </summary>
+    private static (string Field, string Problem)? FindUnstorableText(JsonNode? node, string path)
+    {
+        const string NotUnicode = "holds text that is not valid Unicode (a lone surrogate escape or bytes that are not UTF-8)";
+        const string HasNul = "must not contain NUL characters (\\u0000)";
+        switch (node)
+        {
+            case JsonObject obj:
+                List<KeyValuePair<string, JsonNode?>> members;
+                try
+                {
+                    // JsonObject decodes names and notices a repeated one only when it is first read.
+                    members = [.. obj];
+                }
+                catch (ArgumentException)
+                {
+                    return (path, "has a property given more than once");
+                }
+                catch (InvalidOperationException)
+                {
+                    return (path, "has a property name that is not valid Unicode (a lone surrogate escape or bytes that are not UTF-8)");
+                }
+                foreach (var (name, value) in members)
+                {
+                    if (name.Contains('\0', StringComparison.Ordinal))
+                        return (path, "has a property name with a NUL character (\\u0000)");
+                    if (FindUnstorableText(value, Member(path, name)) is { } found)
+                        return found;
+                }
+                return null;
+            case JsonArray array:
+                for (var i = 0; i < array.Count; i++)
+                {
+                    if (FindUnstorableText(array[i], $"{path}[{i}]") is { } found)
+                        return found;
+                }
+                return null;
+            case JsonValue value when value.GetValueKind() == JsonValueKind.String:
+                try
+                {
+                    return value.GetValue<string>().Contains('\0', StringComparison.Ordinal) ? (path, HasNul) : null;
+                }
+                catch (InvalidOperationException)
+                {
+                    return (path, NotUnicode);
+                }
+            default:
+                return null;
+        }
+    }
+
+    /// <summary>How an error names a member: as the client spelled it, or quoted when that would not show.</summary>
+    private static string Member(string path, string name) =>
+        string.IsNullOrWhiteSpace(name) || name.Any(char.IsControl) ? $"{path}[{JsonSerializer.Serialize(name)}]"
+        : path == "body" ? name
+        : $"{path}.{name}";
 
     private static RepoRef? ReadRepo(JsonObject obj, Action<string, string> error)
     {

@@ -4,7 +4,14 @@ using System.Text.Json.Serialization;
 namespace AgentWorker.Core.Jobs;
 
 /// <summary>Where the agent's workspace comes from.</summary>
-public sealed record RepoRef(string Url, string? Branch = null, string? Commit = null);
+public sealed record RepoRef(string Url, string? Branch = null, string? Commit = null)
+{
+    /// <summary>No repository: the agent starts in a fresh empty directory (tasks-table jobs). Intake never accepts it.</summary>
+    public static RepoRef Empty { get; } = new("");
+
+    [JsonIgnore]
+    public bool IsEmpty => Url.Length == 0;
+}
 
 /// <summary>What happens to the agent's changes.</summary>
 [JsonConverter(typeof(JsonStringEnumConverter<JobMode>))]

@@ -1,4 +1,6 @@
 using AgentWorker.Core.Agents;
+using AgentWorker.Core.Allocation;
+using AgentWorker.Core.Artifacts;
 using AgentWorker.Core.Execution;
 using AgentWorker.Core.Jobs;
 using AgentWorker.Core.Queue;
@@ -10,9 +12,10 @@ using Microsoft.Extensions.Logging;
 namespace AgentWorker.Core.Pipeline;
 
 /// <summary>
-/// Runs one leased job through the pipeline: resolve agent → workspace (clone) → agent process → post-run stages
-/// (diff, artifacts, apply, receipt) → result → ack → sinks. A failure of the job is recorded on the job, never thrown;
-/// the workspace is always removed.
+/// Runs one leased job through the pipeline: resolve agent → borrow instance (with an allocator) → workspace (clone) →
+/// agent process → collected artifacts → post-run stages (diff, reported artifacts, apply, receipt) → result → ack → sinks;
+/// the instance goes back on every outcome. A failure of the job is recorded on the job, never thrown; the workspace is
+/// always removed.
 /// </summary>
 public sealed partial class JobRunner(
     IJobQueue queue,
@@ -27,7 +30,9 @@ public sealed partial class JobRunner(
     BackendHealth health,
     BackendRetry retry,
     TimeProvider timeProvider,
-    ILogger<JobRunner> logger)
+    ILogger<JobRunner> logger,
+    ArtifactCollector artifacts,
+    InstanceManager? instances = null)
 {
     /// <summary>
     /// Runs the job. When <paramref name="stop"/> fires (shutdown grace over) the job is stopped and handed back.
@@ -101,7 +106,29 @@ public sealed partial class JobRunner(
             return await FailAsync(lease, new JobFailure(FailureKind.Permanent, reason), stop).ConfigureAwait(false);
         }
 
-        await events.AddAsync(new NewJobEvent(JobEventKind.Progress, $"cloning {job.Repo.Url}")).ConfigureAwait(false);
+        // Disposed last, after the outcome is recorded: the instance goes back on success, failure, timeout, cancel and
+        // shutdown alike (and after a crash, through the ledger sweep).
+        InstanceLease? borrowed = null;
+        if (instances is not null)
+        {
+            try
+            {
+                borrowed = await instances.BorrowAsync(job.Id, abort).ConfigureAwait(false);
+            }
+            catch (AllocatorException e)
+            {
+                return await FailAsync(lease, new JobFailure(FailureKind.Error, $"instance allocator: {e.Message}"), stop).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (abort.IsCancellationRequested)
+            {
+                return await AbortedAsync(lease, stop, leaseLost).ConfigureAwait(false);
+            }
+            await events.AddAsync(new NewJobEvent(JobEventKind.Progress, $"borrowed instance {borrowed.Instance.Id} from {instances.Describe}")).ConfigureAwait(false);
+            job = job with { McpUrl = job.McpUrl ?? borrowed.Instance.McpConnectionUrl };
+        }
+        await using var instance = borrowed;
+
+        await events.AddAsync(new NewJobEvent(JobEventKind.Progress, job.Repo.IsEmpty ? "creating an empty workspace" : $"cloning {job.Repo.Url}")).ConfigureAwait(false);
         JobWorkspace workspace;
         try
         {
@@ -133,19 +160,23 @@ public sealed partial class JobRunner(
             {
                 var request = new SandboxRequest(
                     Path.GetFileName(workspace.Root), workspace.RepoDir, workspace.HomeDir, workspace.SandboxDir,
-                    network, job.McpUrl, agent.Limits?.Apply(options.Limits) ?? options.Limits);
+                    network, job.McpUrl, agent.Limits?.Apply(options.Limits) ?? options.Limits) { Artifacts = workspace.ArtifactsDir };
                 using var run = sandbox.Prepare(request);
-                var spec = new ProcessSpec(agent.Expand(run.WorkspacePath, job.Prompt), run.WorkspacePath, AgentEnvironment(agent, job, run), timeout, options.MaxOutputBytes);
+                var spec = new ProcessSpec(agent.Expand(run.WorkspacePath, job.Prompt), run.WorkspacePath, AgentEnvironment(agent, job, run, instance?.Instance), timeout, options.MaxOutputBytes);
                 await events.AddAsync(new NewJobEvent(JobEventKind.Progress, $"running agent {agent.Id} (sandbox {sandbox.Name}, network {network.ToString().ToLowerInvariant()})")).ConfigureAwait(false);
                 var collector = new ResultCollector(options.MaxFindings);
                 var agentStartedAt = timeProvider.GetUtcNow();
                 outcome = await processes.RunAsync(spec, line => events.AddAsync(collector.Accept(line with { Text = options.Redactor.Redact(line.Text) })), abort, run).ConfigureAwait(false);
                 result = collector.Build(outcome.ExitCode, outcome.Duration) with { Resources = Resources(outcome, run.ReadUsage()) };
                 lastError = collector.LastError;
+                // Kept whatever the exit code (a failure's screenshots explain it); a stopped attempt runs again and makes new ones.
+                if (outcome.End != ProcessEnd.Cancelled)
+                    result = result with { CollectedArtifacts = await artifacts.CollectAsync(workspace.ArtifactsDir, job.Id, events.AddAsync, CancellationToken.None).ConfigureAwait(false) };
                 // The agent may only grow the workspace within the limits a clone gets.
                 if (outcome.End == ProcessEnd.Exited)
                     workspaces.CheckLimits(workspace.RepoDir);
-                if (outcome.End != ProcessEnd.Cancelled)
+                // A job without a repository (tasks table) has no diff, commit or receipt to record.
+                if (outcome.End != ProcessEnd.Cancelled && !job.Repo.IsEmpty)
                 {
                     var recorded = await recorder.RecordAsync(new AgentRun(job, lease.Attempt, agent, workspace, sandbox.Name, request,
                         run.WorkspacePath, timeout, outcome, result, collector.ReportedArtifacts, startedAt, agentStartedAt), events.AddAsync, abort).ConfigureAwait(false);
@@ -204,9 +235,11 @@ public sealed partial class JobRunner(
         return JobState.Queued;
     }
 
-    private Dictionary<string, string> AgentEnvironment(AgentDefinition agent, JobSpec job, SandboxRun run)
+    private Dictionary<string, string> AgentEnvironment(AgentDefinition agent, JobSpec job, SandboxRun run, BorrowedInstance? instance)
     {
         var environment = new Dictionary<string, string>(options.AgentVariables, StringComparer.Ordinal);
+        foreach (var (name, value) in agent.Variables)
+            environment[name] = value;
         foreach (var name in options.PassEnv.Concat(agent.Env))
         {
             if (Environment.GetEnvironmentVariable(name) is { } value)
@@ -219,6 +252,16 @@ public sealed partial class JobRunner(
         environment["AGENT_WORKER_WORKSPACE"] = run.WorkspacePath;
         if (run.McpUrl(job.McpUrl) is { } mcpUrl)
             environment["MCP_CONNECTION_URL"] = mcpUrl;
+        if (run.ArtifactsPath is { } artifactsPath)
+            environment["AGENT_WORKER_ARTIFACTS"] = artifactsPath;
+        if (job.Metadata?["model"] is System.Text.Json.Nodes.JsonValue model && model.TryGetValue<string>(out var modelName))
+            environment["AGENT_WORKER_MODEL"] = modelName;
+        if (instance is not null)
+        {
+            environment["AGENT_WORKER_INSTANCE_ID"] = instance.Id;
+            if (instance.ApiUrl is { } apiUrl)
+                environment["AGENT_WORKER_INSTANCE_API_URL"] = apiUrl;
+        }
         return environment;
     }
 

@@ -19,6 +19,9 @@ public sealed record JobResult
     /// <summary>What the agent's run used, where the sandbox could measure it.</summary>
     public ResourceReport? Resources { get; init; }
 
+    /// <summary>Files the agent left in its artifacts folder (AGENT_WORKER_ARTIFACTS), and where each was uploaded.</summary>
+    public IReadOnlyList<Artifacts.ArtifactRecord> CollectedArtifacts { get; init; } = [];
+
     /// <summary>What the agent changed (diffstat; in apply mode the commit and branch).</summary>
     public ChangeReport? Changes { get; init; }
 

@@ -10,13 +10,22 @@ namespace AgentWorker.Cli;
 /// <summary>What a command needs from the parse: its configuration (resolved once), the registry and the queue.</summary>
 internal sealed class CommandContext(ParseResult parse, IReadOnlyDictionary<Setting, Option<string?>> settingOptions)
 {
+    private readonly Dictionary<Setting, string> _fixed = [];
     private WorkerConfig? _config;
 
     public ParseResult Parse => parse;
 
     public WorkerConfig Config => _config ??= WorkerConfig.Load(ConfigValues.Resolve(
-        settingOptions.ToDictionary(o => o.Key, o => parse.GetValue(o.Value)),
+        settingOptions.ToDictionary(o => o.Key, o => _fixed.TryGetValue(o.Key, out var value) ? value : parse.GetValue(o.Value)),
         Environment.GetEnvironmentVariable));
+
+    /// <summary>A setting the command itself decides (e.g. `tasks-poller` is the postgres-tasks intake), as if given as a flag.</summary>
+    public void Fix(Setting setting, string value)
+    {
+        if (_config is not null)
+            throw new InvalidOperationException("configuration already loaded");
+        _fixed[setting] = value;
+    }
 
     public AgentRegistry LoadAgents() => WorkerServices.LoadAgents(Config);
 

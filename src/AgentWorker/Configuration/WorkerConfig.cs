@@ -41,6 +41,7 @@ internal sealed record WorkerConfig
 
     /// <summary>The orchestrator link and tool set (used by `connect`, and by `serve`/`run` with --orchestrator-addr).</summary>
     public required OrchestrationConfig Orchestration { get; init; }
+    public required IntegrationConfig Integrations { get; init; }
 
     public string DatabasePath => Path.Combine(DataDir, "queue.db");
 
@@ -67,13 +68,15 @@ internal sealed record WorkerConfig
         else if (apiKey is null && !IPAddress.IsLoopback(listen))
             throw values.Invalid(Settings.Host, "listening beyond loopback needs an API key (--api-key / WORKER_API_KEY)");
 
-        var dataDir = Path.GetFullPath(values.Get(Settings.DataDir) is { Length: > 0 } d ? d : throw values.Invalid(Settings.DataDir, "must not be empty"));
-        var workDir = Path.GetFullPath(values.Get(Settings.WorkDir) is { Length: > 0 } w ? w : throw values.Invalid(Settings.WorkDir, "must not be empty"));
+        var dataDir = values.GetDirectory(Settings.DataDir);
+        var workDir = values.GetDirectory(Settings.WorkDir);
         var agentsFile = values.Get(Settings.AgentsFile);
         var postgresUrl = values.Get(Settings.PostgresUrl);
         var redisUrl = values.Get(Settings.RedisUrl);
+        var integrations = IntegrationConfig.Load(values);
+        // In tasks-table mode POSTGRES_URL names the tasks database, not a queue.
         var backend = values.Get(Settings.Backend) is null
-            ? redisUrl is not null ? "redis" : postgresUrl is not null ? "postgres" : "sqlite"
+            ? redisUrl is not null ? "redis" : postgresUrl is not null && !integrations.PollsTasks ? "postgres" : "sqlite"
             : values.GetChoice(Settings.Backend, "sqlite", "redis", "postgres");
         if (backend == "postgres" && postgresUrl is null)
             throw values.Invalid(Settings.Backend, "postgres needs a connection string (--postgres-url / POSTGRES_URL)");
@@ -172,6 +175,7 @@ internal sealed record WorkerConfig
             LogFormat = values.GetChoice(Settings.LogFormat, "auto", "json", "text"),
             LogOutput = values.Get(Settings.LogOutput) is { Length: > 0 } logOutput ? logOutput : throw values.Invalid(Settings.LogOutput, "must be stdout, stderr or a file path"),
             Orchestration = orchestration,
+            Integrations = integrations,
         };
     }
 

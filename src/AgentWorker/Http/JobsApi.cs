@@ -44,6 +44,11 @@ internal static class JobsApi
         {
             return Problems.Create(StatusCodes.Status413PayloadTooLarge, "Request body too large", $"the limit is {config.MaxBodyBytes} bytes (MAX_BODY_BYTES)");
         }
+        catch (BadHttpRequestException e)
+        {
+            // The body broke off before its declared length or its chunks were malformed: the client's fault, not a server error.
+            return Problems.Create(e.StatusCode, "Unreadable request body", e.Message);
+        }
 
         var parsed = JobRequestParser.Parse(body, id => agents.Find(id) is not null, config.Pipeline.DefaultAgent, () => Ulid.NewUlid().ToString());
         if (parsed.Job is not { } job)
