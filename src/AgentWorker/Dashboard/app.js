@@ -465,7 +465,8 @@ function linksOf(job, events) {
   const links = [];
   const add = (label, target) => {
     if (typeof target !== 'string' || !target) return;
-    links.push(/^(https?:)?\/\//.test(target) || target.startsWith('/v1/')
+    // Only web links and this API's own paths become links: a path an agent printed is shown, never followed.
+    links.push(/^https?:\/\//.test(target) || /^\/v1\//.test(target)
       ? h('li', {}, h('a', { href: target, rel: 'noreferrer' }, label))
       : h('li', {}, `${label}: `, h('span', { class: 'mono' }, target)));
   };
@@ -585,6 +586,12 @@ async function jobView(main, id, signal) {
     fill(links, h('h2', { id: 'links-title' }, 'Diff, artifacts and receipt'), h('ul', {}, found));
   };
 
+  // Events can arrive by the thousand; the page is redrawn at most once per 100 ms for them.
+  let drawing = null;
+  const renderSoon = () => {
+    drawing ??= setTimeout(() => { drawing = null; render(); }, 100);
+  };
+
   const load = async () => {
     job = await api(`/v1/jobs/${encodeURIComponent(id)}`, { signal });
     render();
@@ -604,7 +611,7 @@ async function jobView(main, id, signal) {
         while (log.childElementCount > MAX_LOG_LINES) log.firstElementChild.remove();
         if (atBottom) log.scrollTop = log.scrollHeight;
         if (e.kind === 'state' || e.kind === 'finding' || e.kind === 'artifact') {
-          render();
+          renderSoon();
           reloadSoon();
         }
       },

@@ -144,6 +144,12 @@ public sealed class DashboardBrowserTests(DashboardServer server, ITestOutputHel
         Assert.Equal(60, job.GetProperty("result").GetProperty("healthScore").GetInt32());
         await Expect(page.Locator("#health-score")).ToHaveTextAsync("60");
         await Expect(page.GetByText("Wall time")).ToBeVisibleAsync();
+        // Artifacts: a web URL becomes a link; a workspace path is listed as text; a javascript: "path" is never a link.
+        var links = page.Locator("section[aria-labelledby=links-title]");
+        await Expect(links).ToContainTextAsync("report/summary.txt");
+        await Expect(links).ToContainTextAsync("javascript:alert(1)");
+        await Expect(links.Locator("a")).ToHaveCountAsync(1);
+        await Expect(links.Locator("a")).ToHaveAttributeAsync("href", "https://artifacts.example/run/report.html");
         await session.ScreenshotAsync("job-findings");
         await session.AssertAccessibleAsync("job findings");
         session.AssertNoConsoleErrors();

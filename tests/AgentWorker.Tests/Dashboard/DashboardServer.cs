@@ -41,7 +41,7 @@ public sealed class DashboardServer : IAsyncLifetime
             throw new InvalidOperationException($"{Chromium} is missing: scripts/test.sh installs Debian's chromium package");
         var agents = _dir.Combine("agents.yaml");
         // ticker: prints a line a second, so a follower sees the log grow while the job runs.
-        // reporter: findings of every severity in shuffled order (score 100 - 25 - 10 - 4 - 1 = 60).
+        // reporter: findings of every severity in shuffled order (score 100 - 25 - 10 - 4 - 1 = 60), and three artifact paths.
         // sleeper: runs until cancelled.
         File.WriteAllText(agents, """
             agents:
@@ -49,8 +49,17 @@ public sealed class DashboardServer : IAsyncLifetime
                 description: Prints a tick a second for six seconds
                 command: ["sh", "-c", "for i in 1 2 3 4 5 6; do echo \"tick $i\"; sleep 1; done"]
               - id: reporter
-                description: Reports one finding of each severity
-                command: ["sh", "-c", "for s in low critical info high medium; do echo \"{\\\"type\\\":\\\"finding\\\",\\\"severity\\\":\\\"$s\\\",\\\"rule\\\":\\\"rule-$s\\\",\\\"file\\\":\\\"src/app.py\\\",\\\"line\\\":1,\\\"message\\\":\\\"a $s problem\\\"}\"; done"]
+                description: Reports one finding of each severity and three artifacts
+                command:
+                  - sh
+                  - -c
+                  - |
+                    for s in low critical info high medium; do
+                      printf '{"type":"finding","severity":"%s","rule":"rule-%s","file":"src/app.py","line":1,"message":"a %s problem"}\n' $s $s $s
+                    done
+                    echo '{"type":"artifact","path":"report/summary.txt"}'
+                    echo '{"type":"artifact","path":"javascript:alert(1)"}'
+                    echo '{"type":"artifact","path":"https://artifacts.example/run/report.html"}'
               - id: sleeper
                 command: ["sh", "-c", "echo started; exec sleep 300"]
             """);
