@@ -5,6 +5,7 @@ using AgentWorker.Core.Pipeline;
 using AgentWorker.Core.Queue;
 using AgentWorker.Core.Sandbox;
 using AgentWorker.Core.Workspace;
+using AgentWorker.Orchestration.Worker;
 using AgentWorker.Storage.Postgres;
 using AgentWorker.Storage.Redis;
 using AgentWorker.Storage.Sqlite;
@@ -81,13 +82,16 @@ internal static class WorkerServices
         services.AddSingleton(config.Pipeline);
         services.AddSingleton(config.Workspace);
         services.AddSingleton<ProcessRunner>();
-        if (runWorkers)
+        var link = config.Orchestration.LinkRequested;
+        if (runWorkers || link)
             services.AddSingleton(CreateSandbox(config));
         services.AddSingleton<WorkspaceManager>();
         services.TryAddSingleton<IJobMetrics, NoJobMetrics>();
         services.AddSingleton<JobRunner>();
         if (runWorkers)
             services.AddHostedService<WorkerPool>();
+        if (link)
+            services.AddOrchestratorLink(config.Orchestration.Link, config.Orchestration.Tools);
         services.Configure<HostOptions>(o => o.ShutdownTimeout = config.Pipeline.ShutdownGrace + TimeSpan.FromSeconds(15));
         return services;
     }
@@ -127,7 +131,13 @@ internal static class WorkerServices
         logging.SetMinimumLevel(level);
         logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         logging.AddFilter("Microsoft.Hosting.Lifetime", level > LogLevel.Information ? level : LogLevel.Information);
-        var json = config.LogFormat == "json" || (config.LogFormat == "auto" && Console.IsOutputRedirected);
+        var toFile = config.LogOutput is not ("stdout" or "stderr");
+        if (toFile)
+            Console.SetOut(OpenLogFile(config));
+        // Everything to stderr, or nothing (the console logger splits by level otherwise).
+        logging.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = config.LogOutput == "stderr" ? LogLevel.Trace : LogLevel.None);
+        var terminal = config.LogOutput == "stderr" ? !Console.IsErrorRedirected : !toFile && !Console.IsOutputRedirected;
+        var json = config.LogFormat == "json" || (config.LogFormat == "auto" && !terminal);
         if (json)
         {
             logging.AddJsonConsole(o =>
@@ -144,9 +154,22 @@ internal static class WorkerServices
                 o.IncludeScopes = true;
                 o.SingleLine = true;
                 o.TimestampFormat = "HH:mm:ss ";
-                o.ColorBehavior = LoggerColorBehavior.Default;
+                o.ColorBehavior = terminal ? LoggerColorBehavior.Default : LoggerColorBehavior.Disabled;
             });
         }
         return logging;
+    }
+
+    /// <summary>--log-output PATH: the console logger writes to stdout, so stdout becomes the file (appended).</summary>
+    private static StreamWriter OpenLogFile(WorkerConfig config)
+    {
+        try
+        {
+            return new StreamWriter(new FileStream(config.LogOutput, FileMode.Append, FileAccess.Write, FileShare.ReadWrite)) { AutoFlush = true };
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw config.Values.Invalid(Settings.LogOutput, $"cannot open {config.LogOutput}: {e.Message}");
+        }
     }
 }

@@ -19,10 +19,7 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
 
     public async Task<JobWorkspace> CreateAsync(JobSpec job, CancellationToken cancellationToken)
     {
-        Directory.CreateDirectory(options.WorkDir);
-        var root = Path.Combine(options.WorkDir, $"{SafeName(job.Id)}-{Path.GetRandomFileName().Replace(".", "", StringComparison.Ordinal)}");
-        Directory.CreateDirectory(root);
-        var workspace = new JobWorkspace(root, new FileStream(Path.Combine(root, LockName), FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None));
+        var workspace = Open(job.Id);
         try
         {
             Directory.CreateDirectory(workspace.HomeDir);
@@ -35,6 +32,23 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
             workspace.Dispose();
             throw;
         }
+    }
+
+    /// <summary>A directory like a job's but with an empty <see cref="JobWorkspace.RepoDir"/> instead of a clone (tool runs); swept the same way.</summary>
+    public JobWorkspace CreateEmpty(string id)
+    {
+        var workspace = Open(id);
+        Directory.CreateDirectory(workspace.HomeDir);
+        Directory.CreateDirectory(workspace.RepoDir);
+        return workspace;
+    }
+
+    private JobWorkspace Open(string id)
+    {
+        Directory.CreateDirectory(options.WorkDir);
+        var root = Path.Combine(options.WorkDir, $"{SafeName(id)}-{Path.GetRandomFileName().Replace(".", "", StringComparison.Ordinal)}");
+        Directory.CreateDirectory(root);
+        return new JobWorkspace(root, new FileStream(Path.Combine(root, LockName), FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None));
     }
 
     /// <summary>Removes workspaces left behind by workers that died. Returns how many were removed.</summary>

@@ -39,6 +39,8 @@ internal static class CliApp
 
         root.Subcommands.Add(HostCommands.Serve(action));
         root.Subcommands.Add(HostCommands.Run(action));
+        root.Subcommands.Add(OrchestratorCommands.Connect(action));
+        root.Subcommands.Add(OrchestratorCommands.Create(action));
         foreach (var command in QueueCommands.All(action))
             root.Subcommands.Add(command);
         root.Subcommands.Add(InfoCommands.Agents(action));

@@ -6,7 +6,7 @@ internal sealed record Setting(string Key, string Flag, string[] Env, string? De
 /// <summary>Every setting the worker reads. The one place that names flags, environment variables and defaults.</summary>
 internal static class Settings
 {
-    public static readonly Setting ConfigFile = new("config", "--config", ["AGENT_WORKER_CONFIG"], null, "YAML file with settings (keys as in `config show`).");
+    public static readonly Setting ConfigFile = new("config", "--config", ["AGENT_WORKER_CONFIG", "WORKER_CONFIG"], null, "YAML file with settings (keys as in `config show`); ~/.config/agent-worker/config.yaml is read when it exists.");
     public static readonly Setting DataDir = new("dataDir", "--data-dir", ["AGENT_WORKER_DATA"], "./.agent-worker", "Directory of the embedded SQLite queue.");
     public static readonly Setting Backend = new("backend", "--backend", ["AGENT_WORKER_BACKEND"], null, "Queue backend: sqlite, redis or postgres (default: redis when REDIS_URL is set, postgres when POSTGRES_URL is, else sqlite).");
     public static readonly Setting RedisUrl = new("redisUrl", "--redis-url", ["REDIS_URL"], null, "Redis connection (redis://[user:pass@]host:port[/db]).", Secret: true);
@@ -41,8 +41,26 @@ internal static class Settings
     public static readonly Setting SandboxFileSizeMb = new("sandboxFileSizeMb", "--sandbox-file-size-mb", ["SANDBOX_FILE_SIZE_MB"], "1024", "Largest file an agent may write (RLIMIT_FSIZE).");
     public static readonly Setting SandboxOpenFiles = new("sandboxOpenFiles", "--sandbox-open-files", ["SANDBOX_OPEN_FILES"], "1024", "Open files per agent process (RLIMIT_NOFILE).");
     public static readonly Setting SandboxUid = new("sandboxUid", "--sandbox-uid", ["SANDBOX_UID"], "65534", "Host uid (and gid) agents run as when the worker is root.");
-    public static readonly Setting LogLevel = new("logLevel", "--log-level", ["LOG_LEVEL"], "info", "trace, debug, info, warn, error.");
-    public static readonly Setting LogFormat = new("logFormat", "--log-format", ["LOG_FORMAT"], "auto", "json, text, or auto (text on a terminal, JSON otherwise).");
+    public static readonly Setting LogLevel = new("logLevel", "--log-level", ["LOG_LEVEL", "WORKER_LOG_LEVEL"], "info", "trace, debug, info, warn, error.");
+    public static readonly Setting LogFormat = new("logFormat", "--log-format", ["LOG_FORMAT", "WORKER_LOG_FORMAT"], "auto", "json, text, or auto (text on a terminal, JSON otherwise).");
+    public static readonly Setting LogOutput = new("logOutput", "--log-output", ["LOG_OUTPUT", "WORKER_LOG_OUTPUT"], "stdout", "Where logs go: stdout, stderr, or a file path (appended).");
+
+    // Orchestrator link (`connect`, `serve --orchestrator-addr`) and the tool set; names and defaults of the Go tool worker.
+    public static readonly Setting OrchestratorAddr = new("orchestratorAddr", "--orchestrator-addr", ["WORKER_ORCHESTRATOR_ADDR"], "unix:///tmp/agent-worker-grpc.sock", "Orchestrator gRPC address: unix:///PATH or http://HOST:PORT. `serve`/`run` link to it only when set.");
+    public static readonly Setting WorkerName = new("name", "--name", ["WORKER_NAME"], null, "Worker name the orchestrator knows this worker by (default worker-<hostname>).");
+    public static readonly Setting DialTimeout = new("dialTimeout", "--dial-timeout", ["WORKER_DIAL_TIMEOUT"], "30s", "Timeout for connecting to the orchestrator (e.g. 30s, 1m).");
+    public static readonly Setting RpcTimeout = new("rpcTimeout", "--rpc-timeout", ["WORKER_RPC_TIMEOUT"], "10s", "Timeout of each register, heartbeat and unregister call.");
+    public static readonly Setting MaxRecvMsgSize = new("maxRecvMsgSize", "--max-recv-msg-size", ["WORKER_MAX_RECV_MSG_SIZE"], "104857600", "Largest gRPC message received, in bytes (worker and orchestrator).");
+    public static readonly Setting MaxSendMsgSize = new("maxSendMsgSize", "--max-send-msg-size", ["WORKER_MAX_SEND_MSG_SIZE"], "104857600", "Largest gRPC message sent, in bytes; task output is sent in chunks below it.");
+    public static readonly Setting ReconnectInterval = new("reconnectInterval", "--reconnect-interval", ["WORKER_RECONNECT_INTERVAL"], "5s", "Wait between connection attempts.");
+    public static readonly Setting ReconnectMaxAttempts = new("reconnectMaxAttempts", "--reconnect-max-attempts", ["WORKER_RECONNECT_MAX_ATTEMPTS"], "0", "Failed connection attempts in a row before exiting non-zero (0 = retry forever).");
+    public static readonly Setting HeartbeatInterval = new("heartbeatInterval", "--heartbeat-interval", ["WORKER_HEARTBEAT_INTERVAL"], "30s", "Interval between heartbeats to the orchestrator (not the lease heartbeat, --heartbeat-seconds).");
+    public static readonly Setting MaxConcurrentTasks = new("maxConcurrentTasks", "--max-concurrent-tasks", ["WORKER_MAX_CONCURRENT_TASKS"], "4", "Orchestrator tasks run at once.");
+    public static readonly Setting CancelGrace = new("cancelGrace", "--cancel-grace", ["WORKER_CANCEL_GRACE"], "5s", "How long a task cancelled without force (or at shutdown) may finish before it is killed.");
+    public static readonly Setting Tools = new("tools", "--tools", ["WORKER_TOOLS"], "file_read,file_write,file_edit,grep,find,list,fetch_url,web_search", "Tools this worker offers (comma-separated). Per-tool limits: the `tools:` section of the config file.");
+    public static readonly Setting ToolWorkspaces = new("toolWorkspaces", "--tool-workspaces", ["WORKER_TOOL_WORKSPACES"], null, "Directory whose subdirectories are the workspaces tool tasks name (default <data-dir>/workspaces).");
+    public static readonly Setting WebAllow = new("webAllow", "--web-allow", ["WORKER_WEB_ALLOW"], null, "Addresses web tools may reach although loopback/private/link-local: IPs, CIDRs or IP:PORT, comma-separated.");
+    public static readonly Setting WebSearchUrl = new("webSearchUrl", "--web-search-url", ["WORKER_WEB_SEARCH_URL"], null, "Search API for web_search, with {query} (and optionally {count}), e.g. https://searx.example/search?format=json&q={query}.");
 
     public static readonly IReadOnlyList<Setting> All =
     [
@@ -50,5 +68,7 @@ internal static class Settings
         AgentsFile, DefaultAgent, JobTimeout, LeaseSeconds, HeartbeatSeconds, RetryBaseDelay, ShutdownGrace,
         MaxRepoSizeMb, MaxRepoFiles, MaxOutputBytes, GitToken, GitTokenHost, Sandbox, SandboxMemoryMb, SandboxPids, SandboxCpus,
         SandboxTmpMb, SandboxFileSizeMb, SandboxOpenFiles, SandboxUid, LogLevel, LogFormat,
+        LogOutput, OrchestratorAddr, WorkerName, DialTimeout, RpcTimeout, MaxRecvMsgSize, MaxSendMsgSize, ReconnectInterval, ReconnectMaxAttempts,
+        HeartbeatInterval, MaxConcurrentTasks, CancelGrace, Tools, ToolWorkspaces, WebAllow, WebSearchUrl,
     ];
 }

@@ -30,6 +30,10 @@ internal sealed record WorkerConfig
     public required SandboxOptions Sandbox { get; init; }
     public required Microsoft.Extensions.Logging.LogLevel LogLevel { get; init; }
     public required string LogFormat { get; init; }
+    public required string LogOutput { get; init; }
+
+    /// <summary>The orchestrator link and tool set (used by `connect`, and by `serve`/`run` with --orchestrator-addr).</summary>
+    public required OrchestrationConfig Orchestration { get; init; }
 
     public string DatabasePath => Path.Combine(DataDir, "queue.db");
 
@@ -76,6 +80,7 @@ internal sealed record WorkerConfig
         };
         if (agentsFile is not null && !File.Exists(agentsFile))
             throw values.Invalid(Settings.AgentsFile, $"file '{agentsFile}' does not exist");
+        var orchestration = OrchestrationConfig.Load(values, dataDir);
 
         return new WorkerConfig
         {
@@ -116,7 +121,7 @@ internal sealed record WorkerConfig
                 Limits = limits,
                 HostUid = values.GetInt(Settings.SandboxUid, 1, int.MaxValue),
                 StateDir = Path.Combine(dataDir, "sandbox"),
-                HiddenPaths = [dataDir, workDir, .. new[] { values.Get(Settings.ConfigFile), agentsFile }.OfType<string>().Select(Path.GetFullPath)],
+                HiddenPaths = [dataDir, workDir, orchestration.Tools.WorkspaceRoot, .. new[] { values.Get(Settings.ConfigFile), agentsFile }.OfType<string>().Select(Path.GetFullPath)],
             },
             Workspace = new WorkspaceOptions
             {
@@ -137,6 +142,8 @@ internal sealed record WorkerConfig
                 _ => Microsoft.Extensions.Logging.LogLevel.Information,
             },
             LogFormat = values.GetChoice(Settings.LogFormat, "auto", "json", "text"),
+            LogOutput = values.Get(Settings.LogOutput) is { Length: > 0 } logOutput ? logOutput : throw values.Invalid(Settings.LogOutput, "must be stdout, stderr or a file path"),
+            Orchestration = orchestration,
         };
     }
 }
