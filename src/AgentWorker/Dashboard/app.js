@@ -142,6 +142,7 @@ async function followEvents(jobId, after, signal, onEvent, onEnd, onState) {
         headers: authHeaders({ Accept: 'text/event-stream', ...(last > 0 ? { 'Last-Event-ID': String(last) } : {}) }),
       });
       if (response.status === 401) { signOut('The worker rejected the token; sign in again.'); return; }
+      if (response.status === 404) { onState('gone'); return; }
       if (!response.ok) throw new ApiError(response.status, null);
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = '';
@@ -621,7 +622,7 @@ async function jobView(main, id, signal) {
         reloadSoon();
       },
       mode => fill(followState, h('span', { class: `dot${mode === 'live' ? ' live' : ''}`, 'aria-hidden': 'true' }),
-        mode === 'live' ? 'Following live' : 'Connection lost; reconnecting…'));
+        { live: 'Following live', gone: 'The job is gone; no log to follow' }[mode] ?? 'Connection lost; reconnecting…'));
   };
 
   const act = async (what) => {

@@ -10,6 +10,7 @@ namespace AgentWorker.Tests.Dashboard;
 /// live logs, findings, cancel and retry, filters and paging, the overview, narrow screens, page weight, the API reference.
 /// Every view is checked with axe-core and for console errors, and a screenshot of it is saved under TestResults/screenshots.
 /// </summary>
+[Collection(BrowserCollection.Name)]
 public sealed class DashboardBrowserTests(DashboardServer server, ITestOutputHelper output) : IClassFixture<DashboardServer>
 {
     private const float Deadline = 60_000;
@@ -66,7 +67,7 @@ public sealed class DashboardBrowserTests(DashboardServer server, ITestOutputHel
         await page.Keyboard.TypeAsync(server.Repo.Path);
         await TabAsync();
         await TabAsync();
-        await page.Keyboard.TypeAsync("count to six");
+        await page.Keyboard.TypeAsync("count to five");
         await TabAsync();
         await TabAsync();
         await TabAsync();
@@ -84,17 +85,17 @@ public sealed class DashboardBrowserTests(DashboardServer server, ITestOutputHel
         // Seen while the job still runs: the log is arriving live, not loaded at the end.
         var seen = await page.EvaluateAsync<string[]>("[document.querySelector('.title-row .badge').textContent, document.getElementById('log').textContent]");
         Assert.Equal("running", seen[0]);
-        Assert.DoesNotContain("tick 6", seen[1], StringComparison.Ordinal);
+        Assert.DoesNotContain("tick 5", seen[1], StringComparison.Ordinal);
         await Expect(page.Locator("#follow-state")).ToContainTextAsync("Following live");
         await session.ScreenshotAsync("job-running");
 
         await Expect(page.Locator(".title-row .badge")).ToHaveTextAsync("succeeded", new() { Timeout = Deadline });
-        await Expect(log).ToContainTextAsync("tick 6");
+        await Expect(log).ToContainTextAsync("tick 5");
         await Expect(page.Locator("#follow-state")).ToContainTextAsync("Job ended");
         await Expect(page.Locator(".timeline")).ToContainTextAsync("succeeded");
         Assert.True(await page.EvaluateAsync<bool>("window.notReloaded === true"), "the page reloaded instead of streaming");
         Assert.Equal("succeeded", (await server.JobAsync(id)).GetProperty("state").GetString());
-        Assert.Equal("count to six", (await server.JobAsync(id)).GetProperty("prompt").GetString());
+        Assert.Equal("count to five", (await server.JobAsync(id)).GetProperty("prompt").GetString());
         Assert.True(session.NoUrlContains(DashboardServer.ApiKey), "the token appeared in a request URL");
         Assert.DoesNotContain(DashboardServer.ApiKey, page.Url, StringComparison.Ordinal);
         await session.ScreenshotAsync("job-succeeded");
