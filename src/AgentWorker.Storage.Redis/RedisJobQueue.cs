@@ -283,6 +283,19 @@ public sealed partial class RedisJobQueue : IJobQueue
     /// <inheritdoc/>
     public Task PingAsync(CancellationToken cancellationToken) => database.PingAsync().WaitAsync(cancellationToken);
 
+    /// <inheritdoc/>
+    /// <remarks>No connection (commands fail fast while the multiplexer reconnects), no answer in time, or a server that is
+    /// still loading its data after a restart.</remarks>
+    public bool IsUnavailable(Exception exception) => exception switch
+    {
+        RedisConnectionException or RedisTimeoutException => true,
+        RedisServerException server => server.Message.StartsWith("LOADING", StringComparison.Ordinal)
+            || server.Message.StartsWith("BUSY", StringComparison.Ordinal)
+            || server.Message.StartsWith("MASTERDOWN", StringComparison.Ordinal)
+            || server.Message.StartsWith("TRYAGAIN", StringComparison.Ordinal),
+        _ => false,
+    };
+
     /// <summary>Wakes every waiting <see cref="LeaseAsync"/> with an <see cref="OperationCanceledException"/>, stops taking raw pushes and closes the connections.</summary>
     public async ValueTask DisposeAsync()
     {

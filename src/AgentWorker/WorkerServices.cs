@@ -87,6 +87,8 @@ internal static class WorkerServices
             services.AddSingleton(CreateSandbox(config));
         services.AddSingleton<WorkspaceManager>();
         services.TryAddSingleton<IJobMetrics, NoJobMetrics>();
+        services.AddSingleton(provider => new BackendHealth(queue, config.Pipeline.Redactor, TimeProvider.System, provider.GetRequiredService<ILogger<BackendHealth>>()));
+        services.AddSingleton<BackendRetry>();
         services.AddSingleton<JobRunner>();
         if (runWorkers)
             services.AddHostedService<WorkerPool>();

@@ -20,10 +20,16 @@ public sealed partial class JobRunner(
     ISandbox sandbox,
     PipelineOptions options,
     IJobMetrics metrics,
+    BackendHealth health,
+    BackendRetry retry,
     TimeProvider timeProvider,
     ILogger<JobRunner> logger)
 {
-    /// <summary>Runs the job. When <paramref name="stop"/> fires (shutdown grace over) the job is stopped and handed back.</summary>
+    /// <summary>
+    /// Runs the job. When <paramref name="stop"/> fires (shutdown grace over) the job is stopped and handed back.
+    /// While the backend is unreachable the outcome waits to be recorded (with backoff) until it is back; the lease may
+    /// expire meanwhile and the job run again elsewhere, and then only one of the two is recorded.
+    /// </summary>
     public async Task<JobState?> RunAsync(IJobLease lease, CancellationToken stop)
     {
         var job = lease.Job.Spec;
@@ -41,11 +47,16 @@ public sealed partial class JobRunner(
         try
         {
             await using var events = new EventWriter(queue, job.Id, lease.Attempt, timeProvider);
-            state = await ExecuteAsync(lease, agentId, events, abort.Token, leaseLost.Token).ConfigureAwait(false);
+            state = await ExecuteAsync(lease, agentId, events, stop, abort.Token, leaseLost.Token).ConfigureAwait(false);
         }
         catch (LeaseLostException)
         {
             LogLeaseLost(logger, job.Id);
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+            // Shutting down while the backend is unreachable: nothing to record the outcome in.
+            LogNotRecorded(logger, job.Id);
         }
         catch (Exception e)
         {
@@ -53,7 +64,7 @@ public sealed partial class JobRunner(
             LogUnexpected(logger, e, job.Id);
             try
             {
-                state = await FailAsync(lease, new JobFailure(FailureKind.Error, $"internal error: {e.Message}")).ConfigureAwait(false);
+                state = await FailAsync(lease, new JobFailure(FailureKind.Error, $"internal error: {e.Message}"), stop).ConfigureAwait(false);
             }
             catch (Exception recordFailure)
             {
@@ -70,14 +81,15 @@ public sealed partial class JobRunner(
         return state;
     }
 
-    private async Task<JobState> ExecuteAsync(IJobLease lease, string agentId, EventWriter events, CancellationToken abort, CancellationToken leaseLost)
+    // stop (shutdown) also ends waiting for an unreachable backend to record the outcome; abort stops the attempt.
+    private async Task<JobState> ExecuteAsync(IJobLease lease, string agentId, EventWriter events, CancellationToken stop, CancellationToken abort, CancellationToken leaseLost)
     {
         var job = lease.Job.Spec;
         var agent = agents.Find(agentId);
         if (agent is null)
         {
             var reason = agentId.Length == 0 ? "job names no agent and no DEFAULT_AGENT is configured" : $"unknown agent '{agentId}'";
-            return await FailAsync(lease, new JobFailure(FailureKind.Permanent, reason)).ConfigureAwait(false);
+            return await FailAsync(lease, new JobFailure(FailureKind.Permanent, reason), stop).ConfigureAwait(false);
         }
 
         await events.AddAsync(new NewJobEvent(JobEventKind.Progress, $"cloning {job.Repo.Url}")).ConfigureAwait(false);
@@ -88,11 +100,11 @@ public sealed partial class JobRunner(
         }
         catch (WorkspaceException e)
         {
-            return await FailAsync(lease, new JobFailure(e.Permanent ? FailureKind.Permanent : FailureKind.Error, $"workspace: {e.Message}")).ConfigureAwait(false);
+            return await FailAsync(lease, new JobFailure(e.Permanent ? FailureKind.Permanent : FailureKind.Error, $"workspace: {e.Message}"), stop).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (abort.IsCancellationRequested)
         {
-            return await AbortedAsync(lease, leaseLost).ConfigureAwait(false);
+            return await AbortedAsync(lease, stop, leaseLost).ConfigureAwait(false);
         }
 
         // The workspace goes before the outcome is recorded, so a job in a final state never has one left.
@@ -138,31 +150,32 @@ public sealed partial class JobRunner(
                 outcome = null;
             }
         }
-        await events.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+        // The attempt's log goes in before its outcome, so a finished job's log is complete.
+        await RecordAsync(() => events.FlushAsync(CancellationToken.None), stop).ConfigureAwait(false);
         if (outcome is null || result is null)
-            return await FailAsync(lease, new JobFailure(startFailure, $"agent {agent.Id}: {startError}")).ConfigureAwait(false);
+            return await FailAsync(lease, new JobFailure(startFailure, $"agent {agent.Id}: {startError}"), stop).ConfigureAwait(false);
         switch (outcome.End)
         {
             case ProcessEnd.Exited when outcome.ExitCode == 0:
-                await lease.CompleteAsync(result, CancellationToken.None).ConfigureAwait(false);
+                await RecordAsync(() => lease.CompleteAsync(result, CancellationToken.None), stop).ConfigureAwait(false);
                 return JobState.Succeeded;
             case ProcessEnd.Exited:
-                return await FailAsync(lease, new JobFailure(FailureKind.Error, $"agent {agent.Id} exited with code {outcome.ExitCode}{(lastError is null ? "" : $": {lastError}")}", outcome.ExitCode, result)).ConfigureAwait(false);
+                return await FailAsync(lease, new JobFailure(FailureKind.Error, $"agent {agent.Id} exited with code {outcome.ExitCode}{(lastError is null ? "" : $": {lastError}")}", outcome.ExitCode, result), stop).ConfigureAwait(false);
             case ProcessEnd.TimedOut:
-                return await FailAsync(lease, new JobFailure(FailureKind.TimedOut, $"agent {agent.Id} did not finish within {timeout.TotalSeconds:0}s and was killed", null, result)).ConfigureAwait(false);
+                return await FailAsync(lease, new JobFailure(FailureKind.TimedOut, $"agent {agent.Id} did not finish within {timeout.TotalSeconds:0}s and was killed", null, result), stop).ConfigureAwait(false);
             default:
-                return await AbortedAsync(lease, leaseLost).ConfigureAwait(false);
+                return await AbortedAsync(lease, stop, leaseLost).ConfigureAwait(false);
         }
     }
 
     /// <summary>The attempt was stopped from outside: a cancel request, a lost lease, or shutdown.</summary>
-    private async Task<JobState> AbortedAsync(IJobLease lease, CancellationToken leaseLost)
+    private async Task<JobState> AbortedAsync(IJobLease lease, CancellationToken stop, CancellationToken leaseLost)
     {
         if (leaseLost.IsCancellationRequested)
             throw new LeaseLostException(lease.Job.Id);
         if (lease.CancelRequested.IsCancellationRequested)
-            return await FailAsync(lease, new JobFailure(FailureKind.Cancelled, "cancelled on request")).ConfigureAwait(false);
-        await lease.ReleaseAsync(CancellationToken.None).ConfigureAwait(false);
+            return await FailAsync(lease, new JobFailure(FailureKind.Cancelled, "cancelled on request"), stop).ConfigureAwait(false);
+        await RecordAsync(() => lease.ReleaseAsync(CancellationToken.None), stop).ConfigureAwait(false);
         return JobState.Queued;
     }
 
@@ -207,11 +220,18 @@ public sealed partial class JobRunner(
                         return;
                     }
                 }
-                catch (Exception e) when (e is not OperationCanceledException)
+                catch (Exception e) when (health.IsUnavailable(e))
                 {
                     // The backend may be back before the lease runs out; keep the attempt going.
-                    LogHeartbeatFailed(logger, e, lease.Job.Id);
+                    health.ReportDown(e);
+                    continue;
                 }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    LogHeartbeatFailed(logger, e, lease.Job.Id);
+                    continue;
+                }
+                health.ReportUp();
             }
         }
         catch (OperationCanceledException)
@@ -219,9 +239,23 @@ public sealed partial class JobRunner(
         }
     }
 
-    /// <summary>Records a failed attempt; the error text is stored, so the worker's secrets are masked first.</summary>
-    private Task<JobState> FailAsync(IJobLease lease, JobFailure failure) =>
-        lease.FailAsync(failure with { Error = options.Redactor.Redact(failure.Error) }, CancellationToken.None);
+    /// <summary>Records a failed attempt, waiting out a backend outage; the error text is stored, so the worker's secrets are masked first.</summary>
+    private Task<JobState> FailAsync(IJobLease lease, JobFailure failure, CancellationToken stop)
+    {
+        var redacted = failure with { Error = options.Redactor.Redact(failure.Error) };
+        return RecordAsync(() => lease.FailAsync(redacted, CancellationToken.None), stop);
+    }
+
+    /// <summary>
+    /// Writes to the queue, waiting out a backend outage with backoff. <paramref name="stop"/> (shutdown) ends the
+    /// waiting but never a write already sent; once it has fired there is a single try.
+    /// </summary>
+    private Task<T> RecordAsync<T>(Func<Task<T>> write, CancellationToken stop) =>
+        stop.IsCancellationRequested ? write() : retry.UntilAvailableAsync(_ => write(), stop);
+
+    /// <inheritdoc cref="RecordAsync{T}"/>
+    private Task RecordAsync(Func<Task> write, CancellationToken stop) =>
+        stop.IsCancellationRequested ? write() : retry.UntilAvailableAsync(_ => write(), stop);
 
     // Every line logged while the attempt runs carries the job id (JSON: Scopes[].JobId).
     private static readonly Func<ILogger, string, int, IDisposable?> JobScope =
@@ -238,6 +272,9 @@ public sealed partial class JobRunner(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: lease lost to another worker; this attempt's outcome is discarded")]
     private static partial void LogLeaseLost(ILogger logger, string jobId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: stopped while the queue backend was unreachable; the outcome was not recorded and the job runs again once its lease expires")]
+    private static partial void LogNotRecorded(ILogger logger, string jobId);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: heartbeat failed")]
     private static partial void LogHeartbeatFailed(ILogger logger, Exception exception, string jobId);

@@ -47,7 +47,7 @@ internal static class JobsApi
             .ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict);
     }
 
-    private static async Task<IResult> SubmitAsync(HttpContext http, IJobQueue queue, AgentRegistry agents, WorkerConfig config, CancellationToken cancellationToken)
+    private static async Task<IResult> SubmitAsync(HttpContext http, IJobQueue queue, AgentRegistry agents, WorkerConfig config, BackendRetry retry, CancellationToken cancellationToken)
     {
         JsonNode? body;
         try
@@ -67,6 +67,13 @@ internal static class JobsApi
         if (parsed.Job is not { } job)
             return Problems.Invalid(parsed.Errors);
 
+        // A blip of the backend is ridden out here; a longer outage is answered 503 (BackendUnavailableHandler).
+        // Trying again is safe: the job's id is fixed by now, and a repeated id is stored once.
+        return await retry.QuicklyAsync(token => StoreAsync(http, queue, config, job, token), cancellationToken);
+    }
+
+    private static async Task<IResult> StoreAsync(HttpContext http, IJobQueue queue, WorkerConfig config, JobSpec job, CancellationToken cancellationToken)
+    {
         // A repeated id is answered with the job it names, even when the queue is full.
         if (await queue.GetAsync(job.Id, cancellationToken) is { } existing)
             return Accepted(existing, created: false);

@@ -1,8 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
-using System.Net;
 using System.Net.Http.Headers;
-using System.Net.Sockets;
 using AgentWorker.Testing;
 
 namespace AgentWorker.Tests.EndToEnd;
@@ -16,6 +14,7 @@ internal sealed class WorkerProcess : IAsyncDisposable
     private WorkerProcess(Process process) => _process = process;
 
     public int Pid => _process.Id;
+    public bool HasExited => _process.HasExited;
     public string Output => string.Join('\n', _output);
 
     public static WorkerProcess Start(IReadOnlyDictionary<string, string> environment, params string[] args) =>
@@ -45,12 +44,7 @@ internal sealed class WorkerProcess : IAsyncDisposable
         return worker;
     }
 
-    public static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
+    public static int FreePort() => LoopbackPort.Free();
 
     public static HttpClient Client(int port, string? apiKey)
     {
