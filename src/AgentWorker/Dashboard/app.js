@@ -288,8 +288,9 @@ async function overviewView(main, params, signal) {
   const cards = h('div', { class: 'cards', 'aria-busy': 'true' }, h('p', { class: 'muted' }, 'Loading…'));
   const charts = h('div', { class: 'grid' });
   const note = h('p', { class: 'hint chart-note' });
+  const outage = h('div', { class: 'errors', id: 'outage', hidden: true });
   const recent = h('div');
-  fill(main, heading, cards, charts, note,
+  fill(main, heading, outage, cards, charts, note,
     h('section', { class: 'panel', 'aria-labelledby': 'recent-title' },
       h('div', { class: 'row spread' }, h('h2', { id: 'recent-title' }, 'Latest jobs'), h('a', { href: '#/jobs' }, 'All jobs')),
       recent));
@@ -297,10 +298,15 @@ async function overviewView(main, params, signal) {
   let shownRecent = null;
   while (!signal.aborted) {
     try {
+      // /health answers 503 with the same JSON while the backend is down; the history is kept in this process and
+      // still answers, so the page shows what it can instead of one error.
       const [health, history, latest] = await Promise.all([
-        api('/health', { signal }), api('/v1/stats/history', { signal }), api('/v1/jobs?limit=5', { signal }),
+        api('/health', { signal }).catch(e => { if (e.status === 503 && e.problem?.backend) return e.problem; throw e; }),
+        api('/v1/stats/history', { signal }),
+        api('/v1/jobs?limit=5', { signal }).catch(e => { if (signal.aborted) throw e; return { error: e.message }; }),
       ]);
-      const backendUp = health.backend?.status === 'up';
+      const backend = health.backend ?? {};
+      const up = backend.status === 'up';
       fill(cards,
         card('Queue depth', health.queueDepth ?? '–', 'queued + retrying'),
         card('Running', health.running ?? '–', 'on all workers'),
@@ -311,15 +317,19 @@ async function overviewView(main, params, signal) {
         card('Worker slots', health.workers ?? '–', 'in this process'),
         h('div', { class: 'card', id: 'backend' },
           h('p', { class: 'label' }, 'Backend'),
-          h('p', { class: 'value small' }, `${health.backend?.name ?? '?'} `, h('span', { class: `badge ${backendUp ? 'health-up' : 'health-down'}` }, health.backend?.status ?? 'unknown')),
-          health.backend?.error ? h('p', { class: 'note' }, health.backend.error) : null,
-          h('p', { class: 'note' }, `up ${duration(health.uptimeSeconds)}`)));
+          h('p', { class: 'value small' }, `${backend.name ?? '?'} `, h('span', { class: `badge ${up ? 'health-up' : 'health-down'}` }, backend.status ?? 'unknown')),
+          backend.downSince ? h('p', { class: 'note' }, `down since ${formatTime(backend.downSince)}`) : null,
+          backend.outages ? h('p', { class: 'note' }, `${backend.outages} outage${backend.outages === 1 ? '' : 's'} since start`) : null,
+          h('p', { class: 'note' }, `process up ${duration(health.uptimeSeconds)}`)));
       cards.removeAttribute('aria-busy');
+      // The backend's own words go in a panel of their own: they can be long, and the card keeps the grid even.
+      outage.hidden = up;
+      fill(outage, up ? null : [h('strong', {}, `The ${backend.name ?? ''} backend does not answer`), backend.error ? `: ${backend.error}` : '.']);
       // The samples end with the counts of right now, so the charts and the cards above agree.
-      const samples = [...history.samples, {
+      const samples = up ? [...history.samples, {
         at: new Date().toISOString(), queued: health.queueDepth, retrying: 0, running: health.running,
         succeeded: health.succeeded, failed: health.failed, timedOut: health.timedOut, dead: health.dead,
-      }];
+      }] : history.samples;
       fill(charts,
         chart('Queue over time', samples, [
           { label: 'Queue depth', cls: 's-depth', value: p => p.queued + p.retrying },
@@ -332,9 +342,11 @@ async function overviewView(main, params, signal) {
         ]));
       note.textContent = `Counts across every worker sharing the queue, sampled every ${history.intervalSeconds} s since this process started (the last hour is kept). Failed includes timed out.`;
       // Replaced only when it changed, so keyboard focus on a link survives the refresh.
-      const key = JSON.stringify(latest.items.map(j => [j.id, j.state, j.attempts, j.result?.healthScore]));
+      const key = latest.error ?? JSON.stringify(latest.items.map(j => [j.id, j.state, j.attempts, j.result?.healthScore]));
       if (key !== shownRecent) {
-        fill(recent, jobsTable(latest.items));
+        fill(recent, latest.error
+          ? h('p', { class: 'field-error' }, up ? `Could not list jobs: ${latest.error}` : 'Jobs cannot be listed while the backend is down.')
+          : jobsTable(latest.items));
         shownRecent = key;
       }
     } catch (e) {

@@ -26,9 +26,9 @@ internal sealed class BrowserSession : IAsyncDisposable
     public ConcurrentQueue<IRequest> Requests { get; } = new();
     public IReadOnlyCollection<string> ConsoleErrors => _errors;
 
-    public static async Task<BrowserSession> OpenAsync(DashboardServer server, int width = 1280, int height = 900)
+    public static async Task<BrowserSession> OpenAsync(DashboardServer server, int width = 1280, int height = 900, string? baseUrl = null)
     {
-        var context = await server.Browser.NewContextAsync(new() { ViewportSize = new() { Width = width, Height = height }, BaseURL = server.BaseUrl });
+        var context = await server.Browser.NewContextAsync(new() { ViewportSize = new() { Width = width, Height = height }, BaseURL = baseUrl ?? server.BaseUrl });
         return new BrowserSession(context, await context.NewPageAsync(), server);
     }
 

@@ -1,5 +1,7 @@
 using System.Net.Http.Json;
 using System.Text.Json;
+using AgentWorker.Testing;
+using AgentWorker.Tests.EndToEnd;
 using Microsoft.Playwright;
 using Xunit.Abstractions;
 
@@ -10,7 +12,8 @@ namespace AgentWorker.Tests.Dashboard;
 /// live logs, findings, cancel and retry, filters and paging, the overview, narrow screens, page weight, the API reference.
 /// Every view is checked with axe-core and for console errors, and a screenshot of it is saved under TestResults/screenshots.
 /// </summary>
-[Collection(BrowserCollection.Name)]
+// Chromium and a worker running jobs take a good part of a 2-core machine: these run alone, like the other heavy scenarios.
+[Collection(HeavyScenarios.Name)]
 public sealed class DashboardBrowserTests(DashboardServer server, ITestOutputHelper output) : IClassFixture<DashboardServer>
 {
     private const float Deadline = 60_000;
@@ -244,6 +247,36 @@ public sealed class DashboardBrowserTests(DashboardServer server, ITestOutputHel
         await session.ScreenshotAsync("overview");
         await session.AssertAccessibleAsync("overview");
         session.AssertNoConsoleErrors();
+    }
+
+    [Fact]
+    public async Task Overview_RedisStopsAndComesBack_BackendCardFollowsIt()
+    {
+        await using var redis = await PrivateRedis.StartAsync();
+        await using var worker = server.StartWorker(new() { ["REDIS_URL"] = redis.Url, ["QUEUE_NAME"] = "dashboard-outage" }, out var baseUrl);
+        using (var client = new HttpClient { BaseAddress = new Uri(baseUrl) })
+            await worker.WaitReadyAsync(client);
+        await using var session = await BrowserSession.OpenAsync(server, baseUrl: baseUrl);
+        var page = session.Page;
+        await session.SignInAsync();
+        var backend = page.Locator("#backend");
+        await Expect(backend).ToContainTextAsync("redis");
+        await Expect(backend.Locator(".badge")).ToHaveTextAsync("up");
+
+        await redis.StopAsync();
+
+        await Expect(backend.Locator(".badge")).ToHaveTextAsync("down");
+        await Expect(backend).ToContainTextAsync("down since");
+        await Expect(page.Locator("#outage")).ToContainTextAsync("The redis backend does not answer");
+        await Expect(page.Locator("section[aria-labelledby=recent-title] .field-error")).ToContainTextAsync("while the backend is down");
+        await Expect(page.Locator(".chart svg[role=img]")).ToHaveCountAsync(2);
+        await session.ScreenshotAsync("overview-backend-down");
+        await redis.StartAgainAsync();
+        await Expect(backend.Locator(".badge")).ToHaveTextAsync("up");
+        await Expect(backend).ToContainTextAsync("1 outage since start");
+        await Expect(page.Locator("#outage")).ToBeHiddenAsync();
+        // The browser's own lines about the 503s it was answered while Redis was gone are the only console errors.
+        Assert.All(session.ConsoleErrors, e => Assert.Contains("status of 503", e, StringComparison.Ordinal));
     }
 
     [Fact]

@@ -63,20 +63,10 @@ public sealed class DashboardServer : IAsyncLifetime
               - id: sleeper
                 command: ["sh", "-c", "echo started; exec sleep 300"]
             """);
-        var port = WorkerProcess.FreePort();
-        _worker = WorkerProcess.Start(new Dictionary<string, string>
-        {
-            ["WORKER_API_KEY"] = ApiKey,
-            ["PORT"] = port.ToString(CultureInfo.InvariantCulture),
-            ["HOST"] = "127.0.0.1",
-            ["WORKERS"] = Workers.ToString(CultureInfo.InvariantCulture),
-            ["AGENT_WORKER_DATA"] = _dir.Combine("data"),
-            ["WORK_DIR"] = _dir.Combine("work"),
-            ["AGENTS_FILE"] = agents,
-            ["RATE_LIMIT_PER_MINUTE"] = "0",
-        }, "serve");
-        BaseUrl = $"http://127.0.0.1:{port}";
-        Api = WorkerProcess.Client(port, ApiKey);
+        _worker = StartWorker([], out var baseUrl);
+        BaseUrl = baseUrl;
+        Api = new HttpClient { BaseAddress = new Uri(baseUrl) };
+        Api.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", ApiKey);
         await _worker.WaitReadyAsync(Api);
 
         Directory.CreateDirectory(ScreenshotDirectory);
@@ -84,6 +74,30 @@ public sealed class DashboardServer : IAsyncLifetime
         Assertions.SetDefaultExpectTimeout(30_000);
         _playwright = await Playwright.CreateAsync();
         Browser = await _playwright.Chromium.LaunchAsync(new() { ExecutablePath = Chromium, Headless = true });
+    }
+
+    /// <summary>
+    /// Starts `agent-worker serve` with this fixture's key, agents and data directory, plus <paramref name="environment"/>
+    /// (e.g. another backend). Returns at once; the caller waits for /ready.
+    /// </summary>
+    internal WorkerProcess StartWorker(Dictionary<string, string> environment, out string baseUrl)
+    {
+        var port = WorkerProcess.FreePort();
+        var settings = new Dictionary<string, string>
+        {
+            ["WORKER_API_KEY"] = ApiKey,
+            ["PORT"] = port.ToString(CultureInfo.InvariantCulture),
+            ["HOST"] = "127.0.0.1",
+            ["WORKERS"] = Workers.ToString(CultureInfo.InvariantCulture),
+            ["AGENT_WORKER_DATA"] = _dir.Combine($"data-{port}"),
+            ["WORK_DIR"] = _dir.Combine("work"),
+            ["AGENTS_FILE"] = _dir.Combine("agents.yaml"),
+            ["RATE_LIMIT_PER_MINUTE"] = "0",
+        };
+        foreach (var (name, value) in environment)
+            settings[name] = value;
+        baseUrl = $"http://127.0.0.1:{port}";
+        return WorkerProcess.Start(settings, "serve");
     }
 
     /// <summary>Queues a job over the API and returns its id.</summary>
@@ -116,14 +130,4 @@ public sealed class DashboardServer : IAsyncLifetime
         Repo.Dispose();
         _dir.Dispose();
     }
-}
-
-/// <summary>
-/// The browser tests run alone: chromium and a worker running jobs take a good part of a 2-core machine, and the
-/// resource tests of other classes measure CPU time that this would take from them.
-/// </summary>
-[CollectionDefinition(Name, DisableParallelization = true)]
-public sealed class BrowserCollection
-{
-    public const string Name = "browser";
 }
