@@ -125,7 +125,7 @@ public sealed partial class RedisJobQueue : IJobQueue
     /// Runs the enqueue script. With <paramref name="intakeRaw"/>, the job comes from a raw push and is stored only if
     /// that push is still in the intake list; then a null record means someone else already took it.
     /// </summary>
-    private async Task<(bool Created, JobRecord? Job)> StoreAsync(JobSpec job, string? intakeRaw, CancellationToken cancellationToken)
+    private async Task<(bool Created, JobRecord? Job)> StoreAsync(JobSpec job, RedisValue? intakeRaw, CancellationToken cancellationToken)
     {
         var now = timeProvider.GetUtcNow();
         var result = (RedisResult[])(await EvaluateAsync(
@@ -139,7 +139,7 @@ public sealed partial class RedisJobQueue : IJobQueue
                 job.MaxAttempts,
                 Ms(job.RunAt ?? now),
                 intakeRaw is null ? "" : keys.Intake,
-                intakeRaw ?? "",
+                intakeRaw ?? RedisValue.EmptyString,
             ],
             cancellationToken).ConfigureAwait(false))!;
         var status = (int)result[0];

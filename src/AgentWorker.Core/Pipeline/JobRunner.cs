@@ -1,16 +1,21 @@
 using AgentWorker.Core.Agents;
+using AgentWorker.Core.Allocation;
+using AgentWorker.Core.Artifacts;
 using AgentWorker.Core.Execution;
 using AgentWorker.Core.Jobs;
 using AgentWorker.Core.Queue;
 using AgentWorker.Core.Sandbox;
+using AgentWorker.Core.Sinks;
 using AgentWorker.Core.Workspace;
 using Microsoft.Extensions.Logging;
 
 namespace AgentWorker.Core.Pipeline;
 
 /// <summary>
-/// Runs one leased job through the pipeline: resolve agent → workspace (clone) → agent process → result → ack.
-/// A failure of the job is recorded on the job, never thrown; the workspace is always removed.
+/// Runs one leased job through the pipeline: resolve agent → borrow instance (with an allocator) → workspace (clone) →
+/// agent process → collected artifacts → post-run stages (diff, reported artifacts, apply, receipt) → result → ack → sinks;
+/// the instance goes back on every outcome. A failure of the job is recorded on the job, never thrown; the workspace is
+/// always removed.
 /// </summary>
 public sealed partial class JobRunner(
     IJobQueue queue,
@@ -18,12 +23,16 @@ public sealed partial class JobRunner(
     WorkspaceManager workspaces,
     ProcessRunner processes,
     ISandbox sandbox,
+    RunRecorder recorder,
+    JobNotifier notifier,
     PipelineOptions options,
     IJobMetrics metrics,
     BackendHealth health,
     BackendRetry retry,
     TimeProvider timeProvider,
-    ILogger<JobRunner> logger)
+    ILogger<JobRunner> logger,
+    ArtifactCollector artifacts,
+    InstanceManager? instances = null)
 {
     /// <summary>
     /// Runs the job. When <paramref name="stop"/> fires (shutdown grace over) the job is stopped and handed back.
@@ -38,6 +47,7 @@ public sealed partial class JobRunner(
         var started = timeProvider.GetTimestamp();
         metrics.Started(agentId);
         LogStarted(logger, job.Id, agentId, lease.Attempt);
+        notifier.Publish(lease.Job);
 
         using var leaseLost = new CancellationTokenSource();
         using var abort = CancellationTokenSource.CreateLinkedTokenSource(stop, lease.CancelRequested, leaseLost.Token);
@@ -76,6 +86,9 @@ public sealed partial class JobRunner(
             await finished.CancelAsync().ConfigureAwait(false);
             await heartbeat.ConfigureAwait(false);
         }
+        // Sinks hear of the outcome once it is stored; they run on their own and cannot lose it.
+        if (state is not null)
+            await notifier.PublishCurrentAsync(job.Id, CancellationToken.None).ConfigureAwait(false);
         metrics.Finished(agentId, state, timeProvider.GetElapsedTime(started));
         LogFinished(logger, job.Id, state?.Name() ?? "lease lost", timeProvider.GetElapsedTime(started).TotalSeconds);
         return state;
@@ -85,6 +98,7 @@ public sealed partial class JobRunner(
     private async Task<JobState> ExecuteAsync(IJobLease lease, string agentId, EventWriter events, CancellationToken stop, CancellationToken abort, CancellationToken leaseLost)
     {
         var job = lease.Job.Spec;
+        var startedAt = timeProvider.GetUtcNow();
         var agent = agents.Find(agentId);
         if (agent is null)
         {
@@ -92,7 +106,29 @@ public sealed partial class JobRunner(
             return await FailAsync(lease, new JobFailure(FailureKind.Permanent, reason), stop).ConfigureAwait(false);
         }
 
-        await events.AddAsync(new NewJobEvent(JobEventKind.Progress, $"cloning {job.Repo.Url}")).ConfigureAwait(false);
+        // Disposed last, after the outcome is recorded: the instance goes back on success, failure, timeout, cancel and
+        // shutdown alike (and after a crash, through the ledger sweep).
+        InstanceLease? borrowed = null;
+        if (instances is not null)
+        {
+            try
+            {
+                borrowed = await instances.BorrowAsync(job.Id, abort).ConfigureAwait(false);
+            }
+            catch (AllocatorException e)
+            {
+                return await FailAsync(lease, new JobFailure(FailureKind.Error, $"instance allocator: {e.Message}"), stop).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (abort.IsCancellationRequested)
+            {
+                return await AbortedAsync(lease, stop, leaseLost).ConfigureAwait(false);
+            }
+            await events.AddAsync(new NewJobEvent(JobEventKind.Progress, $"borrowed instance {borrowed.Instance.Id} from {instances.Describe}")).ConfigureAwait(false);
+            job = job with { McpUrl = job.McpUrl ?? borrowed.Instance.McpConnectionUrl };
+        }
+        await using var instance = borrowed;
+
+        await events.AddAsync(new NewJobEvent(JobEventKind.Progress, job.Repo.IsEmpty ? "creating an empty workspace" : $"cloning {job.Repo.Url}")).ConfigureAwait(false);
         JobWorkspace workspace;
         try
         {
@@ -115,24 +151,42 @@ public sealed partial class JobRunner(
         string? startError = null;
         var startFailure = FailureKind.Permanent;
         string? lastError = null;
+        string? recordError = null;
         using (workspace)
         {
             if (sandbox.Name == SandboxOptions.None)
                 LogUnsandboxed(logger, job.Id);
             try
             {
-                using var run = sandbox.Prepare(new SandboxRequest(
+                var request = new SandboxRequest(
                     Path.GetFileName(workspace.Root), workspace.RepoDir, workspace.HomeDir, workspace.SandboxDir,
-                    network, job.McpUrl, agent.Limits?.Apply(options.Limits) ?? options.Limits));
-                var spec = new ProcessSpec(agent.Expand(run.WorkspacePath, job.Prompt), run.WorkspacePath, AgentEnvironment(agent, job, run), timeout, options.MaxOutputBytes);
+                    network, job.McpUrl, agent.Limits?.Apply(options.Limits) ?? options.Limits) { Artifacts = workspace.ArtifactsDir };
+                using var run = sandbox.Prepare(request);
+                var spec = new ProcessSpec(agent.Expand(run.WorkspacePath, job.Prompt), run.WorkspacePath, AgentEnvironment(agent, job, run, instance?.Instance), timeout, options.MaxOutputBytes);
                 await events.AddAsync(new NewJobEvent(JobEventKind.Progress, $"running agent {agent.Id} (sandbox {sandbox.Name}, network {network.ToString().ToLowerInvariant()})")).ConfigureAwait(false);
                 var collector = new ResultCollector(options.MaxFindings);
+                var agentStartedAt = timeProvider.GetUtcNow();
                 outcome = await processes.RunAsync(spec, line => events.AddAsync(collector.Accept(line with { Text = options.Redactor.Redact(line.Text) })), abort, run).ConfigureAwait(false);
                 result = collector.Build(outcome.ExitCode, outcome.Duration) with { Resources = Resources(outcome, run.ReadUsage()) };
                 lastError = collector.LastError;
+                // Kept whatever the exit code (a failure's screenshots explain it); a stopped attempt runs again and makes new ones.
+                if (outcome.End != ProcessEnd.Cancelled)
+                    result = result with { CollectedArtifacts = await artifacts.CollectAsync(workspace.ArtifactsDir, job.Id, events.AddAsync, CancellationToken.None).ConfigureAwait(false) };
                 // The agent may only grow the workspace within the limits a clone gets.
                 if (outcome.End == ProcessEnd.Exited)
                     workspaces.CheckLimits(workspace.RepoDir);
+                // A job without a repository (tasks table) has no diff, commit or receipt to record.
+                if (outcome.End != ProcessEnd.Cancelled && !job.Repo.IsEmpty)
+                {
+                    var recorded = await recorder.RecordAsync(new AgentRun(job, lease.Attempt, agent, workspace, sandbox.Name, request,
+                        run.WorkspacePath, timeout, outcome, result, collector.ReportedArtifacts, startedAt, agentStartedAt), events.AddAsync, abort).ConfigureAwait(false);
+                    (result, recordError) = (recorded.Result, recorded.Error);
+                }
+            }
+            catch (OperationCanceledException) when (abort.IsCancellationRequested && outcome is not null)
+            {
+                // Stopped while recording or pushing: like a run that was stopped.
+                outcome = outcome with { End = ProcessEnd.Cancelled };
             }
             catch (ProcessStartException e)
             {
@@ -156,6 +210,8 @@ public sealed partial class JobRunner(
             return await FailAsync(lease, new JobFailure(startFailure, $"agent {agent.Id}: {startError}"), stop).ConfigureAwait(false);
         switch (outcome.End)
         {
+            case ProcessEnd.Exited when outcome.ExitCode == 0 && recordError is not null:
+                return await FailAsync(lease, new JobFailure(FailureKind.Error, recordError, 0, result), stop).ConfigureAwait(false);
             case ProcessEnd.Exited when outcome.ExitCode == 0:
                 await RecordAsync(() => lease.CompleteAsync(result, CancellationToken.None), stop).ConfigureAwait(false);
                 return JobState.Succeeded;
@@ -179,9 +235,11 @@ public sealed partial class JobRunner(
         return JobState.Queued;
     }
 
-    private Dictionary<string, string> AgentEnvironment(AgentDefinition agent, JobSpec job, SandboxRun run)
+    private Dictionary<string, string> AgentEnvironment(AgentDefinition agent, JobSpec job, SandboxRun run, BorrowedInstance? instance)
     {
         var environment = new Dictionary<string, string>(options.AgentVariables, StringComparer.Ordinal);
+        foreach (var (name, value) in agent.Variables)
+            environment[name] = value;
         foreach (var name in options.PassEnv.Concat(agent.Env))
         {
             if (Environment.GetEnvironmentVariable(name) is { } value)
@@ -194,6 +252,16 @@ public sealed partial class JobRunner(
         environment["AGENT_WORKER_WORKSPACE"] = run.WorkspacePath;
         if (run.McpUrl(job.McpUrl) is { } mcpUrl)
             environment["MCP_CONNECTION_URL"] = mcpUrl;
+        if (run.ArtifactsPath is { } artifactsPath)
+            environment["AGENT_WORKER_ARTIFACTS"] = artifactsPath;
+        if (job.Metadata?["model"] is System.Text.Json.Nodes.JsonValue model && model.TryGetValue<string>(out var modelName))
+            environment["AGENT_WORKER_MODEL"] = modelName;
+        if (instance is not null)
+        {
+            environment["AGENT_WORKER_INSTANCE_ID"] = instance.Id;
+            if (instance.ApiUrl is { } apiUrl)
+                environment["AGENT_WORKER_INSTANCE_API_URL"] = apiUrl;
+        }
         return environment;
     }
 

@@ -473,21 +473,42 @@ function facts(rows) {
   return h('dl', { class: 'facts' }, rows.filter(Boolean).map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
 }
 
-/** Links to what a run left behind: artifact events, plus diff, artifacts and receipt links in the result where a build records them. */
+/** Fetches an API path with the token and hands it to the browser as a download (a plain link could not send the header). */
+async function download(path, name) {
+  const response = await fetch(path, { cache: 'no-store', headers: authHeaders({ Accept: '*/*' }) });
+  if (!response.ok) {
+    announce(`Could not download ${name}: HTTP ${response.status}`, true);
+    return;
+  }
+  const url = URL.createObjectURL(await response.blob());
+  const a = h('a', { href: url, download: name, hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+}
+
+/** Links to what a run left behind: stored artifacts (the diff among them) and the receipt, plus artifact events. */
 function linksOf(job, events) {
   const links = [];
-  const add = (label, target) => {
-    if (typeof target !== 'string' || !target) return;
-    // Only web links and this API's own paths become links: a path an agent printed is shown, never followed.
-    links.push(/^https?:\/\//.test(target) || /^\/v1\//.test(target)
-      ? h('li', {}, h('a', { href: target, rel: 'noreferrer' }, label))
-      : h('li', {}, `${label}: `, h('span', { class: 'mono' }, target)));
-  };
-  for (const e of events) if (e.kind === 'artifact') add(`Artifact ${e.message.split('/').pop()}`, e.message);
+  const base = `/v1/jobs/${encodeURIComponent(job.id)}`;
   const result = job.result ?? {};
-  for (const a of Array.isArray(result.artifacts) ? result.artifacts : []) add(`Artifact ${a.name ?? a.path ?? ''}`.trim(), a.url ?? a.path);
-  add('Diff', result.diffUrl ?? result.diff);
-  add('Run receipt', job.receiptUrl ?? result.receiptUrl);
+  const stored = new Set();
+  for (const a of Array.isArray(result.artifacts) ? result.artifacts : []) {
+    stored.add(a.name);
+    links.push(h('li', {}, h('button', { type: 'button', class: 'button secondary', onclick: () => download(`${base}/artifacts/${a.name.split('/').map(encodeURIComponent).join('/')}`, a.name.split('/').pop()) },
+      `Download ${a.name}`), a.size !== undefined ? ` (${bytes(a.size)})` : ''));
+  }
+  if (result.receipt) {
+    links.push(h('li', {}, h('button', { type: 'button', class: 'button secondary', onclick: () => download(`${base}/receipt`, `${job.id}-receipt.json`) }, 'Download run receipt')));
+  }
+  // Only web links become links: a path an agent printed is shown, never followed.
+  for (const e of events) {
+    if (e.kind !== 'artifact' || stored.has(e.message)) continue;
+    links.push(/^https?:\/\//.test(e.message)
+      ? h('li', {}, h('a', { href: e.message, rel: 'noreferrer' }, `Artifact ${e.message.split('/').pop()}`))
+      : h('li', {}, `Artifact ${e.message.split('/').pop()}: `, h('span', { class: 'mono' }, e.message)));
+  }
   return links;
 }
 

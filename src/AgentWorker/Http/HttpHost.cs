@@ -50,6 +50,7 @@ internal static partial class HttpHost
         app.MapQueueHistory(config.ApiKey);
         app.MapApiDocs();
         app.MapDashboard();
+        app.MapJobOutputs(config);
         app.MapHealth(queue, config);
         ExportQueueGauges(registry, queue, app.Services.GetRequiredService<BackendHealth>());
         app.MapMetrics("/metrics", registry);

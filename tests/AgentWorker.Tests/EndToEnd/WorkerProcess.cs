@@ -21,18 +21,26 @@ internal sealed class WorkerProcess : IAsyncDisposable
         StartFrom(Path.Combine(AppContext.BaseDirectory, "agent-worker"), environment, args);
 
     /// <summary>Starts the worker from <paramref name="executable"/>, e.g. a copy of the build output installed elsewhere.</summary>
-    public static WorkerProcess StartFrom(string executable, IReadOnlyDictionary<string, string> environment, params string[] args)
+    public static WorkerProcess StartFrom(string executable, IReadOnlyDictionary<string, string> environment, params string[] args) =>
+        Launch(executable, null, environment, args);
+
+    /// <summary>Starts the worker in <paramref name="workingDirectory"/>, where relative paths it is given end up.</summary>
+    public static WorkerProcess StartIn(string workingDirectory, IReadOnlyDictionary<string, string> environment, params string[] args) =>
+        Launch(Path.Combine(AppContext.BaseDirectory, "agent-worker"), workingDirectory, environment, args);
+
+    private static WorkerProcess Launch(string executable, string? workingDirectory, IReadOnlyDictionary<string, string> environment, string[] args)
     {
         var start = new ProcessStartInfo(executable)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
+            WorkingDirectory = workingDirectory ?? "",
         };
         foreach (var arg in args)
             start.ArgumentList.Add(arg);
         start.Environment["LOG_FORMAT"] = "json";
         // The test script exports server URLs for the backend suites; a worker picks its backend only from what a test gives it.
-        foreach (var inherited in new[] { "POSTGRES_URL", "POSTGRES_DSN", "REDIS_URL" })
+        foreach (var inherited in new[] { "POSTGRES_URL", "POSTGRES_DSN", "REDIS_URL", "MINIO_ENDPOINT", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_SECURE" })
             start.Environment.Remove(inherited);
         foreach (var (name, value) in environment)
             start.Environment[name] = value;

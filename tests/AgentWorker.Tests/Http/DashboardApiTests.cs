@@ -161,6 +161,7 @@ public sealed class DashboardApiTests
         [
             "POST /v1/jobs", "POST /queue", "POST /api/tasks", "GET /v1/jobs", "GET /v1/jobs/{id}", "GET /v1/jobs/{id}/logs",
             "POST /v1/jobs/{id}/cancel", "POST /v1/jobs/{id}/retry", "GET /v1/agents", "GET /v1/stats/history",
+            "GET /v1/jobs/{id}/receipt", "GET /v1/jobs/{id}/artifacts", "GET /v1/jobs/{id}/artifacts/{name}", "GET /v1/jobs/{id}/deliveries",
         ];
         string[] open = ["GET /health", "GET /ready", "GET /metrics"];
         Assert.Equal(secured.Concat(open).Order(StringComparer.Ordinal), operations.Keys.Order(StringComparer.Ordinal));
