@@ -227,7 +227,7 @@ internal static class ApiDocs
 
     private static JobView SucceededJob => new(
         "audit-2026-01-01", "ssot_auditor", new RepoRef("https://git.example/team/app.git", "main"), "Look for duplicated settings",
-        JobMode.DryRun, NetworkMode.None, null, JobState.Succeeded, Attempts: 1, MaxAttempts: 3, Priority: 0, TimeoutSeconds: 600,
+        JobMode.DryRun, CreateBranch: null, CommitMessage: null, Network: NetworkMode.None, McpUrl: null, State: JobState.Succeeded, Attempts: 1, MaxAttempts: 3, Priority: 0, TimeoutSeconds: 600,
         CreatedAt: ExampleTime, UpdatedAt: ExampleTime.AddSeconds(14), RunAt: ExampleTime, FinishedAt: ExampleTime.AddSeconds(14),
         CancelRequested: false, Error: null,
         Result: new JobResult
