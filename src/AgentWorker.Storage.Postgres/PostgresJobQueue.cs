@@ -146,11 +146,14 @@ public sealed partial class PostgresJobQueue : IJobQueue
             conditions.Add("j.state = @state");
         if (query.Agent is not null)
             conditions.Add("j.agent = @agent");
+        if (query.Repo is not null)
+            conditions.Add("strpos(j.spec->'repo'->>'url', @repo) > 0");
         var where = conditions.Count == 0 ? "" : "WHERE " + string.Join(" AND ", conditions);
         NpgsqlParameter[] Filters() =>
         [
             .. query.State is { } state ? [Text("state", state.Name())] : Array.Empty<NpgsqlParameter>(),
             .. query.Agent is { } agent ? [Text("agent", agent)] : Array.Empty<NpgsqlParameter>(),
+            .. query.Repo is { } repo ? [Text("repo", repo)] : Array.Empty<NpgsqlParameter>(),
         ];
 
         // Count and page in one round trip.

@@ -162,7 +162,7 @@ public sealed partial class RedisJobQueue : IJobQueue
         ArgumentOutOfRangeException.ThrowIfNegative(query.Offset, nameof(query));
         var result = (RedisResult[])(await EvaluateAsync(
             RedisScripts.List,
-            [query.State?.Name() ?? "", query.Agent ?? "", query.Offset, query.Limit],
+            [query.State?.Name() ?? "", query.Agent ?? "", query.Offset, query.Limit, query.Repo ?? ""],
             cancellationToken).ConfigureAwait(false))!;
         return new JobPage([.. result.Skip(1).Select(RedisRecords.ReadJob)], (long)result[0]);
     }

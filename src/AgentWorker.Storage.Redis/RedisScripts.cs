@@ -307,22 +307,26 @@ internal static class RedisScripts
         return read_job(ARGV[2])
         """;
 
-    // ARGV: P, state ('' = any), agent ('' = any), offset, limit. Returns {total, job...}, newest first.
-    // One filter is an index of its own; both together scan the state's index (a rare query, from the CLI).
+    // ARGV: P, state ('' = any), agent ('' = any), offset, limit, repo ('' = any; a substring of the repository URL).
+    // Returns {total, job...}, newest first. One filter is an index of its own; filters the index does not cover are
+    // checked job by job over the narrowest index (a rare query, from the CLI or the dashboard).
     internal const string List = Library + """
-        local state, agent = ARGV[2], ARGV[3]
+        local state, agent, repo = ARGV[2], ARGV[3], ARGV[6]
         local offset, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
+        local index = P .. ':all'
+        if state ~= '' then index = P .. ':state:' .. state elseif agent ~= '' then index = P .. ':agent:' .. agent end
         local total, ids
-        if state ~= '' and agent ~= '' then
+        if (state ~= '' and agent ~= '') or repo ~= '' then
           local matched = {}
-          for _, id in ipairs(redis.call('ZREVRANGE', P .. ':state:' .. state, 0, -1)) do
-            if redis.call('HGET', job_key(id), 'agent') == agent then matched[#matched + 1] = id end
+          for _, id in ipairs(redis.call('ZREVRANGE', index, 0, -1)) do
+            local f = redis.call('HMGET', job_key(id), 'agent', 'spec')
+            if (agent == '' or f[1] == agent) and (repo == '' or string.find(cjson.decode(f[2]).repo.url, repo, 1, true)) then
+              matched[#matched + 1] = id
+            end
           end
           total, ids = #matched, {}
           for i = offset + 1, math.min(offset + limit, #matched) do ids[#ids + 1] = matched[i] end
         else
-          local index = P .. ':all'
-          if state ~= '' then index = P .. ':state:' .. state elseif agent ~= '' then index = P .. ':agent:' .. agent end
           total, ids = redis.call('ZCARD', index), {}
           if limit > 0 then ids = redis.call('ZREVRANGE', index, offset, offset + limit - 1) end
         end

@@ -113,6 +113,11 @@ public sealed partial class SqliteJobQueue : IJobQueue
             conditions.Add("agent = $agent");
             parameters.Add(("$agent", agent));
         }
+        if (query.Repo is { } repo)
+        {
+            conditions.Add("instr(json_extract(spec, '$.repo.url'), $repo) > 0");
+            parameters.Add(("$repo", repo));
+        }
         var where = conditions.Count == 0 ? "" : "WHERE " + string.Join(" AND ", conditions);
 
         await using var session = await database.ReadAsync(cancellationToken).ConfigureAwait(false);

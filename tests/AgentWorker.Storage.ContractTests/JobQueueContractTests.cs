@@ -599,6 +599,29 @@ public abstract class JobQueueContractTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ListAsync_RepoFilter_MatchesPartOfTheUrlAlongsideOtherFilters()
+    {
+        var queue = await OpenAsync(NewFakeTime());
+        foreach (var (id, agent, url) in new[]
+        {
+            ("r1", "a", "https://git.example/team/app.git"),
+            ("r2", "b", "https://git.example/team/app.git"),
+            ("r3", "a", "/srv/git/tool"),
+            ("r4", "a", "https://git.example/team/App-2.git"),
+        })
+        {
+            await queue.EnqueueAsync(Spec(id) with { Agent = agent, Repo = new RepoRef(url) }, Token);
+        }
+        await LeaseExpectedAsync(queue);
+
+        await AssertPageAsync(queue, new JobQuery(Repo: "team/app"), ["r2", "r1"], 2);
+        await AssertPageAsync(queue, new JobQuery(Repo: "git.example", Limit: 1, Offset: 1), ["r2"], 3);
+        await AssertPageAsync(queue, new JobQuery(Agent: "a", Repo: "team/"), ["r4", "r1"], 2);
+        await AssertPageAsync(queue, new JobQuery(State: JobState.Running, Repo: "app.git"), ["r1"], 1);
+        await AssertPageAsync(queue, new JobQuery(Repo: "nowhere"), [], 0);
+    }
+
+    [Fact]
     public async Task PeekAsync_RunnableJobs_ListsThemInLeaseOrderWithoutClaiming()
     {
         var time = NewFakeTime();

@@ -34,14 +34,22 @@ internal static partial class HttpHost
         builder.Services.ConfigureHttpJsonOptions(o =>
         {
             o.SerializerOptions.DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull;
+            // No route binds a JSON body (intake parses its three shapes itself), so this only keeps numbers numbers in the OpenAPI schemas.
+            o.SerializerOptions.NumberHandling = JsonNumberHandling.Strict;
         });
         builder.Services.AddRateLimiter(o => ConfigureRateLimits(o, config.RateLimitPerMinute));
+        builder.Services.AddApiDocs();
+        builder.Services.AddQueueHistory();
 
         var app = builder.Build();
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         app.UseRateLimiter();
         app.MapJobs(config);
+        app.MapAgents(config.ApiKey);
+        app.MapQueueHistory(config.ApiKey);
+        app.MapApiDocs();
+        app.MapDashboard();
         app.MapJobOutputs(config);
         app.MapHealth(queue, config);
         ExportQueueGauges(registry, queue, app.Services.GetRequiredService<BackendHealth>());
