@@ -13,6 +13,13 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
 {
     private const string LockName = ".agent-worker.lock";
 
+    // ENOSPC and EDQUOT, the errno .NET puts in an IOException's HResult on Linux.
+    private const int NoSpaceErrno = 28;
+    private const int QuotaErrno = 122;
+
+    // A failed git does not say why in a way to rely on; a device with less than this free after the failure was full.
+    private const long NearlyFullBytes = 1024 * 1024;
+
     /// <summary>The artifacts folder of a job without a repository, relative to its working directory.</summary>
     public const string EmptyWorkspaceArtifacts = "screenshots";
     private static readonly TimeSpan UnlockedGrace = TimeSpan.FromMinutes(1);
@@ -24,9 +31,10 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
     {
         // A job without a repository (tasks table) gets a fresh directory whose screenshots/ is its artifacts folder, as the
         // seed's run_task.py expects; a clone keeps its artifacts beside the repository, out of what apply mode commits.
-        var workspace = Open(job.Id, artifactsInRepo: job.Repo.IsEmpty);
+        JobWorkspace? workspace = null;
         try
         {
+            workspace = Open(job.Id, artifactsInRepo: job.Repo.IsEmpty);
             Directory.CreateDirectory(workspace.HomeDir);
             if (!job.Repo.IsEmpty)
             {
@@ -47,10 +55,28 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
                 workspace.BaseCommit = await SnapshotAsync(workspace, cancellationToken).ConfigureAwait(false);
             return workspace;
         }
-        catch
+        catch (Exception e)
         {
-            workspace.Dispose();
+            // Asked before the partial clone is removed, which may free enough to hide that the disk was full.
+            var outOfSpace = e is IOException or WorkspaceException && IsOutOfSpace(e);
+            workspace?.Dispose();
+            if (outOfSpace)
+                throw new WorkspaceException($"no space left on the device of WORK_DIR {options.WorkDir}: {e.Message}", permanent: false);
             throw;
+        }
+    }
+
+    private bool IsOutOfSpace(Exception e)
+    {
+        if (e is IOException { HResult: NoSpaceErrno or QuotaErrno })
+            return true;
+        try
+        {
+            return new DriveInfo(options.WorkDir).AvailableFreeSpace < NearlyFullBytes;
+        }
+        catch (Exception probe) when (probe is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            return false;
         }
     }
 
@@ -68,8 +94,18 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
         Directory.CreateDirectory(options.WorkDir);
         var root = Path.Combine(options.WorkDir, $"{SafeName(id)}-{Path.GetRandomFileName().Replace(".", "", StringComparison.Ordinal)}");
         Directory.CreateDirectory(root);
-        return new JobWorkspace(root, new FileStream(Path.Combine(root, LockName), FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None),
-            artifactsInRepo ? Path.Combine(root, "repo", EmptyWorkspaceArtifacts) : Path.Combine(root, "artifacts"));
+        FileStream lockFile;
+        try
+        {
+            lockFile = new FileStream(Path.Combine(root, LockName), FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException)
+        {
+            // Without its lock the directory would wait out the sweep's grace period; nothing is in it yet.
+            Directory.Delete(root);
+            throw;
+        }
+        return new JobWorkspace(root, lockFile, artifactsInRepo ? Path.Combine(root, "repo", EmptyWorkspaceArtifacts) : Path.Combine(root, "artifacts"));
     }
 
     /// <summary>Removes workspaces left behind by workers that died. Returns how many were removed.</summary>

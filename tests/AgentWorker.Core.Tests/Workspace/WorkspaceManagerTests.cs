@@ -67,6 +67,24 @@ public sealed class WorkspaceManagerTests : IDisposable
     }
 
     [Fact]
+    public async Task CreateAsync_WorkDirOutOfSpace_FailsRetryablyNamingTheCause_AndWorksOnceSpaceIsBack()
+    {
+        using var disk = TmpfsMount.Create(megabytes: 4);
+        var manager = Manager(new WorkspaceOptions { WorkDir = disk.Path });
+        disk.Fill();
+
+        var e = await Assert.ThrowsAsync<WorkspaceException>(() => manager.CreateAsync(Job(new RepoRef(_repo.Path)), CancellationToken.None));
+
+        Assert.False(e.Permanent);
+        Assert.StartsWith($"no space left on the device of WORK_DIR {disk.Path}: ", e.Message, StringComparison.Ordinal);
+        Assert.Empty(disk.Entries());
+
+        disk.Free();
+        using var workspace = await manager.CreateAsync(Job(new RepoRef(_repo.Path)), CancellationToken.None);
+        Assert.Equal("main\n", File.ReadAllText(Path.Combine(workspace.RepoDir, "a.txt")));
+    }
+
+    [Fact]
     public async Task CreateAsync_TooManyFiles_FailsPermanentlyAndLeavesNothing()
     {
         var manager = Manager(new WorkspaceOptions { WorkDir = _work.Path, MaxRepoFiles = 3 });
