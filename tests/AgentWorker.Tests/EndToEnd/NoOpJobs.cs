@@ -12,6 +12,7 @@ namespace AgentWorker.Tests.EndToEnd;
 /// Many cheap jobs through real worker processes sharing one Redis or PostgreSQL queue, counted twice: in the store
 /// (one succeeded attempt per job) and by the agent's own side effect (each run appends its job id to a host file).
 /// The agent writes outside its workspace, so the workers run it unsandboxed; leasing is the same either way.
+/// A second agent, `contained`, does nothing but print, for runs in the sandbox.
 /// </summary>
 internal sealed class NoOpJobs : IDisposable
 {
@@ -20,20 +21,28 @@ internal sealed class NoOpJobs : IDisposable
     private readonly TempDirectory _dir = new("aw-noop");
     private readonly TestRepository _repo = TestRepository.Create(new Dictionary<string, string> { ["README.md"] = "no-op\n" });
 
-    public NoOpJobs()
+    /// <param name="agentSeconds">How long the no-op agent stays alive after its side effect (0: it exits at once).</param>
+    public NoOpJobs(double agentSeconds = 0)
     {
+        var linger = agentSeconds > 0 ? $"; sleep {agentSeconds.ToString(CultureInfo.InvariantCulture)}" : "";
+        // The nonce is the agents' $0, an argument of their own by which a leftover process is found on the host.
         File.WriteAllText(AgentsFile, $$"""
             agents:
               - id: noop
-                command: ["sh", "-c", "echo \"$AGENT_WORKER_JOB_ID\" >> {{Ran}}"]
+                command: ["sh", "-c", "echo \"$AGENT_WORKER_JOB_ID\" >> {{Ran}}{{linger}}", "{{Nonce}}"]
+              - id: contained
+                command: ["sh", "-c", "echo contained", "{{Nonce}}"]
             """);
     }
 
-    /// <summary>Unique per scenario, for queue and schema names on a shared server.</summary>
+    /// <summary>Unique per scenario, for queue and schema names on a shared server; also the agents' marker argument.</summary>
     public string Nonce { get; } = Guid.NewGuid().ToString("N")[..12];
 
     /// <summary>One line per run of the agent: the job id.</summary>
     public string Ran => _dir.Combine("ran");
+
+    /// <summary>The workers' WORK_DIR, where the job workspaces are made.</summary>
+    public string WorkDir => _dir.Combine("work");
 
     private string AgentsFile => _dir.Combine("agents.yaml");
 
@@ -46,7 +55,7 @@ internal sealed class NoOpJobs : IDisposable
             ["PORT"] = port.ToString(CultureInfo.InvariantCulture),
             ["HOST"] = "127.0.0.1",
             ["AGENT_WORKER_DATA"] = _dir.Combine("data"),
-            ["WORK_DIR"] = _dir.Combine("work"),
+            ["WORK_DIR"] = WorkDir,
             ["AGENTS_FILE"] = AgentsFile,
             ["SANDBOX"] = "none",
             ["WORKERS"] = "3",
@@ -61,8 +70,8 @@ internal sealed class NoOpJobs : IDisposable
         return environment;
     }
 
-    public StringContent JobFor(string id) =>
-        new(new JsonObject { ["id"] = id, ["agent"] = "noop", ["repo"] = new JsonObject { ["url"] = _repo.Path }, ["maxAttempts"] = 5 }.ToJsonString(), Encoding.UTF8, "application/json");
+    public StringContent JobFor(string id, string agent = "noop", int maxAttempts = 5) =>
+        new(new JsonObject { ["id"] = id, ["agent"] = agent, ["repo"] = new JsonObject { ["url"] = _repo.Path }, ["maxAttempts"] = maxAttempts }.ToJsonString(), Encoding.UTF8, "application/json");
 
     /// <summary>Posts the jobs over HTTP, a few at a time; each must be accepted as new.</summary>
     public async Task EnqueueAsync(HttpClient client, IEnumerable<string> ids) =>
