@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using AgentWorker.Core.Jobs;
 using AgentWorker.Core.Queue;
+using Microsoft.Data.Sqlite;
 
 namespace AgentWorker.Storage.Sqlite;
 
@@ -48,6 +49,13 @@ public sealed partial class SqliteJobQueue : IJobQueue
 
     /// <inheritdoc/>
     public string Backend => "sqlite";
+
+    /// <inheritdoc/>
+    /// <remarks>
+    /// The embedded database has no server to lose; its outage is a full disk under the data directory
+    /// (SQLITE_FULL): writes fail until space is freed, and the same call then succeeds.
+    /// </remarks>
+    public bool IsUnavailable(Exception exception) => exception is SqliteException { SqliteErrorCode: SQLitePCL.raw.SQLITE_FULL };
 
     internal SqliteDatabase Database => database;
 

@@ -1,6 +1,7 @@
 using AgentWorker.Core.Jobs;
 using AgentWorker.Core.Queue;
 using AgentWorker.Storage.ContractTests;
+using AgentWorker.Testing;
 using Microsoft.Data.Sqlite;
 
 namespace AgentWorker.Storage.Sqlite.Tests;
@@ -91,6 +92,28 @@ public sealed class SqliteJobQueueTests : JobQueueContractTests
         var error = await Assert.ThrowsAsync<InvalidOperationException>(() => OpenSqliteAsync(path));
 
         Assert.Contains("999", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task DiskFull_WritesFailAsUnavailable_AndSucceedOnceSpaceIsBack()
+    {
+        using var disk = TmpfsMount.Create(megabytes: 4);
+        await using var queue = await OpenSqliteAsync(disk.Combine("queue.db"));
+        await queue.EnqueueAsync(Spec("before"), Token);
+        disk.Fill();
+
+        // Several tries: a write may still fit in a page the WAL already has.
+        Exception? full = null;
+        for (var n = 0; n < 20 && full is null; n++)
+            full = await Record.ExceptionAsync(() => queue.EnqueueAsync(Spec($"while-full-{n}"), Token));
+
+        Assert.NotNull(full);
+        Assert.True(queue.IsUnavailable(full), $"not an outage: {full}");
+        Assert.Contains("disk is full", full.Message, StringComparison.Ordinal);
+        Assert.False(queue.IsUnavailable(new SqliteException("constraint", SQLitePCL.raw.SQLITE_CONSTRAINT)));
+        disk.Free();
+        Assert.True((await queue.EnqueueAsync(Spec("after"), Token)).Created);
+        Assert.NotNull(await queue.GetAsync("before", Token));
     }
 
     private string NewPath() => Path.Combine(directory, $"{Guid.NewGuid():N}.db");

@@ -53,8 +53,8 @@ public interface IJobQueue : IAsyncDisposable
     /// <summary>
     /// True when <paramref name="exception"/>, thrown by a call on this queue, means the backend cannot be reached
     /// right now (server down or restarting, connection lost): the same call may succeed once it is back. Workers and
-    /// the HTTP intake retry such calls with backoff and report the backend down meanwhile. An embedded backend has
-    /// no outages to report.
+    /// the HTTP intake retry such calls with backoff and report the backend down meanwhile. An embedded backend's
+    /// only outage is a full disk.
     /// </summary>
     bool IsUnavailable(Exception exception) => false;
 }

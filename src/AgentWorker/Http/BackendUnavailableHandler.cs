@@ -19,7 +19,7 @@ internal sealed class BackendUnavailableHandler(BackendHealth health) : IExcepti
         await Problems.Create(
             StatusCodes.Status503ServiceUnavailable,
             "Queue backend unavailable",
-            $"the {backend.Name} backend cannot be reached ({backend.Error}); try again shortly: a job sent again with the same id is stored once").ExecuteAsync(httpContext);
+            $"the {backend.Name} backend is unavailable ({backend.Error}); try again shortly: a job sent again with the same id is stored once").ExecuteAsync(httpContext);
         return true;
     }
 }
