@@ -58,7 +58,7 @@ public sealed partial class PostgresJobQueue
             INSERT INTO job_events (job_id, attempt, at, kind, message)
             SELECT id, attempts, @now, 'state', state || ': ' || @reason FROM recovered
         )
-        SELECT id, pg_notify(@channel, '{PostgresListener.WakePayload}')::text FROM recovered
+        SELECT id, pg_notify(@channel, '{PostgresListener.WakeAllPayload}')::text FROM recovered
         """;
 
 
@@ -103,7 +103,7 @@ public sealed partial class PostgresJobQueue
                 due = reader.GetFieldValue<DateTimeOffset>(0);
         }
         if (recovered)
-            WakeWaiters();
+            waiter.WakeAll();
         if (job is null)
             return (null, due);
 
@@ -189,7 +189,7 @@ public sealed partial class PostgresJobQueue
                 INSERT INTO job_events (job_id, attempt, at, kind, message)
                 SELECT id, @attempt, @now, 'state', CASE WHEN @error IS NULL THEN state ELSE state || ': ' || @error END FROM owned
             )
-            SELECT state, CASE WHEN state = 'retrying' THEN pg_notify(@channel, '{PostgresListener.WakePayload}')::text END FROM owned
+            SELECT state, CASE WHEN state = 'retrying' THEN pg_notify(@channel, '{PostgresListener.WakeAllPayload}')::text END FROM owned
             """);
         command.Parameters.Add(Text("id", lease.Job.Id));
         command.Parameters.Add(Uuid("token", lease.Token));
@@ -209,7 +209,7 @@ public sealed partial class PostgresJobQueue
         var final = ParseState(name);
         // Sleeping leases of this process recompute when to look again, which may now be the end of this backoff.
         if (final == JobState.Retrying)
-            WakeWaiters();
+            waiter.WakeAll();
         return final;
     }
 
@@ -229,7 +229,7 @@ public sealed partial class PostgresJobQueue
             ), event AS (
                 INSERT INTO job_events (job_id, attempt, at, kind, message) SELECT id, @attempt, @now, 'state', @message FROM owned
             )
-            SELECT id, pg_notify(@channel, '{PostgresListener.WakePayload}')::text FROM owned
+            SELECT id, pg_notify(@channel, @wake)::text FROM owned
             """);
         command.Parameters.Add(Text("id", lease.Job.Id));
         command.Parameters.Add(Uuid("token", lease.Token));
@@ -237,6 +237,7 @@ public sealed partial class PostgresJobQueue
         command.Parameters.Add(Text("message", StateMessage(JobState.Queued, $"released by {lease.WorkerId}")));
         command.Parameters.Add(Time("now", timeProvider.GetUtcNow()));
         command.Parameters.Add(Text("channel", channel));
+        command.Parameters.Add(Text("wake", wakePayload));
         var owned = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is not null;
         Forget(lease);
         if (owned)

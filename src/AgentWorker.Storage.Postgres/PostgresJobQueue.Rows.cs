@@ -61,26 +61,8 @@ public sealed partial class PostgresJobQueue
     private static JobState ParseState(string name) =>
         JobStates.TryParse(name, out var state) ? state : throw new InvalidDataException($"unknown job state '{name}' in the PostgreSQL queue");
 
-    // The same words as the enum's JSON names, so events read the same on every backend.
-    private static string KindName(JobEventKind kind) => kind switch
-    {
-        JobEventKind.State => "state",
-        JobEventKind.Log => "log",
-        JobEventKind.Progress => "progress",
-        JobEventKind.Finding => "finding",
-        JobEventKind.Artifact => "artifact",
-        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown event kind"),
-    };
-
-    private static JobEventKind ParseKind(string name) => name switch
-    {
-        "state" => JobEventKind.State,
-        "log" => JobEventKind.Log,
-        "progress" => JobEventKind.Progress,
-        "finding" => JobEventKind.Finding,
-        "artifact" => JobEventKind.Artifact,
-        _ => throw new InvalidDataException($"unknown event kind '{name}' in the PostgreSQL queue"),
-    };
+    private static JobEventKind ParseKind(string name) =>
+        JobEventKinds.TryParse(name, out var kind) ? kind : throw new InvalidDataException($"unknown event kind '{name}' in the PostgreSQL queue");
 
     /// <summary>"state" or "state: reason", so the event log tells the job's story.</summary>
     private static string StateMessage(JobState state, string? reason) =>

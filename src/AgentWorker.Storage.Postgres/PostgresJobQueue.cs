@@ -19,6 +19,9 @@ public sealed partial class PostgresJobQueue : IJobQueue
     private readonly QueueOptions options;
     private readonly TimeProvider timeProvider;
     private readonly LeaseWaiter waiter;
+
+    // The payload of this instance's one-job wake-ups, so its listener can skip them: it woke its waiters already.
+    private readonly string wakePayload = PostgresListener.WakePrefix + Guid.NewGuid().ToString("N")[..12];
     private PostgresListener? listener;
 
     // This instance's live leases by job id: a cancel reaches the worker at once, from this process directly
@@ -71,7 +74,7 @@ public sealed partial class PostgresJobQueue : IJobQueue
         {
             await PostgresSchema.MigrateAsync(dataSource, schema, timeProvider, cancellationToken).ConfigureAwait(false);
             var queue = new PostgresJobQueue(dataSource, schema, options, timeProvider);
-            queue.listener = await PostgresListener.StartAsync(dataSource, queue.channel, queue.WakeWaiters, queue.CancelLocalLease, cancellationToken)
+            queue.listener = await PostgresListener.StartAsync(dataSource, queue.channel, queue.wakePayload, queue.waiter.Wake, queue.waiter.WakeAll, queue.CancelLocalLease, cancellationToken)
                 .ConfigureAwait(false);
             return queue;
         }
@@ -101,7 +104,7 @@ public sealed partial class PostgresJobQueue : IJobQueue
             ), event AS (
                 INSERT INTO job_events (job_id, attempt, at, kind, message) SELECT id, 0, @now, 'state', 'queued' FROM inserted
             )
-            SELECT *, pg_notify(@channel, '{PostgresListener.WakePayload}')::text FROM inserted
+            SELECT *, pg_notify(@channel, @wake)::text FROM inserted
             """);
         command.Parameters.Add(Text("id", job.Id));
         command.Parameters.Add(Text("agent", job.Agent));
@@ -111,6 +114,7 @@ public sealed partial class PostgresJobQueue : IJobQueue
         command.Parameters.Add(Jsonb("spec", job));
         command.Parameters.Add(Time("now", now));
         command.Parameters.Add(Text("channel", channel));
+        command.Parameters.Add(Text("wake", wakePayload));
         List<JobRecord> inserted;
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
             inserted = await ReadJobsAsync(reader, cancellationToken).ConfigureAwait(false);
@@ -271,7 +275,7 @@ public sealed partial class PostgresJobQueue : IJobQueue
                     finished_at = NULL, cancel_requested = false, updated_at = @now
                 WHERE id = @id;
                 INSERT INTO job_events (job_id, attempt, at, kind, message) VALUES (@id, 0, @now, 'state', @message);
-                SELECT pg_notify(@channel, '{PostgresListener.WakePayload}');
+                SELECT pg_notify(@channel, @wake);
                 """,
                 connection,
                 transaction))
@@ -280,6 +284,7 @@ public sealed partial class PostgresJobQueue : IJobQueue
                 update.Parameters.Add(Time("now", now));
                 update.Parameters.Add(Text("message", StateMessage(JobState.Queued, "manual retry")));
                 update.Parameters.Add(Text("channel", channel));
+                update.Parameters.Add(Text("wake", wakePayload));
                 await update.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             }
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
@@ -300,7 +305,7 @@ public sealed partial class PostgresJobQueue : IJobQueue
                 recovered++;
         }
         if (recovered > 0)
-            WakeWaiters();
+            waiter.WakeAll();
         return recovered;
     }
 
@@ -324,7 +329,7 @@ public sealed partial class PostgresJobQueue : IJobQueue
         command.Parameters.Add(Text("job_id", jobId));
         command.Parameters.Add(Integer("attempt", attempt));
         command.Parameters.Add(Time("now", timeProvider.GetUtcNow()));
-        command.Parameters.Add(new NpgsqlParameter("kinds", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = events.Select(e => KindName(e.Kind)).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter("kinds", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = events.Select(e => e.Kind.Name()).ToArray() });
         command.Parameters.Add(new NpgsqlParameter("messages", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = events.Select(e => e.Message).ToArray() });
         command.Parameters.Add(new NpgsqlParameter("streams", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = events.Select(e => e.Stream).ToArray() });
         if (await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 0)

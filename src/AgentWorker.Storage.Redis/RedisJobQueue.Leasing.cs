@@ -97,8 +97,9 @@ public sealed partial class RedisJobQueue
         var moved = JobStates.TryParse(reply, out var parsed)
             ? parsed
             : throw new InvalidDataException($"job {lease.Job.Id}: unexpected state '{reply}' from the Redis queue");
+        // Sleeping leases recompute when to look again, which may now be the end of this backoff.
         if (moved == JobState.Retrying)
-            WakeWaiters();
+            waiter.WakeAll();
         return moved;
     }
 
@@ -123,5 +124,4 @@ public sealed partial class RedisJobQueue
     private static RedisValue ExitCode(int? exitCode) => exitCode is { } code ? code : "";
 
     private void WakeWaiters() => waiter.Wake();
-
 }

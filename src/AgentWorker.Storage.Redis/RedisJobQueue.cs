@@ -24,6 +24,9 @@ public sealed partial class RedisJobQueue : IJobQueue
     private readonly TimeProvider timeProvider;
     private readonly LeaseWaiter waiter;
 
+    // Names this instance in the wake-ups its scripts publish, so it can skip its own: it woke its waiters already.
+    private readonly string origin = Guid.NewGuid().ToString("N")[..12];
+
     // Only for the blocking wait on the producers' list, which would stall the shared connection. Set once by OpenAsync.
     private ConnectionMultiplexer? intakeConnection;
     private Task intake = Task.CompletedTask;
@@ -239,9 +242,8 @@ public sealed partial class RedisJobQueue : IJobQueue
     public async Task<int> RecoverAsync(CancellationToken cancellationToken)
     {
         await ReturnIntakeAsync(cancellationToken).ConfigureAwait(false);
+        // The script's "wakeall" reaches this instance's waiters too.
         var recovered = (int)await EvaluateAsync(RedisScripts.Recover, [Ms(timeProvider.GetUtcNow())], cancellationToken).ConfigureAwait(false);
-        if (recovered > 0)
-            WakeWaiters();
         return recovered;
     }
 
@@ -255,7 +257,7 @@ public sealed partial class RedisJobQueue : IJobQueue
         var values = new List<RedisValue>(3 + (3 * events.Count)) { Ms(timeProvider.GetUtcNow()), jobId, attempt };
         foreach (var jobEvent in events)
         {
-            values.Add(RedisRecords.KindName(jobEvent.Kind));
+            values.Add(jobEvent.Kind.Name());
             values.Add(jobEvent.Message);
             values.Add(jobEvent.Stream is null ? "" : "+" + jobEvent.Stream);
         }
@@ -309,8 +311,11 @@ public sealed partial class RedisJobQueue : IJobQueue
             return;
         if (text.StartsWith("cancel:", StringComparison.Ordinal))
             RequestCancel(text["cancel:".Length..]);
-        else
-            WakeWaiters();
+        else if (text.StartsWith("wakeall", StringComparison.Ordinal))
+            waiter.WakeAll();
+        // "wake:<origin>" for one new job; a bare "wake" comes from a worker of an earlier version.
+        else if (text != $"wake:{origin}")
+            waiter.Wake();
     }
 
     private void RequestCancel(string id)
@@ -319,9 +324,9 @@ public sealed partial class RedisJobQueue : IJobQueue
             lease.RequestCancel();
     }
 
-    /// <summary>Runs a script with the queue prefix prepended to <paramref name="values"/>.</summary>
+    /// <summary>Runs a script with the queue prefix and this instance's id prepended to <paramref name="values"/>.</summary>
     private Task<RedisResult> EvaluateAsync(string script, RedisValue[] values, CancellationToken cancellationToken) =>
-        database.ScriptEvaluateAsync(script, [keys.Ready], [keys.Prefix, .. values]).WaitAsync(cancellationToken);
+        database.ScriptEvaluateAsync(script, [keys.Ready], [keys.Prefix, origin, .. values]).WaitAsync(cancellationToken);
 
     private static string Ms(DateTimeOffset time) => time.ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture);
 }

@@ -57,26 +57,8 @@ internal static class RedisRecords
             Stream: (string?)entry["s"]);
     }
 
-    /// <summary>The stored name of an event kind: its JSON name (<c>state</c>, <c>log</c>, …).</summary>
-    public static string KindName(JobEventKind kind) => kind switch
-    {
-        JobEventKind.State => "state",
-        JobEventKind.Log => "log",
-        JobEventKind.Progress => "progress",
-        JobEventKind.Finding => "finding",
-        JobEventKind.Artifact => "artifact",
-        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown event kind"),
-    };
-
-    private static JobEventKind ParseKind(string? name) => name switch
-    {
-        "state" => JobEventKind.State,
-        "log" => JobEventKind.Log,
-        "progress" => JobEventKind.Progress,
-        "finding" => JobEventKind.Finding,
-        "artifact" => JobEventKind.Artifact,
-        _ => throw new InvalidDataException($"unknown event kind '{name}' in the Redis queue"),
-    };
+    private static JobEventKind ParseKind(string? name) =>
+        JobEventKinds.TryParse(name, out var kind) ? kind : throw new InvalidDataException($"unknown event kind '{name}' in the Redis queue");
 
     // Attempts are JSON objects whose values are all strings (see RedisScripts): Lua's cjson would print large numbers inexactly.
     private static AttemptRecord ReadAttempt(string json)
