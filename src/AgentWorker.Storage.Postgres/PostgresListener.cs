@@ -1,10 +1,12 @@
+using System.Globalization;
 using Npgsql;
 
 namespace AgentWorker.Storage.Postgres;
 
 /// <summary>
 /// Holds one connection LISTENing on the queue's channel and turns notifications into callbacks:
-/// <c>wake:ORIGIN</c> (one job became runnable; skipped when this process sent it, as it woke its own waiters already),
+/// <c>wake:ORIGIN[:COUNT]</c> (one or COUNT jobs became runnable; skipped when this process sent it, as it woke its
+/// own waiters already),
 /// <c>wakeall</c> (many did, or when the next one is due changed) and <c>cancel:ID</c> (someone asked to stop a running
 /// job). When the connection drops it reconnects with backoff; every waiter is woken on reconnect because notifications
 /// sent meanwhile are lost.
@@ -14,6 +16,9 @@ internal sealed class PostgresListener : IAsyncDisposable
     public const string WakePrefix = "wake:";
     public const string WakeAllPayload = "wakeall";
     public const string CancelPrefix = "cancel:";
+
+    // More wake-ups than this from one notification would only wake every waiter there is.
+    private const int MaxWakesPerNotification = 10_000;
 
     private static readonly TimeSpan MaxReconnectDelay = TimeSpan.FromSeconds(10);
 
@@ -117,8 +122,16 @@ internal sealed class PostgresListener : IAsyncDisposable
             cancel(e.Payload[CancelPrefix.Length..]);
         else if (e.Payload == WakeAllPayload)
             wakeAll();
-        // Anything else wakes one waiter; a bare "wake" comes from a worker of an earlier version.
-        else if (e.Payload != ownWake)
-            wake();
+        else if (!e.Payload.StartsWith(ownWake, StringComparison.Ordinal))
+        {
+            // Anything else wakes one waiter per job it announces; a bare "wake" comes from a worker of an earlier version.
+            var colon = e.Payload.LastIndexOf(':');
+            var count = colon >= WakePrefix.Length
+                && int.TryParse(e.Payload.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var announced)
+                ? Math.Clamp(announced, 1, MaxWakesPerNotification)
+                : 1;
+            for (var i = 0; i < count; i++)
+                wake();
+        }
     }
 }
