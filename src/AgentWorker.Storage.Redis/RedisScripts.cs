@@ -127,54 +127,77 @@ internal static class RedisScripts
 
         """;
 
-    // ARGV: P, now, id, spec, agent ('' = default), priority, max_attempts, run_at, intake list ('' = none), raw value.
-    // From the intake, the job is stored only if this call still finds its raw value there: whoever removes it
-    // owns it, so a raw push is taken once even when a recovery put it back meanwhile.
-    // Returns {-1} (raw value already taken), {0, job} (id existed) or {1, job}.
+    // ARGV: P, origin, now, then per job 8 values: id, spec, agent ('' = default), priority, max_attempts, run_at,
+    // intake list ('' = none), raw value. From the intake, a job is stored only if this call still finds its raw value
+    // there: whoever removes it owns it, so a raw push is taken once even when a recovery put it back meanwhile.
+    // Returns per job {-1} (raw value already taken), {0, job} (id existed, or came earlier in this call) or {1, job}.
+    // Other processes are told how many jobs became runnable ('wake:<origin>:<count>').
     internal const string Enqueue = Library + """
-        local id, now = ARGV[4], ARGV[3]
-        local key = job_key(id)
-        if ARGV[10] ~= '' and redis.call('LREM', ARGV[10], 1, ARGV[11]) == 0 then return { -1 } end
-        if redis.call('EXISTS', key) == 1 then return { 0, read_job(id) } end
-        local seq = redis.call('INCR', P .. ':seq')
-        redis.call('HSET', key, 'spec', ARGV[5], 'agent', ARGV[6], 'priority', ARGV[7], 'max_attempts', ARGV[8],
-          'run_at', ARGV[9], 'seq', seq, 'attempts', 0, 'cancel', 0, 'created_at', now, 'updated_at', now)
-        redis.call('ZADD', P .. ':all', seq, id)
-        if ARGV[6] ~= '' then redis.call('ZADD', P .. ':agent:' .. ARGV[6], seq, id) end
-        set_state(id, key, 'queued')
-        if tonumber(ARGV[9]) <= tonumber(now) then
-          make_ready(id, key)
-        else
-          redis.call('ZADD', P .. ':delayed', ARGV[9], id)
+        local now = ARGV[3]
+        local results, runnable = {}, 0
+        for i = 4, #ARGV, 8 do
+          local id = ARGV[i]
+          local key = job_key(id)
+          local agent, run_at, intake = ARGV[i + 2], ARGV[i + 5], ARGV[i + 6]
+          if intake ~= '' and redis.call('LREM', intake, 1, ARGV[i + 7]) == 0 then
+            results[#results + 1] = { -1 }
+          elseif redis.call('EXISTS', key) == 1 then
+            results[#results + 1] = { 0, read_job(id) }
+          else
+            local seq = redis.call('INCR', P .. ':seq')
+            redis.call('HSET', key, 'spec', ARGV[i + 1], 'agent', agent, 'priority', ARGV[i + 3], 'max_attempts', ARGV[i + 4],
+              'run_at', run_at, 'seq', seq, 'attempts', 0, 'cancel', 0, 'created_at', now, 'updated_at', now)
+            redis.call('ZADD', P .. ':all', seq, id)
+            if agent ~= '' then redis.call('ZADD', P .. ':agent:' .. agent, seq, id) end
+            set_state(id, key, 'queued')
+            if tonumber(run_at) <= tonumber(now) then
+              make_ready(id, key)
+              runnable = runnable + 1
+            else
+              redis.call('ZADD', P .. ':delayed', run_at, id)
+            end
+            state_event(id, key, 0, now, 'queued', nil)
+            results[#results + 1] = { 1, read_job(id) }
+          end
         end
-        state_event(id, key, 0, now, 'queued', nil)
-        wake()
-        return { 1, read_job(id) }
+        if runnable > 0 then redis.call('PUBLISH', P .. ':signal', 'wake:' .. ORIGIN .. ':' .. runnable) end
+        return results
         """;
 
-    // ARGV: P, origin, now, token, worker, lease expiry.
-    // Returns {next due run_at or ''} or, having claimed, {'', job}.
+    // ARGV: P, origin, now, lease expiry, then (token, worker) per waiting lease. Claims a job for as many of them as
+    // there are runnable jobs, in order. Returns {next due run_at or '', job...}: one job per claimed lease.
     internal const string Lease = Library + """
         local now = ARGV[3]
         promote(now)
         local recovered = recover(now)
         if recovered > 0 then wake_all() end
-        local popped = redis.call('ZPOPMIN', P .. ':ready')
-        -- Skips ids whose job hash was deleted by hand, rather than failing every lease on them.
-        while #popped > 0 and redis.call('EXISTS', job_key(popped[1])) == 0 do popped = redis.call('ZPOPMIN', P .. ':ready') end
-        if #popped == 0 then
-          local next_due = redis.call('ZRANGE', P .. ':delayed', 0, 0, 'WITHSCORES')
-          return { next_due[2] or '' }
+        local result = { '' }
+        local wanted = (#ARGV - 4) / 2
+        while #result - 1 < wanted do
+          local popped = redis.call('ZPOPMIN', P .. ':ready', wanted - (#result - 1))
+          if #popped == 0 then break end
+          for p = 1, #popped, 2 do
+            local id = popped[p]
+            local key = job_key(id)
+            -- Skips ids whose job hash was deleted by hand, rather than failing every lease on them.
+            if redis.call('EXISTS', key) == 1 then
+              local at = 5 + 2 * (#result - 1)
+              local token, worker = ARGV[at], ARGV[at + 1]
+              local attempt = redis.call('HINCRBY', key, 'attempts', 1)
+              redis.call('HSET', key, 'token', token, 'owner', worker, 'lease_expires', ARGV[4], 'updated_at', now)
+              redis.call('ZADD', P .. ':leases', ARGV[4], id)
+              set_state(id, key, 'running')
+              redis.call('RPUSH', P .. ':attempts:' .. id, cjson.encode({ n = tostring(attempt), w = worker, s = now }))
+              state_event(id, key, attempt, now, 'running', worker)
+              result[#result + 1] = read_job(id)
+            end
+          end
         end
-        local id = popped[1]
-        local key = job_key(id)
-        local attempt = redis.call('HINCRBY', key, 'attempts', 1)
-        redis.call('HSET', key, 'token', ARGV[4], 'owner', ARGV[5], 'lease_expires', ARGV[6], 'updated_at', now)
-        redis.call('ZADD', P .. ':leases', ARGV[6], id)
-        set_state(id, key, 'running')
-        redis.call('RPUSH', P .. ':attempts:' .. id, cjson.encode({ n = tostring(attempt), w = ARGV[5], s = now }))
-        state_event(id, key, attempt, now, 'running', ARGV[5])
-        return { '', read_job(id) }
+        if #result - 1 < wanted then
+          local next_due = redis.call('ZRANGE', P .. ':delayed', 0, 0, 'WITHSCORES')
+          result[1] = next_due[2] or ''
+        end
+        return result
         """;
 
     // ARGV: P, origin, now, id, token, lease expiry. Returns -1 (lease lost) or the cancel flag (0/1).
@@ -187,19 +210,28 @@ internal static class RedisScripts
         return tonumber(redis.call('HGET', key, 'cancel'))
         """;
 
-    // ARGV: P, origin, now, id, token, result JSON, exit code ('' = none). Returns 1, or 0 when the lease was lost.
+    // ARGV: P, origin, now, then (id, token, result JSON, exit code ('' = none)) per completion.
+    // Returns per completion 1, or 0 when its lease was lost.
     internal const string Complete = Library + """
-        local id, now = ARGV[4], ARGV[3]
-        local key = job_key(id)
-        if redis.call('HGET', key, 'token') ~= ARGV[5] then return 0 end
-        local attempt = redis.call('HGET', key, 'attempts')
-        clear_lease(id, key)
-        redis.call('HSET', key, 'result', ARGV[6], 'updated_at', now, 'finished_at', now)
-        redis.call('HDEL', key, 'error')
-        close_attempt(id, now, 'succeeded', ARGV[7], nil)
-        set_state(id, key, 'succeeded')
-        state_event(id, key, attempt, now, 'succeeded', nil)
-        return 1
+        local now = ARGV[3]
+        local results = {}
+        for i = 4, #ARGV, 4 do
+          local id = ARGV[i]
+          local key = job_key(id)
+          if redis.call('HGET', key, 'token') ~= ARGV[i + 1] then
+            results[#results + 1] = 0
+          else
+            local attempt = redis.call('HGET', key, 'attempts')
+            clear_lease(id, key)
+            redis.call('HSET', key, 'result', ARGV[i + 2], 'updated_at', now, 'finished_at', now)
+            redis.call('HDEL', key, 'error')
+            close_attempt(id, now, 'succeeded', ARGV[i + 3], nil)
+            set_state(id, key, 'succeeded')
+            state_event(id, key, attempt, now, 'succeeded', nil)
+            results[#results + 1] = 1
+          end
+        end
+        return results
         """;
 
     // ARGV: P, origin, now, id, token, state (retrying|failed|timed_out|cancelled), attempt outcome, error,
