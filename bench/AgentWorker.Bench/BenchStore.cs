@@ -20,6 +20,13 @@ internal abstract class BenchStore : IAsyncDisposable
 
     public abstract ValueTask DisposeAsync();
 
+    /// <summary>
+    /// After a bulk load, lets the store reach the state it settles in by itself before the measure starts, so the
+    /// measure sees steady state rather than the load's aftermath: for PostgreSQL the VACUUM ANALYZE autovacuum would
+    /// run on the freshly loaded tables (visibility map, hint bits, planner statistics); the others need nothing.
+    /// </summary>
+    public virtual Task SettleAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
     /// <param name="backend"><c>sqlite</c>, <c>redis</c> or <c>postgres</c>.</param>
     /// <param name="location">A directory for SQLite, a server URL for the others.</param>
     public static BenchStore Create(string backend, string location) => backend switch
@@ -96,6 +103,17 @@ internal abstract class BenchStore : IAsyncDisposable
             await using var dataSource = NpgsqlDataSource.Create(PostgresConnectionString.Parse(url));
             await using var command = dataSource.CreateCommand($"""DROP SCHEMA IF EXISTS "{schema}" CASCADE""");
             await command.ExecuteNonQueryAsync();
+        }
+
+        public override async Task SettleAsync(CancellationToken cancellationToken)
+        {
+            await using var dataSource = NpgsqlDataSource.Create(PostgresConnectionString.Parse(url));
+            foreach (var table in new[] { "jobs", "job_attempts", "job_events" })
+            {
+                await using var command = dataSource.CreateCommand($"""VACUUM (ANALYZE) "{schema}".{table}""");
+                command.CommandTimeout = 0;
+                await command.ExecuteNonQueryAsync(cancellationToken);
+            }
         }
     }
 }

@@ -16,7 +16,7 @@ namespace AgentWorker.Bench;
 internal static class ScaleBench
 {
     // Enqueues in flight while filling: the fill is set-up, not a measure, so it may use every bit of concurrency.
-    private const int FillConcurrency = 64;
+    private const int FillConcurrency = 256;
 
     public static async Task<string> RunAsync(Func<BenchStore> newStore, int small, int large, int ops, int rounds, CancellationToken cancellationToken)
     {
@@ -31,6 +31,8 @@ internal static class ScaleBench
         var fillStart = Stopwatch.GetTimestamp();
         await FillAsync(largeQueue, "large", large, cancellationToken);
         var fillPerSecond = large / Stopwatch.GetElapsedTime(fillStart).TotalSeconds;
+        await smallStore.SettleAsync(cancellationToken);
+        await largeStore.SettleAsync(cancellationToken);
 
         var samples = new Dictionary<string, List<double>>(StringComparer.Ordinal);
         for (var round = 0; round < rounds; round++)

@@ -172,7 +172,21 @@ public sealed partial class RedisJobQueue : IJobQueue
         {
             var parts = (RedisResult[])reply!;
             var status = (int)parts[0];
-            return (status, status < 0 ? null : RedisRecords.ReadJob(requests[i].Job.Id, parts[1]));
+            var request = requests[i];
+            return status switch
+            {
+                < 0 => (status, null),
+                0 => (status, RedisRecords.ReadJob(request.Job.Id, parts[1])),
+                // What the script stored, read the way GetAsync reads it: the spec from the same JSON, times in whole ms.
+                _ => (status, (JobRecord?)new JobRecord
+                {
+                    Spec = RedisRecords.ReadSpec(request.Job.Id, request.Spec),
+                    State = JobState.Queued,
+                    RunAt = DateTimeOffset.FromUnixTimeMilliseconds((request.Job.RunAt ?? now).ToUnixTimeMilliseconds()),
+                    CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(now.ToUnixTimeMilliseconds()),
+                    UpdatedAt = DateTimeOffset.FromUnixTimeMilliseconds(now.ToUnixTimeMilliseconds()),
+                }),
+            };
         })];
     }
 

@@ -24,8 +24,7 @@ internal static class RedisRecords
         string? Field(string name) => fields.GetValueOrDefault(name);
         string Required(string name) => Field(name) ?? throw new InvalidDataException($"job {id ?? "?"}: field '{name}' missing in the Redis queue");
 
-        var spec = JsonSerializer.Deserialize<JobSpec>(Required("spec"), Json)
-            ?? throw new InvalidDataException($"job {id ?? "?"}: stored spec is null");
+        var spec = ReadSpec(id, Required("spec"));
         id = spec.Id;
         var state = Required("state");
         return new JobRecord
@@ -43,6 +42,9 @@ internal static class RedisRecords
             AttemptHistory = [.. ((RedisResult[])parts[1]!).Select(attempt => ReadAttempt((string)attempt!))],
         };
     }
+
+    public static JobSpec ReadSpec(string? id, string json) =>
+        JsonSerializer.Deserialize<JobSpec>(json, Json) ?? throw new InvalidDataException($"job {id ?? "?"}: stored spec is null");
 
     public static JobEvent ReadEvent(string jobId, StreamEntry entry)
     {

@@ -26,10 +26,11 @@ internal static class RedisScripts
 
         local function job_key(id) return P .. ':job:' .. id end
 
+        local function ready_score(priority, seq) return string.format('%.0f', (1000 - tonumber(priority)) * 1e12 + tonumber(seq)) end
+
         local function make_ready(id, key)
           local f = redis.call('HMGET', key, 'priority', 'seq')
-          local score = (1000 - tonumber(f[1])) * 1e12 + tonumber(f[2])
-          redis.call('ZADD', P .. ':ready', string.format('%.0f', score), id)
+          redis.call('ZADD', P .. ':ready', ready_score(f[1], f[2]), id)
         end
 
         local function set_state(id, key, new)
@@ -40,14 +41,24 @@ internal static class RedisScripts
           redis.call('HSET', key, 'state', new)
         end
 
-        local function add_event(id, key, attempt, now, kind, message, stream)
-          local seq = redis.call('HINCRBY', key, 'evseq', 1)
+        -- Appends an event whose seq the caller already counted in the job hash's evseq.
+        local function push_event(id, seq, attempt, now, kind, message, stream)
           local events = P .. ':events:' .. id
           if stream then
             redis.call('XADD', events, 'MAXLEN', '~', MAX_EVENTS, '0-' .. seq, 'a', attempt, 't', now, 'k', kind, 'm', message, 's', stream)
           else
             redis.call('XADD', events, 'MAXLEN', '~', MAX_EVENTS, '0-' .. seq, 'a', attempt, 't', now, 'k', kind, 'm', message)
           end
+        end
+
+        local function add_event(id, key, attempt, now, kind, message, stream)
+          push_event(id, redis.call('HINCRBY', key, 'evseq', 1), attempt, now, kind, message, stream)
+        end
+
+        -- The hot paths know the old state and the seq already, so they move the job between state indexes directly.
+        local function move_state(id, seq, old, new)
+          if old then redis.call('ZREM', P .. ':state:' .. old, id) end
+          redis.call('ZADD', P .. ':state:' .. new, seq, id)
         end
 
         -- "state" or "state: reason", so the event log tells the job's story.
@@ -130,7 +141,8 @@ internal static class RedisScripts
     // ARGV: P, origin, now, then per job 8 values: id, spec, agent ('' = default), priority, max_attempts, run_at,
     // intake list ('' = none), raw value. From the intake, a job is stored only if this call still finds its raw value
     // there: whoever removes it owns it, so a raw push is taken once even when a recovery put it back meanwhile.
-    // Returns per job {-1} (raw value already taken), {0, job} (id existed, or came earlier in this call) or {1, job}.
+    // Returns per job {-1} (raw value already taken), {0, job} (id existed, or came earlier in this call) or {1} (stored
+    // as sent: the caller knows the record without reading it back).
     // Other processes are told how many jobs became runnable ('wake:<origin>:<count>').
     internal const string Enqueue = Library + """
         local now = ARGV[3]
@@ -145,19 +157,21 @@ internal static class RedisScripts
             results[#results + 1] = { 0, read_job(id) }
           else
             local seq = redis.call('INCR', P .. ':seq')
-            redis.call('HSET', key, 'spec', ARGV[i + 1], 'agent', agent, 'priority', ARGV[i + 3], 'max_attempts', ARGV[i + 4],
-              'run_at', run_at, 'seq', seq, 'attempts', 0, 'cancel', 0, 'created_at', now, 'updated_at', now)
+            local priority = ARGV[i + 3]
+            redis.call('HSET', key, 'spec', ARGV[i + 1], 'agent', agent, 'priority', priority, 'max_attempts', ARGV[i + 4],
+              'run_at', run_at, 'seq', seq, 'attempts', 0, 'cancel', 0, 'created_at', now, 'updated_at', now,
+              'state', 'queued', 'evseq', 1)
             redis.call('ZADD', P .. ':all', seq, id)
             if agent ~= '' then redis.call('ZADD', P .. ':agent:' .. agent, seq, id) end
-            set_state(id, key, 'queued')
+            move_state(id, seq, nil, 'queued')
             if tonumber(run_at) <= tonumber(now) then
-              make_ready(id, key)
+              redis.call('ZADD', P .. ':ready', ready_score(priority, seq), id)
               runnable = runnable + 1
             else
               redis.call('ZADD', P .. ':delayed', run_at, id)
             end
-            state_event(id, key, 0, now, 'queued', nil)
-            results[#results + 1] = { 1, read_job(id) }
+            push_event(id, 1, 0, now, 'state', 'queued', nil)
+            results[#results + 1] = { 1 }
           end
         end
         if runnable > 0 then redis.call('PUBLISH', P .. ':signal', 'wake:' .. ORIGIN .. ':' .. runnable) end
@@ -179,16 +193,19 @@ internal static class RedisScripts
           for p = 1, #popped, 2 do
             local id = popped[p]
             local key = job_key(id)
+            local f = redis.call('HMGET', key, 'attempts', 'state', 'seq', 'evseq')
             -- Skips ids whose job hash was deleted by hand, rather than failing every lease on them.
-            if redis.call('EXISTS', key) == 1 then
+            if f[2] then
               local at = 5 + 2 * (#result - 1)
               local token, worker = ARGV[at], ARGV[at + 1]
-              local attempt = redis.call('HINCRBY', key, 'attempts', 1)
-              redis.call('HSET', key, 'token', token, 'owner', worker, 'lease_expires', ARGV[4], 'updated_at', now)
+              local attempt = tonumber(f[1]) + 1
+              local evseq = tonumber(f[4] or 0) + 1
+              redis.call('HSET', key, 'attempts', attempt, 'token', token, 'owner', worker, 'lease_expires', ARGV[4],
+                'updated_at', now, 'state', 'running', 'evseq', evseq)
               redis.call('ZADD', P .. ':leases', ARGV[4], id)
-              set_state(id, key, 'running')
+              move_state(id, f[3], f[2], 'running')
               redis.call('RPUSH', P .. ':attempts:' .. id, cjson.encode({ n = tostring(attempt), w = worker, s = now }))
-              state_event(id, key, attempt, now, 'running', worker)
+              push_event(id, evseq, attempt, now, 'state', 'running: ' .. worker, nil)
               result[#result + 1] = read_job(id)
             end
           end
@@ -218,16 +235,17 @@ internal static class RedisScripts
         for i = 4, #ARGV, 4 do
           local id = ARGV[i]
           local key = job_key(id)
-          if redis.call('HGET', key, 'token') ~= ARGV[i + 1] then
+          local f = redis.call('HMGET', key, 'token', 'attempts', 'seq', 'evseq', 'state')
+          if f[1] ~= ARGV[i + 1] then
             results[#results + 1] = 0
           else
-            local attempt = redis.call('HGET', key, 'attempts')
-            clear_lease(id, key)
-            redis.call('HSET', key, 'result', ARGV[i + 2], 'updated_at', now, 'finished_at', now)
-            redis.call('HDEL', key, 'error')
+            local evseq = tonumber(f[4] or 0) + 1
+            redis.call('HDEL', key, 'token', 'owner', 'lease_expires', 'error')
+            redis.call('HSET', key, 'result', ARGV[i + 2], 'updated_at', now, 'finished_at', now, 'state', 'succeeded', 'evseq', evseq)
+            redis.call('ZREM', P .. ':leases', id)
+            move_state(id, f[3], f[5], 'succeeded')
             close_attempt(id, now, 'succeeded', ARGV[i + 3], nil)
-            set_state(id, key, 'succeeded')
-            state_event(id, key, attempt, now, 'succeeded', nil)
+            push_event(id, evseq, f[2], now, 'state', 'succeeded', nil)
             results[#results + 1] = 1
           end
         end
