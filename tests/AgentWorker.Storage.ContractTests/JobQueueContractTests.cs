@@ -36,6 +36,9 @@ public abstract class JobQueueContractTests : IAsyncLifetime
     /// <summary>A new queue on a new, empty store that no other test sees.</summary>
     protected abstract Task<IJobQueue> CreateQueueAsync(QueueOptions options, TimeProvider timeProvider);
 
+    /// <summary>Whether an enqueue on one client wakes waiters of another at once (else they find it on their next poll).</summary>
+    protected virtual bool WakesOtherClients => true;
+
     /// <summary>Another client on the store of <paramref name="first"/>, as a second process would open it.</summary>
     protected abstract Task<IJobQueue> CreateSecondClientAsync(IJobQueue first, QueueOptions options, TimeProvider timeProvider);
 
@@ -258,6 +261,7 @@ public abstract class JobQueueContractTests : IAsyncLifetime
         // With a poll interval as long as the wait, only wake-ups move anyone: one lost on the way strands a job.
         var queue = await OpenAsync(TimeProvider.System, Options with { PollInterval = LongWait });
         var waiting = Enumerable.Range(0, 10).Select(n => queue.LeaseAsync($"w{n}", LongWait, Token)).ToList();
+        await EveryWaiterLookedAsync(queue);
 
         foreach (var id in new[] { "job-1", "job-2", "job-3" })
             await queue.EnqueueAsync(Spec(id), Token);
@@ -268,6 +272,25 @@ public abstract class JobQueueContractTests : IAsyncLifetime
         var leased = waiting.Where(task => task.IsCompletedSuccessfully).Select(task => task.Result?.Job.Id).Order().ToList();
         Assert.Equal(["job-1", "job-2", "job-3"], leased);
         Assert.Equal(7, waiting.Count(task => !task.IsCompleted));
+    }
+
+    [Fact]
+    public async Task LeaseAsync_ManyWaitersOnSecondClientBatchEnqueuedByFirst_EachJobLeasedPromptly()
+    {
+        // A backend that signals other clients must wake as many of their waiters as jobs it enqueued, even when it
+        // enqueued them together; one that does not (SQLite) is left to its poll interval.
+        var queue = await OpenAsync(TimeProvider.System);
+        var other = await OpenSecondAsync(queue, TimeProvider.System, Options with { PollInterval = WakesOtherClients ? LongWait : Options.PollInterval });
+        var waiting = Enumerable.Range(0, 8).Select(n => other.LeaseAsync($"w{n}", LongWait, Token)).ToList();
+        await EveryWaiterLookedAsync(other);
+        var ids = Enumerable.Range(1, 5).Select(n => $"job-{n}").ToList();
+
+        await Task.WhenAll(ids.Select(id => queue.EnqueueAsync(Spec(id), Token)));
+
+        var deadline = Task.Delay(Prompt, Token);
+        while (waiting.Count(task => task.IsCompleted) < ids.Count && !deadline.IsCompleted)
+            await Task.WhenAny([deadline, .. waiting.Where(task => !task.IsCompleted)]);
+        Assert.Equal(ids, waiting.Where(task => task.IsCompletedSuccessfully).Select(task => task.Result?.Job.Id).Order());
     }
 
     [Fact]
@@ -736,6 +759,12 @@ public abstract class JobQueueContractTests : IAsyncLifetime
         Assert.Equal(all.Take(2), await queue.ReadEventsAsync("job-1", 0, 2, Token));
     }
 
+    /// <summary>
+    /// Returns once the leases already waiting on <paramref name="queue"/> have looked for work (and found none), so
+    /// what is enqueued next can only reach them by a wake-up: a lease that looks behind them finds nothing either.
+    /// </summary>
+    private async Task EveryWaiterLookedAsync(IJobQueue queue) => Assert.Null(await queue.LeaseAsync("probe", TimeSpan.Zero, Token));
+
     /// <summary>Leases with <c>wait: TimeSpan.Zero</c>, as tests on fake time must.</summary>
     protected Task<IJobLease?> LeaseNowAsync(IJobQueue queue, string workerId = "w1") => queue.LeaseAsync(workerId, TimeSpan.Zero, Token);
 
@@ -757,8 +786,8 @@ public abstract class JobQueueContractTests : IAsyncLifetime
     private async Task<IJobQueue> OpenAsync(TimeProvider timeProvider, QueueOptions? options = null) =>
         Track(await CreateQueueAsync(options ?? Options, timeProvider));
 
-    private async Task<IJobQueue> OpenSecondAsync(IJobQueue first, TimeProvider timeProvider) =>
-        Track(await CreateSecondClientAsync(first, Options, timeProvider));
+    private async Task<IJobQueue> OpenSecondAsync(IJobQueue first, TimeProvider timeProvider, QueueOptions? options = null) =>
+        Track(await CreateSecondClientAsync(first, options ?? Options, timeProvider));
 
     private IJobQueue Track(IJobQueue queue)
     {
