@@ -42,13 +42,13 @@ done
 [ "$scale_small" -lt "$scale_large" ] || usage_error "--scale-small ($scale_small) must be below --scale-large ($scale_large)"
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || usage_error "the BullMQ peer needs node and npm on PATH"
 
-# The servers, exactly as the tests get them: each scripts/services/NAME.sh installs and starts one on a random
-# loopback port with throwaway data, exports its URL and registers its removal in `cleanups`.
+# The servers, exactly as the tests get them: scripts/services/NAME.sh installs and starts one on a random loopback
+# port with throwaway data, exports its URL and registers its removal in `cleanups`. Only the two the queues need.
 # shellcheck source=scripts/apt-install.sh
 source scripts/apt-install.sh
 cleanups=()
 trap 'for c in "${cleanups[@]}"; do eval "$c" || true; done' EXIT
-for service in scripts/services/*.sh; do
+for service in scripts/services/redis.sh scripts/services/postgres.sh; do
   # shellcheck source=/dev/null
   source "$service"
 done

@@ -142,13 +142,13 @@ public sealed partial class RedisJobQueue : IJobQueue
     /// With <paramref name="intakeRaw"/>, the job comes from a raw push and is stored only if that push is still in the
     /// intake list; then a null record means someone else already took it.
     /// </summary>
-    private async Task<(bool Created, JobRecord? Job)> StoreAsync(JobSpec job, string? intakeRaw, CancellationToken cancellationToken)
+    private async Task<(bool Created, JobRecord? Job)> StoreAsync(JobSpec job, RedisValue? intakeRaw, CancellationToken cancellationToken)
     {
         var (status, record) = await stores.RunAsync(new StoreRequest(job, JsonSerializer.Serialize(job, RedisRecords.Json), intakeRaw), cancellationToken).ConfigureAwait(false);
         return status < 0 ? (false, null) : (status == 1, record);
     }
 
-    private sealed record StoreRequest(JobSpec Job, string Spec, string? IntakeRaw);
+    private sealed record StoreRequest(JobSpec Job, string Spec, RedisValue? IntakeRaw);
 
     private async Task<IReadOnlyList<(int Status, JobRecord? Job)>> StoreBatchAsync(IReadOnlyList<StoreRequest> requests)
     {
@@ -165,7 +165,7 @@ public sealed partial class RedisJobQueue : IJobQueue
             values[at++] = job.MaxAttempts;
             values[at++] = Ms(job.RunAt ?? now);
             values[at++] = intakeRaw is null ? "" : keys.Intake;
-            values[at++] = intakeRaw ?? "";
+            values[at++] = intakeRaw ?? RedisValue.EmptyString;
         }
         var replies = (RedisResult[])(await EvaluateAsync(RedisScripts.Enqueue, values, CancellationToken.None).ConfigureAwait(false))!;
         return [.. replies.Select((reply, i) =>
@@ -325,6 +325,19 @@ public sealed partial class RedisJobQueue : IJobQueue
 
     /// <inheritdoc/>
     public Task PingAsync(CancellationToken cancellationToken) => database.PingAsync().WaitAsync(cancellationToken);
+
+    /// <inheritdoc/>
+    /// <remarks>No connection (commands fail fast while the multiplexer reconnects), no answer in time, or a server that is
+    /// still loading its data after a restart.</remarks>
+    public bool IsUnavailable(Exception exception) => exception switch
+    {
+        RedisConnectionException or RedisTimeoutException => true,
+        RedisServerException server => server.Message.StartsWith("LOADING", StringComparison.Ordinal)
+            || server.Message.StartsWith("BUSY", StringComparison.Ordinal)
+            || server.Message.StartsWith("MASTERDOWN", StringComparison.Ordinal)
+            || server.Message.StartsWith("TRYAGAIN", StringComparison.Ordinal),
+        _ => false,
+    };
 
     /// <summary>Wakes every waiting <see cref="LeaseAsync"/> with an <see cref="OperationCanceledException"/>, stops taking raw pushes and closes the connections.</summary>
     public async ValueTask DisposeAsync()

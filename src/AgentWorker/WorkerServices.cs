@@ -1,10 +1,13 @@
 using AgentWorker.Configuration;
 using AgentWorker.Core.Agents;
+using AgentWorker.Core.Artifacts;
 using AgentWorker.Core.Execution;
 using AgentWorker.Core.Pipeline;
 using AgentWorker.Core.Queue;
 using AgentWorker.Core.Sandbox;
+using AgentWorker.Core.Sinks;
 using AgentWorker.Core.Workspace;
+using AgentWorker.Orchestration.Worker;
 using AgentWorker.Storage.Postgres;
 using AgentWorker.Storage.Redis;
 using AgentWorker.Storage.Sqlite;
@@ -50,18 +53,29 @@ internal static class WorkerServices
     private static async Task<IJobQueue> OpenRedisAsync(WorkerConfig config, CancellationToken cancellationToken) =>
         await RedisJobQueue.OpenAsync(config.RedisUrl!, config.QueueName, config.Queue, TimeProvider.System, cancellationToken).ConfigureAwait(false);
 
-    /// <summary>The command that runs this binary again, used to start built-in agents as child processes.</summary>
+    /// <summary>
+    /// The command that runs this binary again, used to start built-in agents as child processes (inside the sandbox,
+    /// which shows agents only the app's own directory and /usr). The app host when it sits in that directory (build
+    /// output, publish, single file); otherwise the dotnet host with the app's dll: a `dotnet tool` shim lives in
+    /// ~/.dotnet/tools, and `dotnet agent-worker.dll` runs under the host itself.
+    /// </summary>
     public static IReadOnlyList<string> SelfCommand()
     {
         var path = Environment.ProcessPath ?? "dotnet";
-        return Path.GetFileNameWithoutExtension(path) == "agent-worker" ? [path] : [path, typeof(WorkerServices).Assembly.Location];
+        if (Path.GetFileNameWithoutExtension(path) == "agent-worker" && Path.GetDirectoryName(path) == AppContext.BaseDirectory.TrimEnd('/'))
+            return [path];
+        var host = Path.GetFileNameWithoutExtension(path) == "dotnet" || !AgentVariables().TryGetValue("DOTNET_ROOT", out var root)
+            ? path
+            : Path.Combine(root, "dotnet");
+        // Assembly.Location would be empty in a single-file build; that one took the branch above.
+        return [host, Path.Combine(AppContext.BaseDirectory, "agent-worker.dll")];
     }
 
     public static AgentRegistry LoadAgents(WorkerConfig config)
     {
         try
         {
-            return AgentRegistry.Load(config.AgentsFile, SelfCommand());
+            return AgentRegistry.Load(config.AgentsFile, SelfCommand(), Integrations.LlmVariables(config));
         }
         catch (AgentRegistryException e)
         {
@@ -81,16 +95,32 @@ internal static class WorkerServices
         services.AddSingleton(config.Pipeline);
         services.AddSingleton(config.Workspace);
         services.AddSingleton<ProcessRunner>();
-        if (runWorkers)
+        var link = config.Orchestration.LinkRequested;
+        if (runWorkers || link)
             services.AddSingleton(CreateSandbox(config));
         services.AddSingleton<WorkspaceManager>();
         services.TryAddSingleton<IJobMetrics, NoJobMetrics>();
+        services.AddSingleton(provider => new BackendHealth(queue, config.Pipeline.Redactor, TimeProvider.System, provider.GetRequiredService<ILogger<BackendHealth>>()));
+        services.AddSingleton<BackendRetry>();
+        services.AddIntegrations(config, agents, runWorkers);
+        services.AddSingleton(new ArtifactStore(config.ArtifactsDir));
+        services.AddSingleton<RunRecorder>();
+        services.AddSingleton(config.Sinks);
+        services.AddSingleton(sp => new SinkSet(config, sp.GetRequiredService<ILoggerFactory>()));
+        services.AddSingleton(sp => CreateNotifier(config, queue, sp.GetRequiredService<SinkSet>(), sp.GetRequiredService<ILoggerFactory>()));
+        // Before the pool: hosts stop services in reverse order, so deliveries drain after the last job ended.
+        services.AddHostedService<SinkDrainService>();
         services.AddSingleton<JobRunner>();
         if (runWorkers)
             services.AddHostedService<WorkerPool>();
+        if (link)
+            services.AddOrchestratorLink(config.Orchestration.Link, config.Orchestration.Tools);
         services.Configure<HostOptions>(o => o.ShutdownTimeout = config.Pipeline.ShutdownGrace + TimeSpan.FromSeconds(15));
         return services;
     }
+
+    public static JobNotifier CreateNotifier(WorkerConfig config, IJobQueue queue, SinkSet sinks, ILoggerFactory loggers) =>
+        new(queue, sinks.Sinks, config.Sinks, TimeProvider.System, loggers.CreateLogger<JobNotifier>());
 
     /// <summary>
     /// The configured sandbox. Bubblewrap that cannot run here stops startup with a message that says how to fix it;
@@ -127,7 +157,13 @@ internal static class WorkerServices
         logging.SetMinimumLevel(level);
         logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         logging.AddFilter("Microsoft.Hosting.Lifetime", level > LogLevel.Information ? level : LogLevel.Information);
-        var json = config.LogFormat == "json" || (config.LogFormat == "auto" && Console.IsOutputRedirected);
+        var toFile = config.LogOutput is not ("stdout" or "stderr");
+        if (toFile)
+            Console.SetOut(OpenLogFile(config));
+        // Everything to stderr, or nothing (the console logger splits by level otherwise).
+        logging.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = config.LogOutput == "stderr" ? LogLevel.Trace : LogLevel.None);
+        var terminal = config.LogOutput == "stderr" ? !Console.IsErrorRedirected : !toFile && !Console.IsOutputRedirected;
+        var json = config.LogFormat == "json" || (config.LogFormat == "auto" && !terminal);
         if (json)
         {
             logging.AddJsonConsole(o =>
@@ -144,9 +180,22 @@ internal static class WorkerServices
                 o.IncludeScopes = true;
                 o.SingleLine = true;
                 o.TimestampFormat = "HH:mm:ss ";
-                o.ColorBehavior = LoggerColorBehavior.Default;
+                o.ColorBehavior = terminal ? LoggerColorBehavior.Default : LoggerColorBehavior.Disabled;
             });
         }
         return logging;
+    }
+
+    /// <summary>--log-output PATH: the console logger writes to stdout, so stdout becomes the file (appended).</summary>
+    private static StreamWriter OpenLogFile(WorkerConfig config)
+    {
+        try
+        {
+            return new StreamWriter(new FileStream(config.LogOutput, FileMode.Append, FileAccess.Write, FileShare.ReadWrite)) { AutoFlush = true };
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw config.Values.Invalid(Settings.LogOutput, $"cannot open {config.LogOutput}: {e.Message}");
+        }
     }
 }

@@ -759,6 +759,19 @@ public abstract class JobQueueContractTests : IAsyncLifetime
         Assert.Equal(all.Take(2), await queue.ReadEventsAsync("job-1", 0, 2, Token));
     }
 
+    [Fact]
+    public async Task AppendEventsAsync_EveryKind_ReadsBackAsThatKind()
+    {
+        var queue = await OpenAsync(NewFakeTime());
+        await queue.EnqueueAsync(Spec("job-1"), Token);
+        NewJobEvent[] appended = [.. Enum.GetValues<JobEventKind>().Select(kind => new NewJobEvent(kind, $"a {kind} event"))];
+
+        await queue.AppendEventsAsync("job-1", 0, appended, Token);
+
+        var read = await queue.ReadEventsAsync("job-1", 0, 100, Token);
+        Assert.Equal(appended, read.Where(e => e.Message.StartsWith("a ", StringComparison.Ordinal)).Select(e => new NewJobEvent(e.Kind, e.Message, e.Stream)));
+    }
+
     /// <summary>
     /// Returns once the leases already waiting on <paramref name="queue"/> have looked for work (and found none), so
     /// what is enqueued next can only reach them by a wake-up: a lease that looks behind them finds nothing either.

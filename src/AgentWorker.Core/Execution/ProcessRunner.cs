@@ -31,6 +31,7 @@ public sealed class ProcessRunner(TimeProvider timeProvider)
         var startInfo = new ProcessStartInfo(SetsidPath)
         {
             WorkingDirectory = launch.WorkingDirectory,
+            UserName = launch.UserName,
             RedirectStandardInput = true,
             RedirectStandardOutput = true,
             RedirectStandardError = true,

@@ -1,12 +1,16 @@
 namespace AgentWorker.Core.Execution;
 
-/// <summary>A child process to run: argv (no shell), working directory, the complete environment, and limits.</summary>
+/// <summary>
+/// A child process to run: argv (no shell), working directory, the complete environment, and limits;
+/// <see cref="UserName"/> is the host user it starts as (a root worker's sandbox launcher), null for the worker's own.
+/// </summary>
 public sealed record ProcessSpec(
     IReadOnlyList<string> Argv,
     string WorkingDirectory,
     IReadOnlyDictionary<string, string> Environment,
     TimeSpan Timeout,
-    long MaxOutputBytes);
+    long MaxOutputBytes,
+    string? UserName = null);
 
 public enum ProcessEnd { Exited, TimedOut, Cancelled }
 

@@ -10,6 +10,9 @@ public enum JobEventKind
     [JsonStringEnumMemberName("progress")] Progress,
     [JsonStringEnumMemberName("finding")] Finding,
     [JsonStringEnumMemberName("artifact")] Artifact,
+
+    /// <summary>A delivery to a result sink (webhook, results table): one event per try, the message a JSON <c>DeliveryRecord</c>.</summary>
+    [JsonStringEnumMemberName("sink")] Sink,
 }
 
 public static class JobEventKinds
@@ -22,6 +25,7 @@ public static class JobEventKinds
         JobEventKind.Progress => "progress",
         JobEventKind.Finding => "finding",
         JobEventKind.Artifact => "artifact",
+        JobEventKind.Sink => "sink",
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown event kind"),
     };
 
@@ -34,6 +38,7 @@ public static class JobEventKinds
             "progress" => JobEventKind.Progress,
             "finding" => JobEventKind.Finding,
             "artifact" => JobEventKind.Artifact,
+            "sink" => JobEventKind.Sink,
             _ => null,
         };
         kind = known ?? default;

@@ -16,6 +16,7 @@ public sealed class BubblewrapSandbox : ISandbox
 {
     public const string InsideWorkspace = "/workspace";
     public const string InsideHome = "/home/agent";
+    public const string InsideArtifacts = "/artifacts";
     public const int InsideUid = 65534;
 
     // Sets the rlimits (hard and soft, with the shell's builtin: one exec less than prlimit), joins the control
@@ -48,8 +49,11 @@ public sealed class BubblewrapSandbox : ISandbox
     private readonly IReadOnlyList<(string Source, string Target)> _readOnlyExtras;
     private readonly IReadOnlyList<string> _selfCommand;
 
-    // A root worker hands the agent to an unprivileged host user before bubblewrap starts.
+    // A root worker hands the agent to an unprivileged host user before bubblewrap starts: the process runner starts
+    // the launcher as that user (one exec less than setpriv) when the user has a name and the launcher may join the
+    // run's cgroup v1 groups itself; cgroup v2 only lets the launcher in while it is still root, so setpriv drops there.
     private readonly int? _dropTo;
+    private readonly string? _launchAs;
 
     /// <param name="options">Kind, default limits and the paths to hide.</param>
     /// <param name="cgroups">Where each run gets its control groups (version 0: limits by rlimits only).</param>
@@ -61,16 +65,19 @@ public sealed class BubblewrapSandbox : ISandbox
         _cgroups = cgroups;
         _selfCommand = selfCommand;
         _dropTo = Environment.IsPrivilegedProcess ? options.HostUid : null;
+        _launchAs = _dropTo is { } dropTo && cgroups.Version != 2 ? HostFiles.UserName(dropTo) : null;
         cgroups.SweepEmpty(TimeSpan.FromMinutes(1));
         _readOnlyExtras = [.. readOnlyExtras
             .Where(p => !p.StartsWith("/usr/", StringComparison.Ordinal))
             .Select(p => (_dropTo is { } uid ? HostFiles.ReadableCopy(p, uid, options.HiddenPaths) : p, p))];
         _bwrap = Find("bwrap") ?? throw new SandboxException("bubblewrap (bwrap) is not installed: apt-get install bubblewrap, or run with --sandbox none (no isolation)");
         Directory.CreateDirectory(options.StateDir);
-        _seccompFile = Path.Combine(options.StateDir, "seccomp.bpf");
+        var seccompFile = Path.Combine(options.StateDir, "seccomp.bpf");
         try
         {
-            SeccompFilter.Write(_seccompFile);
+            SeccompFilter.Write(seccompFile);
+            // The launcher opens the filter; started as the sandbox user it cannot reach a private state dir.
+            _seccompFile = _launchAs is null ? seccompFile : HostFiles.PublicCopy(seccompFile);
         }
         catch (Exception e) when (e is DllNotFoundException or InvalidOperationException)
         {
@@ -90,6 +97,11 @@ public sealed class BubblewrapSandbox : ISandbox
         try
         {
             group = _cgroups.Version > 0 ? _cgroups.Create(request.RunId, request.Limits) : null;
+            if (_launchAs is not null && _dropTo is { } joiner)
+            {
+                foreach (var procs in group?.ProcsFiles ?? [])
+                    HostFiles.Chown(procs, joiner);
+            }
             if (request.Network == NetworkMode.McpOnly)
             {
                 // Unix socket paths are limited to 108 bytes; work dir + job id can be longer.
@@ -102,6 +114,8 @@ public sealed class BubblewrapSandbox : ISandbox
             {
                 HostFiles.ChangeOwner(request.Workspace, uid);
                 HostFiles.ChangeOwner(request.Home, uid);
+                if (request.Artifacts is { } artifacts && !IsUnder(artifacts, request.Workspace))
+                    HostFiles.ChangeOwner(artifacts, uid);
             }
             return new Run(this, request, group, forwarder);
         }
@@ -156,6 +170,8 @@ public sealed class BubblewrapSandbox : ISandbox
         foreach (var (source, target) in _readOnlyExtras)
             args.AddRange(["--ro-bind", source, target]);
         args.AddRange(["--bind", request.Workspace, InsideWorkspace, "--bind", request.Home, InsideHome]);
+        if (request.Artifacts is { } artifacts && !IsUnder(artifacts, request.Workspace))
+            args.AddRange(["--bind", artifacts, InsideArtifacts]);
         if (forwarder is not null)
             args.AddRange(["--bind", forwarder.SocketPath, McpForwarder.InsideSocket]);
         // Whatever of the worker's own state lies under a visible directory is covered up.
@@ -192,6 +208,13 @@ public sealed class BubblewrapSandbox : ISandbox
         public override string HomePath => InsideHome;
         public override string TmpPath => "/tmp";
 
+        public override string? ArtifactsPath => request.Artifacts switch
+        {
+            null => null,
+            var artifacts when IsUnder(artifacts, request.Workspace) => InsideWorkspace + artifacts[request.Workspace.Length..],
+            _ => InsideArtifacts,
+        };
+
         public override string? McpUrl(string? jobMcpUrl) => forwarder?.InsideUrl ?? jobMcpUrl;
 
         public override string ToHostPath(string insidePath) =>
@@ -214,13 +237,13 @@ public sealed class BubblewrapSandbox : ISandbox
                 ? agent.Argv
                 : [.. sandbox._selfCommand, "sandbox", "forward", "--port", forwarder.InsidePort.ToString(CultureInfo.InvariantCulture), "--socket", McpForwarder.InsideSocket, "--", .. agent.Argv];
             argv.Add("--");
-            if (sandbox._dropTo is { } uid)
+            if (sandbox._launchAs is null && sandbox._dropTo is { } uid)
             {
                 var id = uid.ToString(CultureInfo.InvariantCulture);
                 argv.AddRange(["setpriv", $"--reuid={id}", $"--regid={id}", "--clear-groups", "--"]);
             }
             argv.AddRange([sandbox._bwrap, .. sandbox.BubblewrapArguments(request, forwarder), "--", .. inside]);
-            return agent with { Argv = argv, WorkingDirectory = request.Workspace };
+            return agent with { Argv = argv, WorkingDirectory = request.Workspace, UserName = sandbox._launchAs };
         }
 
         public override void KillAll() => group?.KillAll();

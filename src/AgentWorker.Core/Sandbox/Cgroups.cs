@@ -192,12 +192,14 @@ public sealed class RunGroup(int version, IReadOnlyDictionary<string, string> di
             return new ResourceUsage(
                 ReadLong(dir, "memory.peak"),
                 ReadKey(dir, "cpu.stat", "usage_usec") is { } usec ? usec / 1e6 : null,
-                ReadKey(dir, "memory.events", "oom_kill") > 0);
+                ReadKey(dir, "memory.events", "oom_kill") > 0,
+                ReadKey(dir, "pids.events", "max") > 0);
         }
         return new ResourceUsage(
             ReadLong(dirs["memory"], "memory.max_usage_in_bytes"),
             dirs.TryGetValue("cpuacct", out var cpuacct) && ReadLong(cpuacct, "cpuacct.usage") is { } ns ? ns / 1e9 : null,
-            ReadKey(dirs["memory"], "memory.oom_control", "oom_kill") > 0);
+            ReadKey(dirs["memory"], "memory.oom_control", "oom_kill") > 0,
+            ReadKey(dirs["pids"], "pids.events", "max") > 0);
     }
 
     public void Dispose()
@@ -287,5 +289,5 @@ public sealed class RunGroup(int version, IReadOnlyDictionary<string, string> di
     }
 }
 
-/// <summary>What a run used, read from its control group.</summary>
-public sealed record ResourceUsage(long? PeakMemoryBytes, double? CpuSeconds, bool OutOfMemoryKilled);
+/// <summary>What a run used, read from its control group. <paramref name="PidsLimitHit"/>: a fork failed at the pids limit.</summary>
+public sealed record ResourceUsage(long? PeakMemoryBytes, double? CpuSeconds, bool OutOfMemoryKilled, bool PidsLimitHit = false);

@@ -74,7 +74,33 @@ internal static partial class HostFiles
         return test.ExitCode == 0;
     }
 
-    private static void Chown(string path, int uid)
+    /// <summary>
+    /// A world-readable copy of <paramref name="file"/> under /var/lib/agent-worker, named by its content (so workers
+    /// of different versions never swap each other's files), for a sandbox user that cannot read where it lies.
+    /// </summary>
+    public static string PublicCopy(string file)
+    {
+        var content = File.ReadAllBytes(file);
+        var target = Path.Combine(CopyRoot, $"{Path.GetFileNameWithoutExtension(file)}-{Convert.ToHexStringLower(SHA256.HashData(content))[..16]}{Path.GetExtension(file)}");
+        if (File.Exists(target))
+            return target;
+        Directory.CreateDirectory(CopyRoot);
+        var staging = $"{target}.{Environment.ProcessId}.tmp";
+        File.WriteAllBytes(staging, content);
+        File.SetUnixFileMode(staging, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+        File.Move(staging, target, overwrite: true);
+        return target;
+    }
+
+    /// <summary>The login name of <paramref name="uid"/>, or null when the host has none (the process runner starts users by name).</summary>
+    public static string? UserName(int uid)
+    {
+        var entry = Native.GetPasswordEntry((uint)uid);
+        return entry == IntPtr.Zero ? null : Marshal.PtrToStringUTF8(Marshal.ReadIntPtr(entry));
+    }
+
+    /// <summary>Gives one file or link (not what it points to) to <paramref name="uid"/>, group too.</summary>
+    public static void Chown(string path, int uid)
     {
         if (Native.LChown(path, uid, uid) != 0)
             throw new IOException($"cannot give {path} to uid {uid} (errno {Marshal.GetLastPInvokeError()})");
@@ -84,5 +110,9 @@ internal static partial class HostFiles
     {
         [LibraryImport("libc", EntryPoint = "lchown", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
         public static partial int LChown(string path, int uid, int gid);
+
+        // Called once per sandbox, at start-up: the static buffer getpwuid returns is read before anyone else can call it.
+        [LibraryImport("libc", EntryPoint = "getpwuid")]
+        public static partial IntPtr GetPasswordEntry(uint uid);
     }
 }

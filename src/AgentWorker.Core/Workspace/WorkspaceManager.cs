@@ -12,6 +12,9 @@ namespace AgentWorker.Core.Workspace;
 public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRunner runner, ILogger<WorkspaceManager> logger)
 {
     private const string LockName = ".agent-worker.lock";
+
+    /// <summary>The artifacts folder of a job without a repository, relative to its working directory.</summary>
+    public const string EmptyWorkspaceArtifacts = "screenshots";
     private static readonly TimeSpan UnlockedGrace = TimeSpan.FromMinutes(1);
     private readonly GitClient _git = new(options, runner);
 
@@ -19,15 +22,29 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
 
     public async Task<JobWorkspace> CreateAsync(JobSpec job, CancellationToken cancellationToken)
     {
-        Directory.CreateDirectory(options.WorkDir);
-        var root = Path.Combine(options.WorkDir, $"{SafeName(job.Id)}-{Path.GetRandomFileName().Replace(".", "", StringComparison.Ordinal)}");
-        Directory.CreateDirectory(root);
-        var workspace = new JobWorkspace(root, new FileStream(Path.Combine(root, LockName), FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None));
+        // A job without a repository (tasks table) gets a fresh directory whose screenshots/ is its artifacts folder, as the
+        // seed's run_task.py expects; a clone keeps its artifacts beside the repository, out of what apply mode commits.
+        var workspace = Open(job.Id, artifactsInRepo: job.Repo.IsEmpty);
         try
         {
             Directory.CreateDirectory(workspace.HomeDir);
-            await _git.CloneAsync(job.Repo, workspace.RepoDir, workspace.HomeDir, cancellationToken).ConfigureAwait(false);
+            if (!job.Repo.IsEmpty)
+            {
+                var repo = job.Repo;
+                // A branch to be created does not exist yet: start from the commit, else the remote's default branch.
+                if (job.Mode == JobMode.Apply && job.CreateBranch && repo.Branch is { } branch
+                    && !await _git.RemoteHasBranchAsync(repo.Url, branch, workspace.HomeDir, cancellationToken).ConfigureAwait(false))
+                {
+                    workspace.BranchExists = false;
+                    repo = repo with { Branch = null };
+                }
+                await _git.CloneAsync(repo, workspace.RepoDir, workspace.HomeDir, cancellationToken).ConfigureAwait(false);
+            }
+            Directory.CreateDirectory(workspace.RepoDir);
+            Directory.CreateDirectory(workspace.ArtifactsDir);
             CheckLimits(workspace.RepoDir);
+            if (!job.Repo.IsEmpty)
+                workspace.BaseCommit = await SnapshotAsync(workspace, cancellationToken).ConfigureAwait(false);
             return workspace;
         }
         catch
@@ -35,6 +52,24 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
             workspace.Dispose();
             throw;
         }
+    }
+
+    /// <summary>A directory like a job's but with an empty <see cref="JobWorkspace.RepoDir"/> instead of a clone (tool runs); swept the same way.</summary>
+    public JobWorkspace CreateEmpty(string id)
+    {
+        var workspace = Open(id);
+        Directory.CreateDirectory(workspace.HomeDir);
+        Directory.CreateDirectory(workspace.RepoDir);
+        return workspace;
+    }
+
+    private JobWorkspace Open(string id, bool artifactsInRepo = false)
+    {
+        Directory.CreateDirectory(options.WorkDir);
+        var root = Path.Combine(options.WorkDir, $"{SafeName(id)}-{Path.GetRandomFileName().Replace(".", "", StringComparison.Ordinal)}");
+        Directory.CreateDirectory(root);
+        return new JobWorkspace(root, new FileStream(Path.Combine(root, LockName), FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None),
+            artifactsInRepo ? Path.Combine(root, "repo", EmptyWorkspaceArtifacts) : Path.Combine(root, "artifacts"));
     }
 
     /// <summary>Removes workspaces left behind by workers that died. Returns how many were removed.</summary>
@@ -111,11 +146,26 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
 }
 
 /// <summary>A job attempt's directory: <see cref="RepoDir"/> is the clone the agent works in. Disposing removes it all.</summary>
-public sealed class JobWorkspace(string root, FileStream lockFile) : IDisposable
+public sealed class JobWorkspace(string root, FileStream lockFile, string artifactsDir) : IDisposable
 {
     public string Root { get; } = root;
     public string RepoDir => Path.Combine(Root, "repo");
     public string HomeDir => Path.Combine(Root, "home");
+
+    /// <summary>Where the agent leaves files to keep (uploaded to the artifact store after the run).</summary>
+    public string ArtifactsDir { get; } = artifactsDir;
+
+    /// <summary>
+    /// The worker's copy of the clone's repository, taken before the agent runs and out of its reach: git after the run
+    /// reads only this one, never the agent-writable <c>repo/.git</c> (its config could name commands to run).
+    /// </summary>
+    public string GitDir => Path.Combine(Root, "git");
+
+    /// <summary>The commit the clone checked out.</summary>
+    public string BaseCommit { get; internal set; } = "";
+
+    /// <summary>False when an apply-mode job's branch did not exist on the remote yet (it is created by the push).</summary>
+    public bool BranchExists { get; internal set; } = true;
 
     /// <summary>The sandbox's own files for this attempt (stub /etc files); TMPDIR of an unsandboxed run.</summary>
     public string SandboxDir => Path.Combine(Root, "sandbox");

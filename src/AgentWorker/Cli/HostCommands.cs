@@ -13,6 +13,7 @@ internal static class HostCommands
             var agents = context.LoadAgents();
             await using var queue = await context.OpenQueueAsync(cancellationToken);
             await using var app = HttpHost.Build(config, queue, agents);
+            var link = app.Services.GetService<Orchestration.Worker.OrchestratorLink>();
             try
             {
                 await app.RunAsync();
@@ -21,7 +22,7 @@ internal static class HostCommands
             {
                 throw new CliException($"cannot listen on {config.ListenAddress}:{config.Port}: {e.Message}");
             }
-            return ExitCodes.Ok;
+            return LinkOutcome(link);
         });
 
     public static Command Run(CommandAction action)
@@ -37,14 +38,34 @@ internal static class HostCommands
                     throw new Configuration.ConfigException("invalid option --timeout: must be from 1 to 3600 seconds");
                 config = config with { Pipeline = config.Pipeline with { LeaseWait = TimeSpan.FromSeconds(seconds) } };
             }
-            var agents = context.LoadAgents();
-            await using var queue = await context.OpenQueueAsync(cancellationToken);
-            var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true, Args = [] });
-            builder.Logging.AddWorkerLogging(config);
-            builder.Services.AddAgentWorker(config, queue, agents, runWorkers: true);
-            using var host = builder.Build();
-            await host.RunAsync();
-            return ExitCodes.Ok;
+            return await RunWorkersAsync(context, config, cancellationToken);
         });
     }
+
+    /// <summary>`tasks-poller`: the CUA seed's worker — `run` with the postgres-tasks intake.</summary>
+    public static Command TasksPoller(CommandAction action) =>
+        new Command("tasks-poller", "Run the tasks table in POSTGRES_URL for AGENT_ID with DEFAULT_AGENT (worker slots, no HTTP); same as `run --intake postgres-tasks`.")
+            .WithAction(action, (context, cancellationToken) =>
+            {
+                context.Fix(Configuration.Settings.Intake, Configuration.IntegrationConfig.TasksIntake);
+                return RunWorkersAsync(context, context.Config, cancellationToken);
+            });
+
+    /// <summary>`run`, and `connect` (which adds the orchestrator link): worker slots in a plain host until SIGTERM.</summary>
+    public static async Task<int> RunWorkersAsync(CommandContext context, Configuration.WorkerConfig config, CancellationToken cancellationToken)
+    {
+        var agents = context.LoadAgents();
+        await using var queue = await context.OpenQueueAsync(cancellationToken);
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true, Args = [] });
+        builder.Logging.AddWorkerLogging(config);
+        builder.Services.AddAgentWorker(config, queue, agents, runWorkers: true);
+        using var host = builder.Build();
+        var link = host.Services.GetService<Orchestration.Worker.OrchestratorLink>();
+        await host.RunAsync();
+        return LinkOutcome(link);
+    }
+
+    /// <summary>A link that gave up on its orchestrator (--reconnect-max-attempts) makes the process fail.</summary>
+    private static int LinkOutcome(Orchestration.Worker.OrchestratorLink? link) =>
+        link?.GaveUp is { } why ? throw new CliException(why) : ExitCodes.Ok;
 }

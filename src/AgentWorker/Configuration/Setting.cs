@@ -6,7 +6,7 @@ internal sealed record Setting(string Key, string Flag, string[] Env, string? De
 /// <summary>Every setting the worker reads. The one place that names flags, environment variables and defaults.</summary>
 internal static class Settings
 {
-    public static readonly Setting ConfigFile = new("config", "--config", ["AGENT_WORKER_CONFIG"], null, "YAML file with settings (keys as in `config show`).");
+    public static readonly Setting ConfigFile = new("config", "--config", ["AGENT_WORKER_CONFIG", "WORKER_CONFIG"], null, "YAML file with settings (keys as in `config show`); ~/.config/agent-worker/config.yaml is read when it exists.");
     public static readonly Setting DataDir = new("dataDir", "--data-dir", ["AGENT_WORKER_DATA"], "./.agent-worker", "Directory of the embedded SQLite queue.");
     public static readonly Setting Backend = new("backend", "--backend", ["AGENT_WORKER_BACKEND"], null, "Queue backend: sqlite, redis or postgres (default: redis when REDIS_URL is set, postgres when POSTGRES_URL is, else sqlite).");
     public static readonly Setting RedisUrl = new("redisUrl", "--redis-url", ["REDIS_URL"], null, "Redis connection (redis://[user:pass@]host:port[/db]).", Secret: true);
@@ -41,8 +41,55 @@ internal static class Settings
     public static readonly Setting SandboxFileSizeMb = new("sandboxFileSizeMb", "--sandbox-file-size-mb", ["SANDBOX_FILE_SIZE_MB"], "1024", "Largest file an agent may write (RLIMIT_FSIZE).");
     public static readonly Setting SandboxOpenFiles = new("sandboxOpenFiles", "--sandbox-open-files", ["SANDBOX_OPEN_FILES"], "1024", "Open files per agent process (RLIMIT_NOFILE).");
     public static readonly Setting SandboxUid = new("sandboxUid", "--sandbox-uid", ["SANDBOX_UID"], "65534", "Host uid (and gid) agents run as when the worker is root.");
-    public static readonly Setting LogLevel = new("logLevel", "--log-level", ["LOG_LEVEL"], "info", "trace, debug, info, warn, error.");
-    public static readonly Setting LogFormat = new("logFormat", "--log-format", ["LOG_FORMAT"], "auto", "json, text, or auto (text on a terminal, JSON otherwise).");
+    public static readonly Setting LogLevel = new("logLevel", "--log-level", ["LOG_LEVEL", "WORKER_LOG_LEVEL"], "info", "trace, debug, info, warn, error.");
+    public static readonly Setting LogFormat = new("logFormat", "--log-format", ["LOG_FORMAT", "WORKER_LOG_FORMAT"], "auto", "json, text, or auto (text on a terminal, JSON otherwise).");
+    public static readonly Setting LogOutput = new("logOutput", "--log-output", ["LOG_OUTPUT", "WORKER_LOG_OUTPUT"], "stdout", "Where logs go: stdout, stderr, or a file path (appended).");
+
+    // Orchestrator link (`connect`, `serve --orchestrator-addr`) and the tool set; names and defaults of the Go tool worker.
+    public static readonly Setting OrchestratorAddr = new("orchestratorAddr", "--orchestrator-addr", ["WORKER_ORCHESTRATOR_ADDR"], "unix:///tmp/agent-worker-grpc.sock", "Orchestrator gRPC address: unix:///PATH or http://HOST:PORT. `serve`/`run` link to it only when set.");
+    public static readonly Setting WorkerName = new("name", "--name", ["WORKER_NAME"], null, "Worker name the orchestrator knows this worker by (default worker-<hostname>).");
+    public static readonly Setting DialTimeout = new("dialTimeout", "--dial-timeout", ["WORKER_DIAL_TIMEOUT"], "30s", "Timeout for connecting to the orchestrator (e.g. 30s, 1m).");
+    public static readonly Setting RpcTimeout = new("rpcTimeout", "--rpc-timeout", ["WORKER_RPC_TIMEOUT"], "10s", "Timeout of each register, heartbeat and unregister call.");
+    public static readonly Setting MaxRecvMsgSize = new("maxRecvMsgSize", "--max-recv-msg-size", ["WORKER_MAX_RECV_MSG_SIZE"], "104857600", "Largest gRPC message received, in bytes (worker and orchestrator).");
+    public static readonly Setting MaxSendMsgSize = new("maxSendMsgSize", "--max-send-msg-size", ["WORKER_MAX_SEND_MSG_SIZE"], "104857600", "Largest gRPC message sent, in bytes; task output is sent in chunks below it.");
+    public static readonly Setting ReconnectInterval = new("reconnectInterval", "--reconnect-interval", ["WORKER_RECONNECT_INTERVAL"], "5s", "Wait between connection attempts.");
+    public static readonly Setting ReconnectMaxAttempts = new("reconnectMaxAttempts", "--reconnect-max-attempts", ["WORKER_RECONNECT_MAX_ATTEMPTS"], "0", "Failed connection attempts in a row before exiting non-zero (0 = retry forever).");
+    public static readonly Setting HeartbeatInterval = new("heartbeatInterval", "--heartbeat-interval", ["WORKER_HEARTBEAT_INTERVAL"], "30s", "Interval between heartbeats to the orchestrator (not the lease heartbeat, --heartbeat-seconds).");
+    public static readonly Setting MaxConcurrentTasks = new("maxConcurrentTasks", "--max-concurrent-tasks", ["WORKER_MAX_CONCURRENT_TASKS"], "4", "Orchestrator tasks run at once.");
+    public static readonly Setting CancelGrace = new("cancelGrace", "--cancel-grace", ["WORKER_CANCEL_GRACE"], "5s", "How long a task cancelled without force (or at shutdown) may finish before it is killed.");
+    public static readonly Setting Tools = new("tools", "--tools", ["WORKER_TOOLS"], "file_read,file_write,file_edit,grep,find,list,fetch_url,web_search", "Tools this worker offers (comma-separated). Per-tool limits: the `tools:` section of the config file.");
+    public static readonly Setting ToolWorkspaces = new("toolWorkspaces", "--tool-workspaces", ["WORKER_TOOL_WORKSPACES"], null, "Directory whose subdirectories are the workspaces tool tasks name (default <data-dir>/workspaces).");
+    public static readonly Setting WebAllow = new("webAllow", "--web-allow", ["WORKER_WEB_ALLOW"], null, "Addresses web tools may reach although loopback/private/link-local: IPs, CIDRs or IP:PORT, comma-separated.");
+    public static readonly Setting WebSearchUrl = new("webSearchUrl", "--web-search-url", ["WORKER_WEB_SEARCH_URL"], null, "Search API for web_search, with {query} (and optionally {count}), e.g. https://searx.example/search?format=json&q={query}.");
+
+    // Seed integrations: tasks-table intake, S3 artifacts, instance allocator, llm agent.
+    public static readonly Setting Intake = new("intake", "--intake", ["AGENT_WORKER_INTAKE"], "http", "Extra job source: http (API and queue only) or postgres-tasks (run the tasks table in POSTGRES_URL; the queue then defaults to sqlite).");
+    public static readonly Setting AgentId = new("agentId", "--agent-id", ["AGENT_ID"], null, "Tasks-table mode: whose tasks to run. Also names artifact keys agent<AGENT_ID>/screenshots/<uuid>.<ext>.");
+    public static readonly Setting PollInterval = new("pollIntervalSeconds", "--poll-interval", ["POLL_INTERVAL_SECONDS"], "5", "Tasks-table mode: seconds between polls and between heartbeat progress rows.");
+    public static readonly Setting RunTaskTimeout = new("runTaskTimeoutSeconds", "--run-task-timeout", ["RUN_TASK_TIMEOUT_SECONDS"], "300", "Tasks-table mode: agent timeout per task in seconds.");
+    public static readonly Setting MinioEndpoint = new("minioEndpoint", "--minio-endpoint", ["MINIO_ENDPOINT"], null, "S3-compatible server for artifacts (host:port or URL); unset = artifacts are listed, not stored.");
+    public static readonly Setting MinioAccessKey = new("minioAccessKey", "--minio-access-key", ["MINIO_ACCESS_KEY"], null, "Access key for MINIO_ENDPOINT.");
+    public static readonly Setting MinioSecretKey = new("minioSecretKey", "--minio-secret-key", ["MINIO_SECRET_KEY"], null, "Secret key for MINIO_ENDPOINT.", Secret: true);
+    public static readonly Setting MinioSecure = new("minioSecure", "--minio-secure", ["MINIO_SECURE"], "false", "HTTPS to MINIO_ENDPOINT (true/false/1/0/yes/no).");
+    public static readonly Setting MinioBucket = new("minioBucket", "--minio-bucket", ["MINIO_BUCKET"], "screenshots", "Bucket artifacts go to (created when missing).");
+    public static readonly Setting AllocatorApiUrl = new("allocatorApiUrl", "--allocator-api-url", ["ALLOCATOR_API_URL"], null, "Instance allocator: POST /borrow before each attempt, POST /return after it; unset = none.");
+    public static readonly Setting LlmApiKey = new("llmApiKey", "--llm-api-key", ["OPENROUTER_API_KEY", "LLM_API_KEY"], null, "API key of the llm agent's endpoint; handed to that agent only.", Secret: true);
+    public static readonly Setting LlmBaseUrl = new("llmBaseUrl", "--llm-base-url", ["LLM_BASE_URL"], "https://openrouter.ai/api/v1", "OpenAI-compatible endpoint of the llm agent (…/chat/completions is appended).");
+    public static readonly Setting LlmModel = new("llmModel", "--llm-model", ["LLM_MODEL"], "openai/gpt-4o-mini", "Model of the llm agent unless the job names one (job field `model`).");
+    // Integrations: git remotes and apply-mode commits, artifacts, result sinks (webhooks, results table).
+    public static readonly Setting GitSshKey = new("gitSshKey", "--git-ssh-key", ["GIT_SSH_KEY_FILE"], null, "Private key file for SSH remotes (clone and push); hidden from agents.");
+    public static readonly Setting GitSshKnownHosts = new("gitSshKnownHosts", "--git-ssh-known-hosts", ["GIT_SSH_KNOWN_HOSTS"], null, "known_hosts file for SSH remotes (default: ~/.ssh/known_hosts of the worker's user).");
+    public static readonly Setting GitSshStrictHostKeyChecking = new("gitSshStrictHostKeyChecking", "--git-ssh-strict-host-key-checking", ["GIT_SSH_STRICT_HOST_KEY_CHECKING"], "yes", "yes (unknown host keys are refused) or accept-new (trust a host's first key).");
+    public static readonly Setting GitAuthorName = new("gitAuthorName", "--git-author-name", ["GIT_AUTHOR_NAME"], "AgentWorker", "Author and committer name of apply-mode commits.");
+    public static readonly Setting GitAuthorEmail = new("gitAuthorEmail", "--git-author-email", ["GIT_AUTHOR_EMAIL"], "agent-worker@localhost", "Author and committer email of apply-mode commits.");
+    public static readonly Setting MaxArtifactMb = new("maxArtifactMb", "--max-artifact-mb", ["MAX_ARTIFACT_MB"], "100", "Agent-reported artifacts kept per attempt (the diff is always kept).");
+    public static readonly Setting WebhookUrl = new("webhookUrl", "--webhook-url", ["WEBHOOK_URL"], null, "URL(s), comma-separated, that get every job state change as signed JSON.", Secret: true);
+    public static readonly Setting WebhookSecret = new("webhookSecret", "--webhook-secret", ["WEBHOOK_SECRET"], null, "Key of the webhooks' HMAC-SHA256 signature (at least 16 characters; required with --webhook-url).", Secret: true);
+    public static readonly Setting ResultsTable = new("resultsTable", "--results-table", ["RESULTS_TABLE"], null, "PostgreSQL table that gets a row per finished job, e.g. audit_results (created when missing).");
+    public static readonly Setting ResultsPostgresUrl = new("resultsPostgresUrl", "--results-postgres-url", ["RESULTS_POSTGRES_URL"], null, "Database of the results table (default: POSTGRES_URL).", Secret: true);
+    public static readonly Setting SinkMaxAttempts = new("sinkMaxAttempts", "--sink-max-attempts", ["SINK_MAX_ATTEMPTS"], "6", "Tries per webhook or results-table delivery.");
+    public static readonly Setting SinkRetryBaseDelay = new("sinkRetryBaseDelaySeconds", "--sink-retry-base-delay", ["SINK_RETRY_BASE_DELAY_SECONDS"], "1", "Wait before a delivery's first retry; doubles per retry, with jitter.");
+    public static readonly Setting SinkTimeout = new("sinkTimeoutSeconds", "--sink-timeout", ["SINK_TIMEOUT_SECONDS"], "10", "Longest one delivery try may take.");
 
     public static readonly IReadOnlyList<Setting> All =
     [
@@ -50,5 +97,11 @@ internal static class Settings
         AgentsFile, DefaultAgent, JobTimeout, LeaseSeconds, HeartbeatSeconds, RetryBaseDelay, ShutdownGrace,
         MaxRepoSizeMb, MaxRepoFiles, MaxOutputBytes, GitToken, GitTokenHost, Sandbox, SandboxMemoryMb, SandboxPids, SandboxCpus,
         SandboxTmpMb, SandboxFileSizeMb, SandboxOpenFiles, SandboxUid, LogLevel, LogFormat,
+        LogOutput, OrchestratorAddr, WorkerName, DialTimeout, RpcTimeout, MaxRecvMsgSize, MaxSendMsgSize, ReconnectInterval, ReconnectMaxAttempts,
+        HeartbeatInterval, MaxConcurrentTasks, CancelGrace, Tools, ToolWorkspaces, WebAllow, WebSearchUrl,
+        Intake, AgentId, PollInterval, RunTaskTimeout, MinioEndpoint, MinioAccessKey, MinioSecretKey, MinioSecure, MinioBucket,
+        AllocatorApiUrl, LlmApiKey, LlmBaseUrl, LlmModel,
+        GitSshKey, GitSshKnownHosts, GitSshStrictHostKeyChecking, GitAuthorName, GitAuthorEmail, MaxArtifactMb,
+        WebhookUrl, WebhookSecret, ResultsTable, ResultsPostgresUrl, SinkMaxAttempts, SinkRetryBaseDelay, SinkTimeout,
     ];
 }

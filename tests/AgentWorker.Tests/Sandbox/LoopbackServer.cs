@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
@@ -15,6 +16,7 @@ internal sealed class LoopbackServer : IAsyncDisposable
     private readonly byte[] _reply;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _loop;
+    private readonly ConcurrentQueue<string> _requestLines = new();
     private int _connections;
 
     private LoopbackServer(Socket socket, string reply)
@@ -28,6 +30,9 @@ internal sealed class LoopbackServer : IAsyncDisposable
 
     public int Connections => Volatile.Read(ref _connections);
 
+    /// <summary>The first line of every request received (e.g. <c>GET /path HTTP/1.1</c>).</summary>
+    public IReadOnlyList<string> RequestLines => [.. _requestLines];
+
     /// <summary>Answers every connection with <paramref name="reply"/> as it is (a banner).</summary>
     public static LoopbackServer Tcp(string reply)
     {
@@ -40,6 +45,10 @@ internal sealed class LoopbackServer : IAsyncDisposable
     /// <summary>Answers every request with a 200 whose body is <paramref name="body"/>: enough of an MCP server for a GET.</summary>
     public static LoopbackServer Http(string body) =>
         Tcp($"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {Encoding.ASCII.GetByteCount(body)}\r\nConnection: close\r\n\r\n{body}");
+
+    /// <summary>Answers every request with a 302 to <paramref name="location"/>.</summary>
+    public static LoopbackServer Redirect(string location) =>
+        Tcp($"HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
 
     /// <summary>An abstract unix socket: not a file, so only a shared network namespace reaches it.</summary>
     public static LoopbackServer Abstract(string name, string reply)
@@ -86,6 +95,8 @@ internal sealed class LoopbackServer : IAsyncDisposable
                         break;
                     head.AddRange(buffer.AsSpan(0, read));
                 }
+                if (head.Count > 0)
+                    _requestLines.Enqueue(Encoding.ASCII.GetString([.. head]).Split("\r\n")[0]);
             }
             catch (Exception e) when (e is OperationCanceledException or SocketException)
             {
