@@ -8,12 +8,15 @@ namespace AgentWorker.Core.Workspace;
 /// Creates one directory per attempt under WORK_DIR (<c>&lt;job-id&gt;-&lt;random&gt;</c>) holding the clone,
 /// a private HOME for the agent, the sandbox's own files, and a lock file held for the attempt's lifetime. The lock is an
 /// OS file lock, so it vanishes with a crashed worker: a directory whose lock can be taken is stale and swept.
+/// With <see cref="WorkspaceOptions.CloneCache"/> set, clones come from a local mirror (<see cref="MirrorCache"/>);
+/// if that fails for any reason, the clone is made from the remote as without the cache.
 /// </summary>
 public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRunner runner, ILogger<WorkspaceManager> logger)
 {
     private const string LockName = ".agent-worker.lock";
     private static readonly TimeSpan UnlockedGrace = TimeSpan.FromMinutes(1);
     private readonly GitClient _git = new(options, runner);
+    private readonly MirrorCache? _cache = options.CloneCache is { } cache ? new MirrorCache(cache, new GitClient(options, runner), logger) : null;
 
     public string WorkDir => options.WorkDir;
 
@@ -23,7 +26,7 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
         try
         {
             Directory.CreateDirectory(workspace.HomeDir);
-            await _git.CloneAsync(job.Repo, workspace.RepoDir, workspace.HomeDir, cancellationToken).ConfigureAwait(false);
+            await CloneAsync(job, workspace, cancellationToken).ConfigureAwait(false);
             CheckLimits(workspace.RepoDir);
             return workspace;
         }
@@ -32,6 +35,25 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
             workspace.Dispose();
             throw;
         }
+    }
+
+    private async Task CloneAsync(JobSpec job, JobWorkspace workspace, CancellationToken cancellationToken)
+    {
+        if (_cache is not null)
+        {
+            try
+            {
+                await _cache.CloneAsync(job.Repo, workspace.RepoDir, workspace.HomeDir, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+            catch (Exception e) when (e is WorkspaceException or IOException or UnauthorizedAccessException && !cancellationToken.IsCancellationRequested)
+            {
+                // The remote has the last word: a broken mirror, a full disk or a commit only the remote has must not fail the job.
+                LogCacheMissed(logger, job.Id, e.Message);
+                SafeTree.Delete(workspace.RepoDir);
+            }
+        }
+        await _git.CloneAsync(job.Repo, workspace.RepoDir, workspace.HomeDir, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>A directory like a job's but with an empty <see cref="JobWorkspace.RepoDir"/> instead of a clone (tool runs); swept the same way.</summary>
@@ -51,9 +73,13 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
         return new JobWorkspace(root, new FileStream(Path.Combine(root, LockName), FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None));
     }
 
-    /// <summary>Removes workspaces left behind by workers that died. Returns how many were removed.</summary>
+    /// <summary>
+    /// Removes workspaces left behind by workers that died, and (every few minutes) clone cache mirrors unused for too long
+    /// or over the cache's size. Returns how many workspaces were removed.
+    /// </summary>
     public int SweepStale()
     {
+        _cache?.SweepIfDue(DateTime.UtcNow);
         if (!Directory.Exists(options.WorkDir))
             return 0;
         var removed = 0;
@@ -116,6 +142,9 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
         var chars = id.Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' ? c : '_').ToArray();
         return new string(chars, 0, Math.Min(chars.Length, 64));
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Clone cache not used for job {JobId}, cloning from the remote: {Reason}")]
+    private static partial void LogCacheMissed(ILogger logger, string jobId, string reason);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Removed stale workspace {Path}")]
     private static partial void LogSwept(ILogger logger, string path);

@@ -62,6 +62,12 @@ internal static class Settings
     public static readonly Setting WebAllow = new("webAllow", "--web-allow", ["WORKER_WEB_ALLOW"], null, "Addresses web tools may reach although loopback/private/link-local: IPs, CIDRs or IP:PORT, comma-separated.");
     public static readonly Setting WebSearchUrl = new("webSearchUrl", "--web-search-url", ["WORKER_WEB_SEARCH_URL"], null, "Search API for web_search, with {query} (and optionally {count}), e.g. https://searx.example/search?format=json&q={query}.");
 
+    // Clone cache: local bare mirrors that repeat clones are made from.
+    public static readonly Setting CloneCache = new("cloneCache", "--clone-cache", ["CLONE_CACHE"], "on", "Clone from a local mirror of each repository, fetched before every clone (on), or always from the remote (off).");
+    public static readonly Setting CloneCacheDir = new("cloneCacheDir", "--clone-cache-dir", ["CLONE_CACHE_DIR"], null, "Where the clone cache keeps its mirrors (default <data-dir>/clone-cache); several workers may share it.");
+    public static readonly Setting CloneCacheMaxMb = new("cloneCacheMaxMb", "--clone-cache-max-mb", ["CLONE_CACHE_MAX_MB"], "5120", "Clone cache size; above it the least recently used mirrors are removed.");
+    public static readonly Setting CloneCacheMaxAge = new("cloneCacheMaxAge", "--clone-cache-max-age", ["CLONE_CACHE_MAX_AGE"], "168h", "Mirrors unused for this long are removed (e.g. 168h, 30m).");
+
     public static readonly IReadOnlyList<Setting> All =
     [
         ConfigFile, DataDir, Backend, RedisUrl, QueueName, PostgresUrl, PostgresSchema, WorkDir, Port, Host, Workers, ApiKey, RateLimit, MaxQueueDepth, MaxBodyBytes,
@@ -70,5 +76,6 @@ internal static class Settings
         SandboxTmpMb, SandboxFileSizeMb, SandboxOpenFiles, SandboxUid, LogLevel, LogFormat,
         LogOutput, OrchestratorAddr, WorkerName, DialTimeout, RpcTimeout, MaxRecvMsgSize, MaxSendMsgSize, ReconnectInterval, ReconnectMaxAttempts,
         HeartbeatInterval, MaxConcurrentTasks, CancelGrace, Tools, ToolWorkspaces, WebAllow, WebSearchUrl,
+        CloneCache, CloneCacheDir, CloneCacheMaxMb, CloneCacheMaxAge,
     ];
 }

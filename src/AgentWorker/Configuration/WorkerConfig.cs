@@ -81,6 +81,7 @@ internal sealed record WorkerConfig
         if (agentsFile is not null && !File.Exists(agentsFile))
             throw values.Invalid(Settings.AgentsFile, $"file '{agentsFile}' does not exist");
         var orchestration = OrchestrationConfig.Load(values, dataDir);
+        var cloneCache = LoadCloneCache(values, dataDir);
 
         return new WorkerConfig
         {
@@ -121,7 +122,7 @@ internal sealed record WorkerConfig
                 Limits = limits,
                 HostUid = values.GetInt(Settings.SandboxUid, 1, int.MaxValue),
                 StateDir = Path.Combine(dataDir, "sandbox"),
-                HiddenPaths = [dataDir, workDir, orchestration.Tools.WorkspaceRoot, .. new[] { values.Get(Settings.ConfigFile), agentsFile }.OfType<string>().Select(Path.GetFullPath)],
+                HiddenPaths = [dataDir, workDir, orchestration.Tools.WorkspaceRoot, cloneCache.Dir, .. new[] { values.Get(Settings.ConfigFile), agentsFile }.OfType<string>().Select(Path.GetFullPath)],
             },
             Workspace = new WorkspaceOptions
             {
@@ -132,6 +133,7 @@ internal sealed record WorkerConfig
                 GitTokenHost = values.Get(Settings.GitTokenHost) is { Length: > 0 } tokenHost && Uri.CheckHostName(tokenHost) != UriHostNameType.Unknown
                     ? tokenHost
                     : throw values.Invalid(Settings.GitTokenHost, "must be a host name"),
+                CloneCache = values.GetChoice(Settings.CloneCache, "on", "off") == "on" ? cloneCache : null,
             },
             LogLevel = values.GetChoice(Settings.LogLevel, "trace", "debug", "info", "warn", "error") switch
             {
@@ -146,4 +148,12 @@ internal sealed record WorkerConfig
             Orchestration = orchestration,
         };
     }
+
+    /// <summary>The clone cache settings, checked even when the cache is off so a typo shows before someone turns it on.</summary>
+    private static CloneCacheOptions LoadCloneCache(ConfigValues values, string dataDir) => new()
+    {
+        Dir = values.Get(Settings.CloneCacheDir) is { Length: > 0 } dir ? Path.GetFullPath(dir) : Path.Combine(dataDir, "clone-cache"),
+        MaxBytes = values.GetLong(Settings.CloneCacheMaxMb, 1, 1L << 30) * 1024 * 1024,
+        MaxAge = values.GetDuration(Settings.CloneCacheMaxAge, TimeSpan.FromMinutes(1), TimeSpan.FromDays(3650)),
+    };
 }
