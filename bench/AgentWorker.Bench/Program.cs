@@ -3,7 +3,9 @@ using AgentWorker.Bench;
 const string Usage =
     "usage: AgentWorker.Bench sqlite [--jobs N] [--workers C] [--data-dir DIR]\n" +
     "       AgentWorker.Bench sandbox [--runs N] [--concurrency C]\n" +
-    "       AgentWorker.Bench summarize < results.jsonl";
+    "       AgentWorker.Bench summarize < results.jsonl\n" +
+    "       AgentWorker.Bench clone [--files N] [--runs N] [--dir DIR]\n" +
+    "       AgentWorker.Bench startup [--binary PATH] [--runs N] [--serve-runs N] [--idle-seconds S] [--label L] [--env NAME=VALUE]...";
 
 switch (args.FirstOrDefault())
 {
@@ -38,15 +40,31 @@ switch (args.FirstOrDefault())
             return Fail(2, runsError);
         Console.WriteLine(await SandboxBench.RunAsync(runs, concurrency, CancellationToken.None));
         return 0;
+    case "clone":
+        if (!TryOption(args, "--files", 3000, out var files, out var cloneError) || !TryOption(args, "--runs", 9, out var cloneRuns, out cloneError))
+            return Fail(2, cloneError);
+        var cloneDir = Array.IndexOf(args, "--dir") is var at and >= 0 && at + 1 < args.Length ? args[at + 1] : Path.GetTempPath();
+        if (!Directory.Exists(cloneDir))
+            return Fail(2, $"--dir '{cloneDir}' is not an existing directory");
+        Console.WriteLine(await CloneBench.RunAsync(files, cloneRuns, cloneDir, CancellationToken.None));
+        return 0;
+    case "startup":
+        if (!StartupArguments.TryParse(args.AsSpan(1), out var startup, out var startupError))
+            return Fail(2, startupError);
+        Console.WriteLine(await StartupBench.RunAsync(startup!, CancellationToken.None));
+        return 0;
+    case "noop":
+        // The start-up floor `startup` compares against: a .NET program that does nothing.
+        return 0;
     case "summarize":
         return Summary.Run(Console.In, Console.Out, out var summaryError) ? 0 : Fail(2, summaryError);
     case "-h" or "--help":
         Console.WriteLine(Usage);
         return 0;
     case null:
-        return Fail(2, "missing command (sqlite, sandbox or summarize); --help shows usage");
+        return Fail(2, "missing command (sqlite, sandbox, clone, startup or summarize); --help shows usage");
     default:
-        return Fail(2, $"unknown command '{args[0]}' (expected sqlite, sandbox or summarize)");
+        return Fail(2, $"unknown command '{args[0]}' (expected sqlite, sandbox, clone, startup or summarize)");
 }
 
 static bool TryOption(string[] args, string name, int fallback, out int value, out string? error)
