@@ -122,7 +122,7 @@ internal sealed record WorkerConfig
                 Limits = limits,
                 HostUid = values.GetInt(Settings.SandboxUid, 1, int.MaxValue),
                 StateDir = Path.Combine(dataDir, "sandbox"),
-                HiddenPaths = [dataDir, workDir, orchestration.Tools.WorkspaceRoot, cloneCache.Dir, .. new[] { values.Get(Settings.ConfigFile), agentsFile }.OfType<string>().Select(Path.GetFullPath)],
+                HiddenPaths = [dataDir, workDir, orchestration.Tools.WorkspaceRoot, .. OutsideOf(dataDir, cloneCache.Dir), .. new[] { values.Get(Settings.ConfigFile), agentsFile }.OfType<string>().Select(Path.GetFullPath)],
             },
             Workspace = new WorkspaceOptions
             {
@@ -148,6 +148,13 @@ internal sealed record WorkerConfig
             Orchestration = orchestration,
         };
     }
+
+    /// <summary>
+    /// <paramref name="path"/> unless it lies in <paramref name="directory"/>: covering both would leave an empty mount point
+    /// for the inner one in the outer one's cover, an entry the agent could see.
+    /// </summary>
+    private static string[] OutsideOf(string directory, string path) =>
+        path == directory || path.StartsWith(directory.TrimEnd('/') + "/", StringComparison.Ordinal) ? [] : [path];
 
     /// <summary>The clone cache settings, checked even when the cache is off so a typo shows before someone turns it on.</summary>
     private static CloneCacheOptions LoadCloneCache(ConfigValues values, string dataDir) => new()

@@ -19,7 +19,9 @@ public sealed class CloneCacheConfigTests : IDisposable
         Assert.Equal(_dir.Combine("data", "clone-cache"), cache.Dir);
         Assert.Equal(5120L * 1024 * 1024, cache.MaxBytes);
         Assert.Equal(TimeSpan.FromDays(7), cache.MaxAge);
-        Assert.Contains(cache.Dir, config.Sandbox.HiddenPaths);
+        // Covered by the data directory's cover; a second cover inside it would show agents an empty mount point.
+        Assert.Contains(config.DataDir, config.Sandbox.HiddenPaths);
+        Assert.DoesNotContain(cache.Dir, config.Sandbox.HiddenPaths);
     }
 
     [Fact]
