@@ -24,6 +24,8 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v prlimit >/dev/null 2>&1 || missing+=(util-linux)
 ldconfig -p 2>/dev/null | grep -q libseccomp.so.2 || missing+=(libseccomp2)
+# PackagingTests verifies deploy/agent-worker.service with it.
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 
 # Servers the tests need: each scripts/services/NAME.sh installs and starts one (on loopback, random

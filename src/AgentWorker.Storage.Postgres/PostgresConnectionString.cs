@@ -7,8 +7,9 @@ namespace AgentWorker.Storage.Postgres;
 /// POSTGRES_URL/POSTGRES_DSN hold, or Npgsql key=value pairs) into Npgsql settings.
 /// Messages never repeat the input: it may hold a password.
 /// </summary>
-internal static class PostgresConnectionString
+public static class PostgresConnectionString
 {
+    /// <summary>Npgsql settings for a <c>postgresql://</c> URL or key=value pairs; throws <see cref="ArgumentException"/> (without the input) when invalid.</summary>
     public static NpgsqlConnectionStringBuilder Parse(string connectionString)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(connectionString);

@@ -69,6 +69,7 @@ public sealed partial class PostgresJobQueue
         JobEventKind.Progress => "progress",
         JobEventKind.Finding => "finding",
         JobEventKind.Artifact => "artifact",
+        JobEventKind.Sink => "sink",
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown event kind"),
     };
 
@@ -79,6 +80,7 @@ public sealed partial class PostgresJobQueue
         "progress" => JobEventKind.Progress,
         "finding" => JobEventKind.Finding,
         "artifact" => JobEventKind.Artifact,
+        "sink" => JobEventKind.Sink,
         _ => throw new InvalidDataException($"unknown event kind '{name}' in the PostgreSQL queue"),
     };
 

@@ -361,6 +361,21 @@ public sealed partial class PostgresJobQueue : IJobQueue
         await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
     }
 
+    /// <inheritdoc/>
+    /// <remarks>
+    /// Connection-level failures (refused, reset, timed out, pool exhausted) and the server saying it is shutting down,
+    /// starting up or out of connections. Serialization failures and deadlocks are transient too, but they are not an
+    /// outage, so they are not counted here.
+    /// </remarks>
+    public bool IsUnavailable(Exception exception) => exception switch
+    {
+        PostgresException server => server.SqlState.StartsWith("08", StringComparison.Ordinal)
+            || server.SqlState is PostgresErrorCodes.AdminShutdown or PostgresErrorCodes.CrashShutdown
+                or PostgresErrorCodes.CannotConnectNow or PostgresErrorCodes.TooManyConnections,
+        NpgsqlException client => client.IsTransient,
+        _ => false,
+    };
+
     /// <summary>Wakes every waiting <see cref="LeaseAsync"/> with an <see cref="OperationCanceledException"/>, stops listening and closes the connections.</summary>
     public async ValueTask DisposeAsync()
     {

@@ -34,6 +34,9 @@ internal static class RedisConnection
         }
         // Start even while Redis is down and keep reconnecting in the background; commands fail meanwhile.
         options.AbortOnConnectFail = false;
+        // ...and fail at once while disconnected instead of holding commands for later: the callers retry with backoff,
+        // and an HTTP intake answered 503 must not have its job stored behind its back when the connection returns.
+        options.BacklogPolicy = BacklogPolicy.FailFast;
         options.ClientName ??= "agent-worker";
         return options;
     }

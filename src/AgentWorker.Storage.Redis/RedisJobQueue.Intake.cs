@@ -30,7 +30,7 @@ public sealed partial class RedisJobQueue
                 var raw = await blocking.ExecuteAsync("BRPOPLPUSH", (RedisKey)keys.Raw, (RedisKey)keys.Intake, IntakeBlockSeconds)
                     .WaitAsync(stopping).ConfigureAwait(false);
                 if (!raw.IsNull)
-                    await TakeInAsync((string?)raw ?? "", stopping).ConfigureAwait(false);
+                    await TakeInAsync((RedisValue)raw, stopping).ConfigureAwait(false);
             }
             catch (Exception error)
             {
@@ -47,10 +47,13 @@ public sealed partial class RedisJobQueue
         }
     }
 
-    /// <summary>Stores a raw push taken into the intake list as a job, or dead-letters it.</summary>
-    private async Task TakeInAsync(string raw, CancellationToken cancellationToken)
+    /// <summary>
+    /// Stores a raw push taken into the intake list as a job, or dead-letters it. The push stays bytes for finding
+    /// it in the intake list again: one that is not UTF-8 no longer matches once decoded, and would be stranded there.
+    /// </summary>
+    private async Task TakeInAsync(RedisValue raw, CancellationToken cancellationToken)
     {
-        var (job, reason) = ParseRaw(raw);
+        var (job, reason) = ParseRaw((string?)raw ?? "");
         if (job is null)
         {
             await DeadLetterAsync(raw, reason!, cancellationToken).ConfigureAwait(false);
@@ -81,11 +84,11 @@ public sealed partial class RedisJobQueue
         return (null, $"invalid job: {string.Join(", ", problems)}");
     }
 
-    private async Task DeadLetterAsync(string raw, string reason, CancellationToken cancellationToken)
+    private async Task DeadLetterAsync(RedisValue raw, string reason, CancellationToken cancellationToken)
     {
         var entry = new JsonObject
         {
-            ["raw"] = raw,
+            ["raw"] = (string?)raw,
             ["reason"] = reason,
             ["at"] = timeProvider.GetUtcNow().ToString("O", CultureInfo.InvariantCulture),
         };

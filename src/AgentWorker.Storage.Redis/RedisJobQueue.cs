@@ -125,7 +125,7 @@ public sealed partial class RedisJobQueue : IJobQueue
     /// Runs the enqueue script. With <paramref name="intakeRaw"/>, the job comes from a raw push and is stored only if
     /// that push is still in the intake list; then a null record means someone else already took it.
     /// </summary>
-    private async Task<(bool Created, JobRecord? Job)> StoreAsync(JobSpec job, string? intakeRaw, CancellationToken cancellationToken)
+    private async Task<(bool Created, JobRecord? Job)> StoreAsync(JobSpec job, RedisValue? intakeRaw, CancellationToken cancellationToken)
     {
         var now = timeProvider.GetUtcNow();
         var result = (RedisResult[])(await EvaluateAsync(
@@ -139,7 +139,7 @@ public sealed partial class RedisJobQueue : IJobQueue
                 job.MaxAttempts,
                 Ms(job.RunAt ?? now),
                 intakeRaw is null ? "" : keys.Intake,
-                intakeRaw ?? "",
+                intakeRaw ?? RedisValue.EmptyString,
             ],
             cancellationToken).ConfigureAwait(false))!;
         var status = (int)result[0];
@@ -282,6 +282,19 @@ public sealed partial class RedisJobQueue : IJobQueue
 
     /// <inheritdoc/>
     public Task PingAsync(CancellationToken cancellationToken) => database.PingAsync().WaitAsync(cancellationToken);
+
+    /// <inheritdoc/>
+    /// <remarks>No connection (commands fail fast while the multiplexer reconnects), no answer in time, or a server that is
+    /// still loading its data after a restart.</remarks>
+    public bool IsUnavailable(Exception exception) => exception switch
+    {
+        RedisConnectionException or RedisTimeoutException => true,
+        RedisServerException server => server.Message.StartsWith("LOADING", StringComparison.Ordinal)
+            || server.Message.StartsWith("BUSY", StringComparison.Ordinal)
+            || server.Message.StartsWith("MASTERDOWN", StringComparison.Ordinal)
+            || server.Message.StartsWith("TRYAGAIN", StringComparison.Ordinal),
+        _ => false,
+    };
 
     /// <summary>Wakes every waiting <see cref="LeaseAsync"/> with an <see cref="OperationCanceledException"/>, stops taking raw pushes and closes the connections.</summary>
     public async ValueTask DisposeAsync()

@@ -65,6 +65,7 @@ internal static class RedisRecords
         JobEventKind.Progress => "progress",
         JobEventKind.Finding => "finding",
         JobEventKind.Artifact => "artifact",
+        JobEventKind.Sink => "sink",
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown event kind"),
     };
 
@@ -75,6 +76,7 @@ internal static class RedisRecords
         "progress" => JobEventKind.Progress,
         "finding" => JobEventKind.Finding,
         "artifact" => JobEventKind.Artifact,
+        "sink" => JobEventKind.Sink,
         _ => throw new InvalidDataException($"unknown event kind '{name}' in the Redis queue"),
     };
 

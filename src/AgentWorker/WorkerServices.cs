@@ -1,9 +1,11 @@
 using AgentWorker.Configuration;
 using AgentWorker.Core.Agents;
+using AgentWorker.Core.Artifacts;
 using AgentWorker.Core.Execution;
 using AgentWorker.Core.Pipeline;
 using AgentWorker.Core.Queue;
 using AgentWorker.Core.Sandbox;
+using AgentWorker.Core.Sinks;
 using AgentWorker.Core.Workspace;
 using AgentWorker.Orchestration.Worker;
 using AgentWorker.Storage.Postgres;
@@ -51,18 +53,29 @@ internal static class WorkerServices
     private static async Task<IJobQueue> OpenRedisAsync(WorkerConfig config, CancellationToken cancellationToken) =>
         await RedisJobQueue.OpenAsync(config.RedisUrl!, config.QueueName, config.Queue, TimeProvider.System, cancellationToken).ConfigureAwait(false);
 
-    /// <summary>The command that runs this binary again, used to start built-in agents as child processes.</summary>
+    /// <summary>
+    /// The command that runs this binary again, used to start built-in agents as child processes (inside the sandbox,
+    /// which shows agents only the app's own directory and /usr). The app host when it sits in that directory (build
+    /// output, publish, single file); otherwise the dotnet host with the app's dll: a `dotnet tool` shim lives in
+    /// ~/.dotnet/tools, and `dotnet agent-worker.dll` runs under the host itself.
+    /// </summary>
     public static IReadOnlyList<string> SelfCommand()
     {
         var path = Environment.ProcessPath ?? "dotnet";
-        return Path.GetFileNameWithoutExtension(path) == "agent-worker" ? [path] : [path, typeof(WorkerServices).Assembly.Location];
+        if (Path.GetFileNameWithoutExtension(path) == "agent-worker" && Path.GetDirectoryName(path) == AppContext.BaseDirectory.TrimEnd('/'))
+            return [path];
+        var host = Path.GetFileNameWithoutExtension(path) == "dotnet" || !AgentVariables().TryGetValue("DOTNET_ROOT", out var root)
+            ? path
+            : Path.Combine(root, "dotnet");
+        // Assembly.Location would be empty in a single-file build; that one took the branch above.
+        return [host, Path.Combine(AppContext.BaseDirectory, "agent-worker.dll")];
     }
 
     public static AgentRegistry LoadAgents(WorkerConfig config)
     {
         try
         {
-            return AgentRegistry.Load(config.AgentsFile, SelfCommand());
+            return AgentRegistry.Load(config.AgentsFile, SelfCommand(), Integrations.LlmVariables(config));
         }
         catch (AgentRegistryException e)
         {
@@ -87,6 +100,16 @@ internal static class WorkerServices
             services.AddSingleton(CreateSandbox(config));
         services.AddSingleton<WorkspaceManager>();
         services.TryAddSingleton<IJobMetrics, NoJobMetrics>();
+        services.AddSingleton(provider => new BackendHealth(queue, config.Pipeline.Redactor, TimeProvider.System, provider.GetRequiredService<ILogger<BackendHealth>>()));
+        services.AddSingleton<BackendRetry>();
+        services.AddIntegrations(config, agents, runWorkers);
+        services.AddSingleton(new ArtifactStore(config.ArtifactsDir));
+        services.AddSingleton<RunRecorder>();
+        services.AddSingleton(config.Sinks);
+        services.AddSingleton(sp => new SinkSet(config, sp.GetRequiredService<ILoggerFactory>()));
+        services.AddSingleton(sp => CreateNotifier(config, queue, sp.GetRequiredService<SinkSet>(), sp.GetRequiredService<ILoggerFactory>()));
+        // Before the pool: hosts stop services in reverse order, so deliveries drain after the last job ended.
+        services.AddHostedService<SinkDrainService>();
         services.AddSingleton<JobRunner>();
         if (runWorkers)
             services.AddHostedService<WorkerPool>();
@@ -95,6 +118,9 @@ internal static class WorkerServices
         services.Configure<HostOptions>(o => o.ShutdownTimeout = config.Pipeline.ShutdownGrace + TimeSpan.FromSeconds(15));
         return services;
     }
+
+    public static JobNotifier CreateNotifier(WorkerConfig config, IJobQueue queue, SinkSet sinks, ILoggerFactory loggers) =>
+        new(queue, sinks.Sinks, config.Sinks, TimeProvider.System, loggers.CreateLogger<JobNotifier>());
 
     /// <summary>
     /// The configured sandbox. Bubblewrap that cannot run here stops startup with a message that says how to fix it;

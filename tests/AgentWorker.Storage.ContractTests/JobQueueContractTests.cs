@@ -668,6 +668,19 @@ public abstract class JobQueueContractTests : IAsyncLifetime
         Assert.Equal(all.Take(2), await queue.ReadEventsAsync("job-1", 0, 2, Token));
     }
 
+    [Fact]
+    public async Task AppendEventsAsync_EveryKind_ReadsBackAsThatKind()
+    {
+        var queue = await OpenAsync(NewFakeTime());
+        await queue.EnqueueAsync(Spec("job-1"), Token);
+        NewJobEvent[] appended = [.. Enum.GetValues<JobEventKind>().Select(kind => new NewJobEvent(kind, $"a {kind} event"))];
+
+        await queue.AppendEventsAsync("job-1", 0, appended, Token);
+
+        var read = await queue.ReadEventsAsync("job-1", 0, 100, Token);
+        Assert.Equal(appended, read.Where(e => e.Message.StartsWith("a ", StringComparison.Ordinal)).Select(e => new NewJobEvent(e.Kind, e.Message, e.Stream)));
+    }
+
     /// <summary>Leases with <c>wait: TimeSpan.Zero</c>, as tests on fake time must.</summary>
     protected Task<IJobLease?> LeaseNowAsync(IJobQueue queue, string workerId = "w1") => queue.LeaseAsync(workerId, TimeSpan.Zero, Token);
 

@@ -14,6 +14,9 @@ public sealed record AgentDefinition
     public string? Description { get; init; }
     public int? TimeoutSeconds { get; init; }
     public IReadOnlyList<string> Env { get; init; } = [];
+
+    /// <summary>Fixed variables only this agent gets (e.g. the llm agent's endpoint and key from the worker's settings).</summary>
+    public IReadOnlyDictionary<string, string> Variables { get; init; } = new Dictionary<string, string>();
     /// <summary>Network when the job names none.</summary>
     public NetworkMode? Network { get; init; }
 

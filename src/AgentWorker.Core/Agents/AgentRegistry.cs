@@ -21,17 +21,24 @@ public sealed class AgentRegistry
     /// Builds the registry. Built-ins run as <paramref name="selfCommand"/> <c>agent exec ID</c>, a child
     /// process like any other agent. Throws <see cref="AgentRegistryException"/> naming the file and entry on bad input.
     /// </summary>
-    public static AgentRegistry Load(string? file, IReadOnlyList<string> selfCommand)
+    /// <param name="file">The registry file (AGENTS_FILE), or null for the built-ins only.</param>
+    /// <param name="selfCommand">How to run this binary (built-ins run as <c>agent exec ID</c>).</param>
+    /// <param name="llmVariables">The llm agent's endpoint, model and key: given to that agent only, never to others.</param>
+    public static AgentRegistry Load(string? file, IReadOnlyList<string> selfCommand, IReadOnlyDictionary<string, string>? llmVariables = null)
     {
         var agents = new Dictionary<string, AgentDefinition>(StringComparer.Ordinal);
-        foreach (var agent in BuiltInAgents.All)
+        foreach (var agent in BuiltInAgents.All.Append(BuiltInAgents.Llm))
         {
+            var llm = agent == BuiltInAgents.Llm;
             agents[agent.Id] = new AgentDefinition
             {
                 Id = agent.Id,
                 Description = agent.Description,
                 Command = [.. selfCommand, "agent", "exec", agent.Id, "--workspace", "{workspace}", "--prompt", "{prompt}"],
                 BuiltIn = true,
+                // It must reach its endpoint; the offline agents get no network unless a job asks.
+                Network = llm ? NetworkMode.Full : null,
+                Variables = llm ? llmVariables ?? new Dictionary<string, string>() : new Dictionary<string, string>(),
             };
         }
         if (file is not null)
@@ -48,6 +55,8 @@ public sealed class AgentRegistry
         try
         {
             var yaml = File.ReadAllText(file);
+            if (YamlSafety.FindUnsafe(yaml) is { } unsafeYaml)
+                throw new AgentRegistryException($"agents file {file}: line {unsafeYaml.Line}: {unsafeYaml.Problem}");
             parsed = new DeserializerBuilder()
                 .WithNamingConvention(CamelCaseNamingConvention.Instance)
                 .Build()
@@ -66,12 +75,16 @@ public sealed class AgentRegistry
         foreach (var (entry, index) in (parsed?.Agents ?? []).Select((e, i) => (e, i)))
         {
             var where = $"agents file {file}: agents[{index}]";
+            if (entry is null)
+                throw new AgentRegistryException($"{where}: must be a map with at least id and command");
             if (string.IsNullOrWhiteSpace(entry.Id) || !JobRequestParser.IsValidId(entry.Id))
                 throw new AgentRegistryException($"{where}.id: required, letters, digits, '.', '_', ':' or '-'");
             if (!seen.Add(entry.Id))
                 throw new AgentRegistryException($"{where}.id: '{entry.Id}' is listed twice");
             if (entry.Command is not { Count: > 0 } || entry.Command.Any(string.IsNullOrEmpty))
                 throw new AgentRegistryException($"{where}.command: required, a non-empty list of arguments");
+            if (entry.Env is { } env && env.Any(string.IsNullOrWhiteSpace))
+                throw new AgentRegistryException($"{where}.env: a list of environment variable names, none empty");
             if (entry.TimeoutSeconds is <= 0)
                 throw new AgentRegistryException($"{where}.timeoutSeconds: must be a positive number of seconds");
             NetworkMode? network = null;
@@ -81,7 +94,8 @@ public sealed class AgentRegistry
                     throw new AgentRegistryException($"{where}.network: must be none, mcp_only or full");
                 network = parsedNetwork;
             }
-            if (entry.Limits is { } limits && (limits.MemoryMb is <= 0 || limits.Pids is <= 0 || limits.Cpus is <= 0 || limits.TmpMb is <= 0))
+            if (entry.Limits is { } limits && (limits.MemoryMb is <= 0 || limits.Pids is <= 0 || limits.TmpMb is <= 0
+                || limits.Cpus is { } cpus && !(double.IsFinite(cpus) && cpus > 0)))
                 throw new AgentRegistryException($"{where}.limits: memoryMb, pids, cpus and tmpMb must be positive");
             result.Add(new AgentDefinition
             {
@@ -89,7 +103,7 @@ public sealed class AgentRegistry
                 Command = entry.Command,
                 Description = entry.Description,
                 TimeoutSeconds = entry.TimeoutSeconds,
-                Env = entry.Env ?? [],
+                Env = [.. entry.Env?.OfType<string>() ?? []],
                 Network = network,
                 Limits = entry.Limits is { } l ? new AgentLimits(l.MemoryMb, l.Pids, l.Cpus, l.TmpMb) : null,
             });
@@ -99,7 +113,7 @@ public sealed class AgentRegistry
 
     private sealed class RegistryFile
     {
-        public List<RegistryEntry>? Agents { get; set; }
+        public List<RegistryEntry?>? Agents { get; set; }
     }
 
     private sealed class RegistryEntry
@@ -108,7 +122,7 @@ public sealed class AgentRegistry
         public List<string>? Command { get; set; }
         public string? Description { get; set; }
         public int? TimeoutSeconds { get; set; }
-        public List<string>? Env { get; set; }
+        public List<string?>? Env { get; set; }
         public string? Network { get; set; }
         public RegistryLimits? Limits { get; set; }
     }

@@ -10,6 +10,9 @@ public enum JobEventKind
     [JsonStringEnumMemberName("progress")] Progress,
     [JsonStringEnumMemberName("finding")] Finding,
     [JsonStringEnumMemberName("artifact")] Artifact,
+
+    /// <summary>A delivery to a result sink (webhook, results table): one event per try, the message a JSON <c>DeliveryRecord</c>.</summary>
+    [JsonStringEnumMemberName("sink")] Sink,
 }
 
 /// <summary>An event to append to a job's record.</summary>

@@ -14,6 +14,7 @@ namespace AgentWorker.Core.Jobs;
 public static class JobRequestParser
 {
     public const int MaxIdLength = 128;
+    public const int MaxCommitMessageLength = 4096;
 
     private static readonly string[] AgentNames = ["agent", "agentId", "agent_id"];
     private static readonly string[] RepoUrlNames = ["repoUrl", "repo_url"];
@@ -21,10 +22,13 @@ public static class JobRequestParser
     private static readonly string[] TimeoutNames = ["timeoutSeconds", "timeout_seconds"];
     private static readonly string[] MaxAttemptsNames = ["maxAttempts", "max_attempts"];
     private static readonly string[] RunAtNames = ["runAt", "run_at"];
+    private static readonly string[] CreateBranchNames = ["createBranch", "create_branch"];
+    private static readonly string[] CommitMessageNames = ["commitMessage", "commit_message"];
     private static readonly HashSet<string> Known =
     [
         "id", "repo", "branch", "commit", "prompt", "mode", "network", "priority", "metadata",
         .. AgentNames, .. RepoUrlNames, .. McpNames, .. TimeoutNames, .. MaxAttemptsNames, .. RunAtNames,
+        .. CreateBranchNames, .. CommitMessageNames,
     ];
 
     /// <summary>Parses and validates <paramref name="body"/>. <paramref name="agentExists"/> says whether an agent id is registered.</summary>
@@ -39,14 +43,9 @@ public static class JobRequestParser
             Error("body", "must be a JSON object");
             return new JobParseResult(null, errors);
         }
-        try
+        if (FindUnstorableText(obj, "body") is { } unstorable)
         {
-            // JsonObject only notices a repeated property when it is first read.
-            _ = obj.Count;
-        }
-        catch (ArgumentException)
-        {
-            Error("body", "has a property given more than once");
+            Error(unstorable.Field, unstorable.Problem);
             return new JobParseResult(null, errors);
         }
 
@@ -69,10 +68,18 @@ public static class JobRequestParser
         if (ReadString(obj, "mode", Error) is { } modeText)
         {
             if (modeText == "apply")
-                Error("mode", "apply mode is not available in this build yet; use dry_run");
+                mode = JobMode.Apply;
             else if (modeText != "dry_run")
                 Error("mode", "must be dry_run or apply");
         }
+        if (mode == JobMode.Apply && repo is { Branch: null })
+            Error("branch", "required in apply mode: the branch the changes are pushed to");
+        var (createBranchField, createBranch) = ReadFirstBool(obj, CreateBranchNames, Error);
+        var (commitMessageField, commitMessage) = ReadFirstString(obj, CommitMessageNames, Error);
+        if (mode != JobMode.Apply && (createBranch || commitMessage is not null))
+            Error(createBranch ? createBranchField! : commitMessageField!, "only meaningful in apply mode (mode: apply)");
+        if (commitMessage is { Length: > MaxCommitMessageLength })
+            Error(commitMessageField!, $"must be at most {MaxCommitMessageLength} characters");
 
         NetworkMode? network = null;
         if (ReadString(obj, "network", Error) is { } networkText)
@@ -128,6 +135,8 @@ public static class JobRequestParser
             Repo = repo,
             Prompt = prompt,
             Mode = mode,
+            CreateBranch = createBranch,
+            CommitMessage = commitMessage,
             Network = network,
             McpUrl = mcpUrl,
             TimeoutSeconds = timeout,
@@ -152,6 +161,68 @@ public static class JobRequestParser
         };
         return ok;
     }
+
+    /// <summary>
+    /// The first place in <paramref name="node"/> a store could not keep or a reader would stumble over: a property
+    /// given twice, a string that is not Unicode (a lone surrogate escape, bytes that are not UTF-8) or holds NUL,
+    /// which PostgreSQL text and jsonb refuse and process arguments cannot carry. JsonNode decodes lazily, so
+    /// without this walk such text would throw wherever it is first read: in a store, or when the job is shown.
+    /// </summary>
+    private static (string Field, string Problem)? FindUnstorableText(JsonNode? node, string path)
+    {
+        const string NotUnicode = "holds text that is not valid Unicode (a lone surrogate escape or bytes that are not UTF-8)";
+        const string HasNul = "must not contain NUL characters (\\u0000)";
+        switch (node)
+        {
+            case JsonObject obj:
+                List<KeyValuePair<string, JsonNode?>> members;
+                try
+                {
+                    // JsonObject decodes names and notices a repeated one only when it is first read.
+                    members = [.. obj];
+                }
+                catch (ArgumentException)
+                {
+                    return (path, "has a property given more than once");
+                }
+                catch (InvalidOperationException)
+                {
+                    return (path, "has a property name that is not valid Unicode (a lone surrogate escape or bytes that are not UTF-8)");
+                }
+                foreach (var (name, value) in members)
+                {
+                    if (name.Contains('\0', StringComparison.Ordinal))
+                        return (path, "has a property name with a NUL character (\\u0000)");
+                    if (FindUnstorableText(value, Member(path, name)) is { } found)
+                        return found;
+                }
+                return null;
+            case JsonArray array:
+                for (var i = 0; i < array.Count; i++)
+                {
+                    if (FindUnstorableText(array[i], $"{path}[{i}]") is { } found)
+                        return found;
+                }
+                return null;
+            case JsonValue value when value.GetValueKind() == JsonValueKind.String:
+                try
+                {
+                    return value.GetValue<string>().Contains('\0', StringComparison.Ordinal) ? (path, HasNul) : null;
+                }
+                catch (InvalidOperationException)
+                {
+                    return (path, NotUnicode);
+                }
+            default:
+                return null;
+        }
+    }
+
+    /// <summary>How an error names a member: as the client spelled it, or quoted when that would not show.</summary>
+    private static string Member(string path, string name) =>
+        string.IsNullOrWhiteSpace(name) || name.Any(char.IsControl) ? $"{path}[{JsonSerializer.Serialize(name)}]"
+        : path == "body" ? name
+        : $"{path}.{name}";
 
     private static RepoRef? ReadRepo(JsonObject obj, Action<string, string> error)
     {
@@ -228,6 +299,20 @@ public static class JobRequestParser
         }
         var value = node.GetValue<string>();
         return value.Length == 0 ? null : value;
+    }
+
+    private static (string? Field, bool Value) ReadFirstBool(JsonObject obj, string[] names, Action<string, string> error)
+    {
+        foreach (var name in names)
+        {
+            if (obj[name] is not { } node)
+                continue;
+            if (node.GetValueKind() is JsonValueKind.True or JsonValueKind.False)
+                return (name, node.GetValue<bool>());
+            error(name, "must be true or false");
+            return (name, false);
+        }
+        return (null, false);
     }
 
     private static int? ReadInt(JsonObject obj, string[] names, int min, int max, Action<string, string> error)

@@ -4,7 +4,14 @@ using System.Text.Json.Serialization;
 namespace AgentWorker.Core.Jobs;
 
 /// <summary>Where the agent's workspace comes from.</summary>
-public sealed record RepoRef(string Url, string? Branch = null, string? Commit = null);
+public sealed record RepoRef(string Url, string? Branch = null, string? Commit = null)
+{
+    /// <summary>No repository: the agent starts in a fresh empty directory (tasks-table jobs). Intake never accepts it.</summary>
+    public static RepoRef Empty { get; } = new("");
+
+    [JsonIgnore]
+    public bool IsEmpty => Url.Length == 0;
+}
 
 /// <summary>What happens to the agent's changes.</summary>
 [JsonConverter(typeof(JsonStringEnumConverter<JobMode>))]
@@ -34,6 +41,12 @@ public sealed record JobSpec
     public required RepoRef Repo { get; init; }
     public string? Prompt { get; init; }
     public JobMode Mode { get; init; } = JobMode.DryRun;
+
+    /// <summary>Apply mode: when <see cref="RepoRef.Branch"/> does not exist on the remote, start from the default branch (or the commit) and create it.</summary>
+    public bool CreateBranch { get; init; }
+
+    /// <summary>Apply mode: the commit message (default: one naming the agent and the job).</summary>
+    public string? CommitMessage { get; init; }
     /// <summary>Null: the agent's registry setting, else <see cref="NetworkMode.None"/>.</summary>
     public NetworkMode? Network { get; init; }
     public string? McpUrl { get; init; }

@@ -1,16 +1,21 @@
 using AgentWorker.Core.Agents;
+using AgentWorker.Core.Allocation;
+using AgentWorker.Core.Artifacts;
 using AgentWorker.Core.Execution;
 using AgentWorker.Core.Jobs;
 using AgentWorker.Core.Queue;
 using AgentWorker.Core.Sandbox;
+using AgentWorker.Core.Sinks;
 using AgentWorker.Core.Workspace;
 using Microsoft.Extensions.Logging;
 
 namespace AgentWorker.Core.Pipeline;
 
 /// <summary>
-/// Runs one leased job through the pipeline: resolve agent → workspace (clone) → agent process → result → ack.
-/// A failure of the job is recorded on the job, never thrown; the workspace is always removed.
+/// Runs one leased job through the pipeline: resolve agent → borrow instance (with an allocator) → workspace (clone) →
+/// agent process → collected artifacts → post-run stages (diff, reported artifacts, apply, receipt) → result → ack → sinks;
+/// the instance goes back on every outcome. A failure of the job is recorded on the job, never thrown; the workspace is
+/// always removed.
 /// </summary>
 public sealed partial class JobRunner(
     IJobQueue queue,
@@ -18,12 +23,22 @@ public sealed partial class JobRunner(
     WorkspaceManager workspaces,
     ProcessRunner processes,
     ISandbox sandbox,
+    RunRecorder recorder,
+    JobNotifier notifier,
     PipelineOptions options,
     IJobMetrics metrics,
+    BackendHealth health,
+    BackendRetry retry,
     TimeProvider timeProvider,
-    ILogger<JobRunner> logger)
+    ILogger<JobRunner> logger,
+    ArtifactCollector artifacts,
+    InstanceManager? instances = null)
 {
-    /// <summary>Runs the job. When <paramref name="stop"/> fires (shutdown grace over) the job is stopped and handed back.</summary>
+    /// <summary>
+    /// Runs the job. When <paramref name="stop"/> fires (shutdown grace over) the job is stopped and handed back.
+    /// While the backend is unreachable the outcome waits to be recorded (with backoff) until it is back; the lease may
+    /// expire meanwhile and the job run again elsewhere, and then only one of the two is recorded.
+    /// </summary>
     public async Task<JobState?> RunAsync(IJobLease lease, CancellationToken stop)
     {
         var job = lease.Job.Spec;
@@ -32,6 +47,7 @@ public sealed partial class JobRunner(
         var started = timeProvider.GetTimestamp();
         metrics.Started(agentId);
         LogStarted(logger, job.Id, agentId, lease.Attempt);
+        notifier.Publish(lease.Job);
 
         using var leaseLost = new CancellationTokenSource();
         using var abort = CancellationTokenSource.CreateLinkedTokenSource(stop, lease.CancelRequested, leaseLost.Token);
@@ -41,11 +57,16 @@ public sealed partial class JobRunner(
         try
         {
             await using var events = new EventWriter(queue, job.Id, lease.Attempt, timeProvider);
-            state = await ExecuteAsync(lease, agentId, events, abort.Token, leaseLost.Token).ConfigureAwait(false);
+            state = await ExecuteAsync(lease, agentId, events, stop, abort.Token, leaseLost.Token).ConfigureAwait(false);
         }
         catch (LeaseLostException)
         {
             LogLeaseLost(logger, job.Id);
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+            // Shutting down while the backend is unreachable: nothing to record the outcome in.
+            LogNotRecorded(logger, job.Id);
         }
         catch (Exception e)
         {
@@ -53,7 +74,7 @@ public sealed partial class JobRunner(
             LogUnexpected(logger, e, job.Id);
             try
             {
-                state = await FailAsync(lease, new JobFailure(FailureKind.Error, $"internal error: {e.Message}")).ConfigureAwait(false);
+                state = await FailAsync(lease, new JobFailure(FailureKind.Error, $"internal error: {e.Message}"), stop).ConfigureAwait(false);
             }
             catch (Exception recordFailure)
             {
@@ -65,22 +86,49 @@ public sealed partial class JobRunner(
             await finished.CancelAsync().ConfigureAwait(false);
             await heartbeat.ConfigureAwait(false);
         }
+        // Sinks hear of the outcome once it is stored; they run on their own and cannot lose it.
+        if (state is not null)
+            await notifier.PublishCurrentAsync(job.Id, CancellationToken.None).ConfigureAwait(false);
         metrics.Finished(agentId, state, timeProvider.GetElapsedTime(started));
         LogFinished(logger, job.Id, state?.Name() ?? "lease lost", timeProvider.GetElapsedTime(started).TotalSeconds);
         return state;
     }
 
-    private async Task<JobState> ExecuteAsync(IJobLease lease, string agentId, EventWriter events, CancellationToken abort, CancellationToken leaseLost)
+    // stop (shutdown) also ends waiting for an unreachable backend to record the outcome; abort stops the attempt.
+    private async Task<JobState> ExecuteAsync(IJobLease lease, string agentId, EventWriter events, CancellationToken stop, CancellationToken abort, CancellationToken leaseLost)
     {
         var job = lease.Job.Spec;
+        var startedAt = timeProvider.GetUtcNow();
         var agent = agents.Find(agentId);
         if (agent is null)
         {
             var reason = agentId.Length == 0 ? "job names no agent and no DEFAULT_AGENT is configured" : $"unknown agent '{agentId}'";
-            return await FailAsync(lease, new JobFailure(FailureKind.Permanent, reason)).ConfigureAwait(false);
+            return await FailAsync(lease, new JobFailure(FailureKind.Permanent, reason), stop).ConfigureAwait(false);
         }
 
-        await events.AddAsync(new NewJobEvent(JobEventKind.Progress, $"cloning {job.Repo.Url}")).ConfigureAwait(false);
+        // Disposed last, after the outcome is recorded: the instance goes back on success, failure, timeout, cancel and
+        // shutdown alike (and after a crash, through the ledger sweep).
+        InstanceLease? borrowed = null;
+        if (instances is not null)
+        {
+            try
+            {
+                borrowed = await instances.BorrowAsync(job.Id, abort).ConfigureAwait(false);
+            }
+            catch (AllocatorException e)
+            {
+                return await FailAsync(lease, new JobFailure(FailureKind.Error, $"instance allocator: {e.Message}"), stop).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (abort.IsCancellationRequested)
+            {
+                return await AbortedAsync(lease, stop, leaseLost).ConfigureAwait(false);
+            }
+            await events.AddAsync(new NewJobEvent(JobEventKind.Progress, $"borrowed instance {borrowed.Instance.Id} from {instances.Describe}")).ConfigureAwait(false);
+            job = job with { McpUrl = job.McpUrl ?? borrowed.Instance.McpConnectionUrl };
+        }
+        await using var instance = borrowed;
+
+        await events.AddAsync(new NewJobEvent(JobEventKind.Progress, job.Repo.IsEmpty ? "creating an empty workspace" : $"cloning {job.Repo.Url}")).ConfigureAwait(false);
         JobWorkspace workspace;
         try
         {
@@ -88,11 +136,11 @@ public sealed partial class JobRunner(
         }
         catch (WorkspaceException e)
         {
-            return await FailAsync(lease, new JobFailure(e.Permanent ? FailureKind.Permanent : FailureKind.Error, $"workspace: {e.Message}")).ConfigureAwait(false);
+            return await FailAsync(lease, new JobFailure(e.Permanent ? FailureKind.Permanent : FailureKind.Error, $"workspace: {e.Message}"), stop).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (abort.IsCancellationRequested)
         {
-            return await AbortedAsync(lease, leaseLost).ConfigureAwait(false);
+            return await AbortedAsync(lease, stop, leaseLost).ConfigureAwait(false);
         }
 
         // The workspace goes before the outcome is recorded, so a job in a final state never has one left.
@@ -103,24 +151,42 @@ public sealed partial class JobRunner(
         string? startError = null;
         var startFailure = FailureKind.Permanent;
         string? lastError = null;
+        string? recordError = null;
         using (workspace)
         {
             if (sandbox.Name == SandboxOptions.None)
                 LogUnsandboxed(logger, job.Id);
             try
             {
-                using var run = sandbox.Prepare(new SandboxRequest(
+                var request = new SandboxRequest(
                     Path.GetFileName(workspace.Root), workspace.RepoDir, workspace.HomeDir, workspace.SandboxDir,
-                    network, job.McpUrl, agent.Limits?.Apply(options.Limits) ?? options.Limits));
-                var spec = new ProcessSpec(agent.Expand(run.WorkspacePath, job.Prompt), run.WorkspacePath, AgentEnvironment(agent, job, run), timeout, options.MaxOutputBytes);
+                    network, job.McpUrl, agent.Limits?.Apply(options.Limits) ?? options.Limits) { Artifacts = workspace.ArtifactsDir };
+                using var run = sandbox.Prepare(request);
+                var spec = new ProcessSpec(agent.Expand(run.WorkspacePath, job.Prompt), run.WorkspacePath, AgentEnvironment(agent, job, run, instance?.Instance), timeout, options.MaxOutputBytes);
                 await events.AddAsync(new NewJobEvent(JobEventKind.Progress, $"running agent {agent.Id} (sandbox {sandbox.Name}, network {network.ToString().ToLowerInvariant()})")).ConfigureAwait(false);
                 var collector = new ResultCollector(options.MaxFindings);
+                var agentStartedAt = timeProvider.GetUtcNow();
                 outcome = await processes.RunAsync(spec, line => events.AddAsync(collector.Accept(line with { Text = options.Redactor.Redact(line.Text) })), abort, run).ConfigureAwait(false);
                 result = collector.Build(outcome.ExitCode, outcome.Duration) with { Resources = Resources(outcome, run.ReadUsage()) };
                 lastError = collector.LastError;
+                // Kept whatever the exit code (a failure's screenshots explain it); a stopped attempt runs again and makes new ones.
+                if (outcome.End != ProcessEnd.Cancelled)
+                    result = result with { CollectedArtifacts = await artifacts.CollectAsync(workspace.ArtifactsDir, job.Id, events.AddAsync, CancellationToken.None).ConfigureAwait(false) };
                 // The agent may only grow the workspace within the limits a clone gets.
                 if (outcome.End == ProcessEnd.Exited)
                     workspaces.CheckLimits(workspace.RepoDir);
+                // A job without a repository (tasks table) has no diff, commit or receipt to record.
+                if (outcome.End != ProcessEnd.Cancelled && !job.Repo.IsEmpty)
+                {
+                    var recorded = await recorder.RecordAsync(new AgentRun(job, lease.Attempt, agent, workspace, sandbox.Name, request,
+                        run.WorkspacePath, timeout, outcome, result, collector.ReportedArtifacts, startedAt, agentStartedAt), events.AddAsync, abort).ConfigureAwait(false);
+                    (result, recordError) = (recorded.Result, recorded.Error);
+                }
+            }
+            catch (OperationCanceledException) when (abort.IsCancellationRequested && outcome is not null)
+            {
+                // Stopped while recording or pushing: like a run that was stopped.
+                outcome = outcome with { End = ProcessEnd.Cancelled };
             }
             catch (ProcessStartException e)
             {
@@ -138,37 +204,42 @@ public sealed partial class JobRunner(
                 outcome = null;
             }
         }
-        await events.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+        // The attempt's log goes in before its outcome, so a finished job's log is complete.
+        await RecordAsync(() => events.FlushAsync(CancellationToken.None), stop).ConfigureAwait(false);
         if (outcome is null || result is null)
-            return await FailAsync(lease, new JobFailure(startFailure, $"agent {agent.Id}: {startError}")).ConfigureAwait(false);
+            return await FailAsync(lease, new JobFailure(startFailure, $"agent {agent.Id}: {startError}"), stop).ConfigureAwait(false);
         switch (outcome.End)
         {
+            case ProcessEnd.Exited when outcome.ExitCode == 0 && recordError is not null:
+                return await FailAsync(lease, new JobFailure(FailureKind.Error, recordError, 0, result), stop).ConfigureAwait(false);
             case ProcessEnd.Exited when outcome.ExitCode == 0:
-                await lease.CompleteAsync(result, CancellationToken.None).ConfigureAwait(false);
+                await RecordAsync(() => lease.CompleteAsync(result, CancellationToken.None), stop).ConfigureAwait(false);
                 return JobState.Succeeded;
             case ProcessEnd.Exited:
-                return await FailAsync(lease, new JobFailure(FailureKind.Error, $"agent {agent.Id} exited with code {outcome.ExitCode}{(lastError is null ? "" : $": {lastError}")}", outcome.ExitCode, result)).ConfigureAwait(false);
+                return await FailAsync(lease, new JobFailure(FailureKind.Error, $"agent {agent.Id} exited with code {outcome.ExitCode}{(lastError is null ? "" : $": {lastError}")}", outcome.ExitCode, result), stop).ConfigureAwait(false);
             case ProcessEnd.TimedOut:
-                return await FailAsync(lease, new JobFailure(FailureKind.TimedOut, $"agent {agent.Id} did not finish within {timeout.TotalSeconds:0}s and was killed", null, result)).ConfigureAwait(false);
+                return await FailAsync(lease, new JobFailure(FailureKind.TimedOut, $"agent {agent.Id} did not finish within {timeout.TotalSeconds:0}s and was killed", null, result), stop).ConfigureAwait(false);
             default:
-                return await AbortedAsync(lease, leaseLost).ConfigureAwait(false);
+                return await AbortedAsync(lease, stop, leaseLost).ConfigureAwait(false);
         }
     }
 
     /// <summary>The attempt was stopped from outside: a cancel request, a lost lease, or shutdown.</summary>
-    private async Task<JobState> AbortedAsync(IJobLease lease, CancellationToken leaseLost)
+    private async Task<JobState> AbortedAsync(IJobLease lease, CancellationToken stop, CancellationToken leaseLost)
     {
         if (leaseLost.IsCancellationRequested)
             throw new LeaseLostException(lease.Job.Id);
         if (lease.CancelRequested.IsCancellationRequested)
-            return await FailAsync(lease, new JobFailure(FailureKind.Cancelled, "cancelled on request")).ConfigureAwait(false);
-        await lease.ReleaseAsync(CancellationToken.None).ConfigureAwait(false);
+            return await FailAsync(lease, new JobFailure(FailureKind.Cancelled, "cancelled on request"), stop).ConfigureAwait(false);
+        await RecordAsync(() => lease.ReleaseAsync(CancellationToken.None), stop).ConfigureAwait(false);
         return JobState.Queued;
     }
 
-    private Dictionary<string, string> AgentEnvironment(AgentDefinition agent, JobSpec job, SandboxRun run)
+    private Dictionary<string, string> AgentEnvironment(AgentDefinition agent, JobSpec job, SandboxRun run, BorrowedInstance? instance)
     {
         var environment = new Dictionary<string, string>(options.AgentVariables, StringComparer.Ordinal);
+        foreach (var (name, value) in agent.Variables)
+            environment[name] = value;
         foreach (var name in options.PassEnv.Concat(agent.Env))
         {
             if (Environment.GetEnvironmentVariable(name) is { } value)
@@ -181,6 +252,16 @@ public sealed partial class JobRunner(
         environment["AGENT_WORKER_WORKSPACE"] = run.WorkspacePath;
         if (run.McpUrl(job.McpUrl) is { } mcpUrl)
             environment["MCP_CONNECTION_URL"] = mcpUrl;
+        if (run.ArtifactsPath is { } artifactsPath)
+            environment["AGENT_WORKER_ARTIFACTS"] = artifactsPath;
+        if (job.Metadata?["model"] is System.Text.Json.Nodes.JsonValue model && model.TryGetValue<string>(out var modelName))
+            environment["AGENT_WORKER_MODEL"] = modelName;
+        if (instance is not null)
+        {
+            environment["AGENT_WORKER_INSTANCE_ID"] = instance.Id;
+            if (instance.ApiUrl is { } apiUrl)
+                environment["AGENT_WORKER_INSTANCE_API_URL"] = apiUrl;
+        }
         return environment;
     }
 
@@ -207,11 +288,18 @@ public sealed partial class JobRunner(
                         return;
                     }
                 }
-                catch (Exception e) when (e is not OperationCanceledException)
+                catch (Exception e) when (health.IsUnavailable(e))
                 {
                     // The backend may be back before the lease runs out; keep the attempt going.
-                    LogHeartbeatFailed(logger, e, lease.Job.Id);
+                    health.ReportDown(e);
+                    continue;
                 }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    LogHeartbeatFailed(logger, e, lease.Job.Id);
+                    continue;
+                }
+                health.ReportUp();
             }
         }
         catch (OperationCanceledException)
@@ -219,9 +307,23 @@ public sealed partial class JobRunner(
         }
     }
 
-    /// <summary>Records a failed attempt; the error text is stored, so the worker's secrets are masked first.</summary>
-    private Task<JobState> FailAsync(IJobLease lease, JobFailure failure) =>
-        lease.FailAsync(failure with { Error = options.Redactor.Redact(failure.Error) }, CancellationToken.None);
+    /// <summary>Records a failed attempt, waiting out a backend outage; the error text is stored, so the worker's secrets are masked first.</summary>
+    private Task<JobState> FailAsync(IJobLease lease, JobFailure failure, CancellationToken stop)
+    {
+        var redacted = failure with { Error = options.Redactor.Redact(failure.Error) };
+        return RecordAsync(() => lease.FailAsync(redacted, CancellationToken.None), stop);
+    }
+
+    /// <summary>
+    /// Writes to the queue, waiting out a backend outage with backoff. <paramref name="stop"/> (shutdown) ends the
+    /// waiting but never a write already sent; once it has fired there is a single try.
+    /// </summary>
+    private Task<T> RecordAsync<T>(Func<Task<T>> write, CancellationToken stop) =>
+        stop.IsCancellationRequested ? write() : retry.UntilAvailableAsync(_ => write(), stop);
+
+    /// <inheritdoc cref="RecordAsync{T}"/>
+    private Task RecordAsync(Func<Task> write, CancellationToken stop) =>
+        stop.IsCancellationRequested ? write() : retry.UntilAvailableAsync(_ => write(), stop);
 
     // Every line logged while the attempt runs carries the job id (JSON: Scopes[].JobId).
     private static readonly Func<ILogger, string, int, IDisposable?> JobScope =
@@ -238,6 +340,9 @@ public sealed partial class JobRunner(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: lease lost to another worker; this attempt's outcome is discarded")]
     private static partial void LogLeaseLost(ILogger logger, string jobId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: stopped while the queue backend was unreachable; the outcome was not recorded and the job runs again once its lease expires")]
+    private static partial void LogNotRecorded(ILogger logger, string jobId);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: heartbeat failed")]
     private static partial void LogHeartbeatFailed(ILogger logger, Exception exception, string jobId);

@@ -20,6 +20,9 @@ public sealed record PipelineOptions
     public long MaxOutputBytes { get; init; } = 1024 * 1024;
     public int MaxFindings { get; init; } = 1000;
 
+    /// <summary>Bytes of agent-reported artifacts kept per attempt (the diff is not counted).</summary>
+    public long MaxArtifactBytes { get; init; } = 100L * 1024 * 1024;
+
     /// <summary>Worker environment variable names every agent may see (on top of each agent's own allow-list).</summary>
     public IReadOnlyList<string> PassEnv { get; init; } = ["PATH", "LANG", "TZ", "DOTNET_ROOT"];
 

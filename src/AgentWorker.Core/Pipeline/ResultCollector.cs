@@ -10,6 +10,7 @@ namespace AgentWorker.Core.Pipeline;
 internal sealed class ResultCollector(int maxFindings)
 {
     private readonly List<Finding> _findings = [];
+    private readonly List<string> _artifacts = [];
     private bool _truncated;
     private string? _summary;
 
@@ -38,6 +39,7 @@ internal sealed class ResultCollector(int maxFindings)
                 case AgentMessage.Progress p:
                     return new NewJobEvent(JobEventKind.Progress, p.Percent is { } percent ? $"{percent}% {p.Message}" : p.Message);
                 case AgentMessage.Artifact a:
+                    _artifacts.Add(a.Path);
                     return new NewJobEvent(JobEventKind.Artifact, a.Path);
                 case AgentMessage.Log l:
                     return new NewJobEvent(JobEventKind.Log, $"[{l.Level}] {l.Message}", line.Stream);
@@ -47,6 +49,16 @@ internal sealed class ResultCollector(int maxFindings)
                 default:
                     return new NewJobEvent(JobEventKind.Log, line.Text, line.Stream);
             }
+        }
+    }
+
+    /// <summary>Paths the agent reported as artifacts, in order.</summary>
+    public IReadOnlyList<string> ReportedArtifacts
+    {
+        get
+        {
+            lock (_findings)
+                return [.. _artifacts];
         }
     }
 

@@ -9,16 +9,18 @@ namespace AgentWorker.Core.Pipeline;
 /// <summary>
 /// N worker slots, each leasing and running one job at a time. On shutdown it stops leasing at once,
 /// lets running jobs go on for the grace period, then stops them and hands them back to the queue.
+/// A backend outage stops nothing: slots wait it out with backoff (<see cref="BackendRetry"/>) and lease again.
 /// </summary>
 public sealed partial class WorkerPool(
     IJobQueue queue,
     JobRunner runner,
     WorkspaceManager workspaces,
+    BackendRetry retry,
     PipelineOptions options,
     TimeProvider timeProvider,
     ILogger<WorkerPool> logger) : BackgroundService
 {
-    private static readonly TimeSpan BackendRetryDelay = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan LeaseErrorDelay = TimeSpan.FromSeconds(1);
     private static readonly TimeSpan JanitorInterval = TimeSpan.FromSeconds(15);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -59,7 +61,8 @@ public sealed partial class WorkerPool(
             IJobLease? lease;
             try
             {
-                lease = await queue.LeaseAsync(options.WorkerId, options.LeaseWait, stopping).ConfigureAwait(false);
+                // Through a backend outage this keeps trying with backoff, so the slot is back at work soon after the backend is.
+                lease = await retry.UntilAvailableAsync(token => queue.LeaseAsync(options.WorkerId, options.LeaseWait, token), stopping).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (stopping.IsCancellationRequested)
             {
@@ -67,10 +70,11 @@ public sealed partial class WorkerPool(
             }
             catch (Exception e)
             {
+                // Not an outage (those are waited out above) but a bug or a bad record: look again after a pause.
                 LogLeaseFailed(logger, e, queue.Backend);
                 try
                 {
-                    await Task.Delay(BackendRetryDelay, timeProvider, stopping).ConfigureAwait(false);
+                    await Task.Delay(LeaseErrorDelay, timeProvider, stopping).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException)
                 {
@@ -80,8 +84,27 @@ public sealed partial class WorkerPool(
             }
             if (lease is null)
                 continue;
-            await using (lease.ConfigureAwait(false))
+            try
+            {
                 await runner.RunAsync(lease, hardStop).ConfigureAwait(false);
+            }
+            finally
+            {
+                await HandBackAsync(lease).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Disposes the lease, which hands the job back unless the attempt ended it; a failure to do so leaves the job to lease expiry.</summary>
+    private async Task HandBackAsync(IJobLease lease)
+    {
+        try
+        {
+            await lease.DisposeAsync().ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            LogHandBackFailed(logger, e, lease.Job.Id);
         }
     }
 
@@ -96,4 +119,7 @@ public sealed partial class WorkerPool(
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Leasing from {Backend} failed; retrying")]
     private static partial void LogLeaseFailed(ILogger logger, Exception exception, string backend);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: could not hand the job back; it runs again once its lease expires")]
+    private static partial void LogHandBackFailed(ILogger logger, Exception exception, string jobId);
 }

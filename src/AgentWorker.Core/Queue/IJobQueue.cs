@@ -49,6 +49,14 @@ public interface IJobQueue : IAsyncDisposable
 
     /// <summary>Throws when the backend cannot be reached.</summary>
     Task PingAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// True when <paramref name="exception"/>, thrown by a call on this queue, means the backend cannot be reached
+    /// right now (server down or restarting, connection lost): the same call may succeed once it is back. Workers and
+    /// the HTTP intake retry such calls with backoff and report the backend down meanwhile. An embedded backend has
+    /// no outages to report.
+    /// </summary>
+    bool IsUnavailable(Exception exception) => false;
 }
 
 /// <summary>A claimed job. Disposing a lease that was neither completed nor failed hands the job back.</summary>

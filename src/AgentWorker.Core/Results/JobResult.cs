@@ -18,6 +18,17 @@ public sealed record JobResult
 
     /// <summary>What the agent's run used, where the sandbox could measure it.</summary>
     public ResourceReport? Resources { get; init; }
+
+    /// <summary>Files the agent left in its artifacts folder (AGENT_WORKER_ARTIFACTS), and where each was uploaded.</summary>
+    public IReadOnlyList<Artifacts.ArtifactRecord> CollectedArtifacts { get; init; } = [];
+
+    /// <summary>What the agent changed (diffstat; in apply mode the commit and branch).</summary>
+    public ChangeReport? Changes { get; init; }
+
+    /// <summary>Files kept for the job: the diff and what the agent reported.</summary>
+    public IReadOnlyList<StoredArtifact> Artifacts { get; init; } = [];
+
+    public RunReceipt? Receipt { get; init; }
 }
 
 /// <summary>Peak memory and CPU time (from the run's control group), wall time, and the signal that ended the agent, if any.</summary>

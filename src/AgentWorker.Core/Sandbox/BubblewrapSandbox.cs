@@ -16,6 +16,7 @@ public sealed class BubblewrapSandbox : ISandbox
 {
     public const string InsideWorkspace = "/workspace";
     public const string InsideHome = "/home/agent";
+    public const string InsideArtifacts = "/artifacts";
     public const int InsideUid = 65534;
 
     // Sets the rlimits (hard and soft, with the shell's builtin: one exec less than prlimit), joins the control
@@ -113,6 +114,8 @@ public sealed class BubblewrapSandbox : ISandbox
             {
                 HostFiles.ChangeOwner(request.Workspace, uid);
                 HostFiles.ChangeOwner(request.Home, uid);
+                if (request.Artifacts is { } artifacts && !IsUnder(artifacts, request.Workspace))
+                    HostFiles.ChangeOwner(artifacts, uid);
             }
             return new Run(this, request, group, forwarder);
         }
@@ -167,6 +170,8 @@ public sealed class BubblewrapSandbox : ISandbox
         foreach (var (source, target) in _readOnlyExtras)
             args.AddRange(["--ro-bind", source, target]);
         args.AddRange(["--bind", request.Workspace, InsideWorkspace, "--bind", request.Home, InsideHome]);
+        if (request.Artifacts is { } artifacts && !IsUnder(artifacts, request.Workspace))
+            args.AddRange(["--bind", artifacts, InsideArtifacts]);
         if (forwarder is not null)
             args.AddRange(["--bind", forwarder.SocketPath, McpForwarder.InsideSocket]);
         // Whatever of the worker's own state lies under a visible directory is covered up.
@@ -202,6 +207,13 @@ public sealed class BubblewrapSandbox : ISandbox
         public override string WorkspacePath => InsideWorkspace;
         public override string HomePath => InsideHome;
         public override string TmpPath => "/tmp";
+
+        public override string? ArtifactsPath => request.Artifacts switch
+        {
+            null => null,
+            var artifacts when IsUnder(artifacts, request.Workspace) => InsideWorkspace + artifacts[request.Workspace.Length..],
+            _ => InsideArtifacts,
+        };
 
         public override string? McpUrl(string? jobMcpUrl) => forwarder?.InsideUrl ?? jobMcpUrl;
 

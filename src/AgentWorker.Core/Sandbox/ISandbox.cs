@@ -16,7 +16,11 @@ public interface ISandbox
 /// One run: host directories of the attempt (<paramref name="Workspace"/> is the clone, <paramref name="Home"/> an empty
 /// writable home, <paramref name="Scratch"/> the sandbox's own files), the network mode and the limits.
 /// </summary>
-public sealed record SandboxRequest(string RunId, string Workspace, string Home, string Scratch, NetworkMode Network, string? McpUrl, SandboxLimits Limits);
+public sealed record SandboxRequest(string RunId, string Workspace, string Home, string Scratch, NetworkMode Network, string? McpUrl, SandboxLimits Limits)
+{
+    /// <summary>A host directory the agent may write files to keep into; visible at <see cref="SandboxRun.ArtifactsPath"/>.</summary>
+    public string? Artifacts { get; init; }
+}
 
 /// <summary>A prepared run: how paths look inside, how to launch the agent, and how to kill and measure it.</summary>
 public abstract class SandboxRun : IDisposable
@@ -26,6 +30,9 @@ public abstract class SandboxRun : IDisposable
 
     public abstract string HomePath { get; }
     public abstract string TmpPath { get; }
+
+    /// <summary>The artifacts folder as the agent sees it (null when the run has none).</summary>
+    public virtual string? ArtifactsPath => null;
 
     /// <summary>The MCP URL as the agent must use it (may point at a forwarder).</summary>
     public virtual string? McpUrl(string? jobMcpUrl) => jobMcpUrl;

@@ -12,6 +12,7 @@ public sealed class NoSandbox : ISandbox
         public override string WorkspacePath => request.Workspace;
         public override string HomePath => request.Home;
         public override string TmpPath => request.Scratch;
+        public override string? ArtifactsPath => request.Artifacts;
 
         public override Execution.ProcessSpec Wrap(Execution.ProcessSpec agent) => agent;
     }

@@ -5,8 +5,9 @@ using AgentWorker.Core.Jobs;
 namespace AgentWorker.Core.Workspace;
 
 /// <summary>
-/// Clones a repository into a workspace: shallow, hooks and fsmonitor disabled, no terminal prompts,
-/// no system or user git config, the token (if any) supplied by a credential helper from the environment.
+/// Runs git for the worker: shallow clones (from the remote or from a clone cache mirror), the mirrors' fetches, and the
+/// post-run commands on a workspace. Hooks and fsmonitor are disabled, there are no terminal prompts and no system or user
+/// git config; the token (if any) is supplied by a credential helper from the environment, SSH gets <see cref="GitSsh.Command"/>.
 /// </summary>
 internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
 {
@@ -16,13 +17,16 @@ internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
     // A mirror is only ever changed by these commands, so git must not start housekeeping of its own in it: a gc deleting
     // packs while another job clones from the mirror would break that clone. Fetched packs are kept as they arrive
     // (no unpacking into loose objects); MirrorCache compacts them when they pile up.
-    private static readonly string[] MirrorConfig = ["-c", "gc.auto=0", "-c", "maintenance.auto=false", "-c", "fetch.unpackLimit=1"];
+    private static readonly (string, string)[] MirrorConfig = [("gc.auto", "0"), ("maintenance.auto", "false"), ("fetch.unpackLimit", "1")];
 
     // The workspace's own copy of the objects is throwaway: copying the mirror's compressed objects as they are, without
     // searching for new deltas, is what makes a clone from the mirror fast.
-    private static readonly string[] CopyConfig = ["-c", "pack.window=0"];
+    private static readonly (string, string)[] CopyConfig = [("pack.window", "0")];
 
     private readonly SecretRedactor _redactor = new([options.GitToken]);
+    private readonly string _sshCommand = GitSsh.Command(options);
+
+    public WorkspaceOptions Options => options;
 
     public Task CloneAsync(RepoRef repo, string destination, string home, CancellationToken cancellationToken)
     {
@@ -40,30 +44,30 @@ internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
 
     private async Task CloneAsync(RepoRef repo, string source, string origin, string? mirror, string destination, string home, CancellationToken cancellationToken)
     {
-        string[] copy = mirror is null ? [] : CopyConfig;
+        IReadOnlyList<(string, string)> copy = mirror is null ? [] : CopyConfig;
         if (repo.Commit is null)
         {
             string[] branch = repo.Branch is null ? [] : ["--branch", repo.Branch];
             string[] reference = mirror is null ? [] : ["--reference", mirror, "--dissociate"];
-            await GitAsync(home, Path.GetDirectoryName(destination)!,
-                [.. copy, "clone", "--depth", "1", "--no-tags", "--single-branch", .. branch, .. reference, "--", source, destination], cancellationToken).ConfigureAwait(false);
+            await GitAsync(new GitCall(home, Path.GetDirectoryName(destination)!,
+                ["clone", "--depth", "1", "--no-tags", "--single-branch", .. branch, .. reference, "--", source, destination]) { Config = copy }, cancellationToken).ConfigureAwait(false);
             if (source != origin)
-                await GitAsync(home, destination, ["remote", "set-url", "origin", "--", origin], cancellationToken).ConfigureAwait(false);
+                await GitAsync(new GitCall(home, destination, ["remote", "set-url", "origin", "--", origin]), cancellationToken).ConfigureAwait(false);
             return;
         }
         // A commit is fetched on its own so the clone stays shallow.
         Directory.CreateDirectory(destination);
-        await GitAsync(home, destination, ["init", "--quiet"], cancellationToken).ConfigureAwait(false);
-        await GitAsync(home, destination, ["remote", "add", "origin", "--", origin], cancellationToken).ConfigureAwait(false);
+        await GitAsync(new GitCall(home, destination, ["init", "--quiet"]), cancellationToken).ConfigureAwait(false);
+        await GitAsync(new GitCall(home, destination, ["remote", "add", "origin", "--", origin]), cancellationToken).ConfigureAwait(false);
         var alternates = Path.Combine(destination, ".git", "objects", "info", "alternates");
         if (mirror is not null)
             await File.WriteAllTextAsync(alternates, Path.Combine(mirror, "objects") + "\n", cancellationToken).ConfigureAwait(false);
-        await GitAsync(home, destination, ["fetch", "--depth", "1", "--no-tags", source == origin ? "origin" : source, repo.Commit], cancellationToken).ConfigureAwait(false);
-        await GitAsync(home, destination, ["checkout", "--quiet", "--detach", "FETCH_HEAD"], cancellationToken).ConfigureAwait(false);
+        await GitAsync(new GitCall(home, destination, ["fetch", "--depth", "1", "--no-tags", source == origin ? "origin" : source, repo.Commit]), cancellationToken).ConfigureAwait(false);
+        await GitAsync(new GitCall(home, destination, ["checkout", "--quiet", "--detach", "FETCH_HEAD"]), cancellationToken).ConfigureAwait(false);
         if (mirror is not null)
         {
             // What `clone --dissociate` does: copy the borrowed objects the shallow history reaches, then stop borrowing.
-            await GitAsync(home, destination, [.. copy, "repack", "-a", "-d", "--quiet"], cancellationToken).ConfigureAwait(false);
+            await GitAsync(new GitCall(home, destination, ["repack", "-a", "-d", "--quiet"]) { Config = copy }, cancellationToken).ConfigureAwait(false);
             File.Delete(alternates);
         }
     }
@@ -76,17 +80,17 @@ internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
     public async Task FetchMirrorAsync(string url, string mirror, string home, CancellationToken cancellationToken)
     {
         if (!File.Exists(Path.Combine(mirror, "HEAD")) || !File.Exists(Path.Combine(mirror, "config")))
-            await GitAsync(home, mirror, ["init", "--bare", "--quiet", "--template="], cancellationToken).ConfigureAwait(false);
-        await GitAsync(home, mirror,
-            [.. MirrorConfig, "fetch", "--quiet", "--prune", "--no-tags", "--", url, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"], cancellationToken).ConfigureAwait(false);
+            await GitAsync(new GitCall(home, mirror, ["init", "--bare", "--quiet", "--template="]), cancellationToken).ConfigureAwait(false);
+        await GitAsync(new GitCall(home, mirror,
+            ["fetch", "--quiet", "--prune", "--no-tags", "--", url, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]) { Config = MirrorConfig }, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>The branch the remote's HEAD names (what a clone without <c>--branch</c> checks out), or null when it names none.</summary>
     public async Task<string?> DefaultBranchAsync(string url, string home, CancellationToken cancellationToken)
     {
         const string Prefix = "ref: refs/heads/";
-        var output = await GitAsync(home, home, ["ls-remote", "--symref", "--", url, "HEAD"], cancellationToken).ConfigureAwait(false);
-        return output.Split('\n')
+        var lines = await GitAsync(new GitCall(home, home, ["ls-remote", "--symref", "--", url, "HEAD"]), cancellationToken).ConfigureAwait(false);
+        return lines
             .Where(line => line.StartsWith(Prefix, StringComparison.Ordinal) && line.EndsWith("\tHEAD", StringComparison.Ordinal))
             .Select(line => line[Prefix.Length..^"\tHEAD".Length])
             .FirstOrDefault();
@@ -94,21 +98,43 @@ internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
 
     /// <summary>Merges a mirror's packs into fewer (geometric progression, so the work stays proportional to what was fetched since).</summary>
     public Task CompactMirrorAsync(string mirror, string home, CancellationToken cancellationToken) =>
-        GitAsync(home, mirror, [.. MirrorConfig, "repack", "-d", "--quiet", "--geometric=2"], cancellationToken);
+        GitAsync(new GitCall(home, mirror, ["repack", "-d", "--quiet", "--geometric=2"]) { Config = MirrorConfig }, cancellationToken);
 
-    /// <summary>Runs git with the worker's safety settings; returns its standard output.</summary>
-    private async Task<string> GitAsync(string home, string workingDirectory, string[] args, CancellationToken cancellationToken)
+    /// <summary>Whether <paramref name="branch"/> exists on the remote <paramref name="url"/>.</summary>
+    public async Task<bool> RemoteHasBranchAsync(string url, string branch, string home, CancellationToken cancellationToken)
+    {
+        // --exit-code: 2 when no ref matched.
+        var call = new GitCall(home, home, ["ls-remote", "--exit-code", "--heads", "--", RepoUrls.ToGitUrl(url), $"refs/heads/{branch}"]);
+        var output = await RunAsync(call, cancellationToken).ConfigureAwait(false);
+        return output.ExitCode switch
+        {
+            0 => true,
+            2 => false,
+            _ => throw Failed(call, output),
+        };
+    }
+
+    /// <summary>Runs git and returns its stdout lines; a non-zero exit is a <see cref="WorkspaceException"/> (not permanent).</summary>
+    public async Task<IReadOnlyList<string>> GitAsync(GitCall call, CancellationToken cancellationToken)
+    {
+        var output = await RunAsync(call, cancellationToken).ConfigureAwait(false);
+        return output.ExitCode == 0 ? output.Lines : throw Failed(call, output);
+    }
+
+    /// <summary>Runs git; throws only on timeout and cancellation.</summary>
+    public async Task<GitOutput> RunAsync(GitCall call, CancellationToken cancellationToken)
     {
         var environment = new Dictionary<string, string>
         {
             ["PATH"] = Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin",
-            ["HOME"] = home,
+            ["HOME"] = call.Home,
             ["LANG"] = "C.UTF-8",
             ["GIT_TERMINAL_PROMPT"] = "0",
             ["GIT_CONFIG_NOSYSTEM"] = "1",
+            ["GIT_CONFIG_GLOBAL"] = "/dev/null",
             ["GIT_ASKPASS"] = "/bin/false",
             ["SSH_ASKPASS"] = "/bin/false",
-            ["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
+            ["GIT_SSH_COMMAND"] = _sshCommand,
         };
         List<string> argv =
         [
@@ -119,6 +145,10 @@ internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
             "-c", "protocol.file.allow=always",
             "-c", "advice.detachedHead=false",
         ];
+        if (call.GitDir is { } gitDir)
+            argv.AddRange([$"--git-dir={gitDir}", $"--work-tree={call.WorkTree ?? call.WorkingDirectory}"]);
+        foreach (var (name, value) in call.Config)
+            argv.AddRange(["-c", $"{name}={value}"]);
         if (options.GitToken is { Length: > 0 } token)
         {
             environment[TokenVariable] = token;
@@ -126,34 +156,53 @@ internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
             argv.AddRange(["-c", "credential.helper=", "-c",
                 $"credential.https://{options.GitTokenHost}.helper=!f() {{ echo username=x-access-token; echo \"password=${TokenVariable}\"; }}; f"]);
         }
-        argv.AddRange(args);
+        argv.AddRange(call.Args);
 
         var errors = new StringBuilder();
-        var output = new StringBuilder();
+        var lines = new List<string>();
         var outcome = await runner.RunAsync(
-            new ProcessSpec(argv, workingDirectory, environment, options.CloneTimeout, MaxGitOutputBytes),
+            new ProcessSpec(argv, call.WorkingDirectory, environment, options.CloneTimeout, MaxGitOutputBytes),
             line =>
             {
-                var into = line.Stream == "stderr" ? errors : output;
-                lock (into)
-                    into.Append(line.Text).Append('\n');
+                if (line.Stream == "stderr")
+                {
+                    lock (errors)
+                        errors.AppendLine(line.Text);
+                }
+                else
+                {
+                    lock (lines)
+                        lines.Add(line.Text);
+                }
                 return ValueTask.CompletedTask;
             },
             cancellationToken).ConfigureAwait(false);
 
         cancellationToken.ThrowIfCancellationRequested();
-        // The command, not the -c settings in front of it.
-        var command = args.SkipWhile((arg, i) => arg == "-c" || (i > 0 && args[i - 1] == "-c")).First();
         if (outcome.End == ProcessEnd.TimedOut)
-            throw new WorkspaceException($"git {command} timed out after {options.CloneTimeout.TotalSeconds:0}s", permanent: false);
-        if (outcome.ExitCode != 0)
-        {
-            string message;
-            lock (errors)
-                message = errors.ToString().Trim();
-            throw new WorkspaceException($"git {command} failed (exit {outcome.ExitCode}): {_redactor.Redact(message)}", permanent: false);
-        }
-        lock (output)
-            return output.ToString();
+            throw new WorkspaceException($"git {call.Args[0]} timed out after {options.CloneTimeout.TotalSeconds:0}s", permanent: false);
+        lock (errors)
+        lock (lines)
+            return new GitOutput(outcome.ExitCode ?? -1, [.. lines], _redactor.Redact(errors.ToString().Trim()));
     }
+
+    private static WorkspaceException Failed(GitCall call, GitOutput output) =>
+        new($"git {call.Args[0]} failed (exit {output.ExitCode}): {output.Errors}", permanent: false);
 }
+
+/// <summary>
+/// One git command. <paramref name="Home"/> is git's HOME, <paramref name="WorkingDirectory"/> where it runs. With
+/// <see cref="GitDir"/> set, git uses that repository and <see cref="WorkTree"/> (default: the working directory) and
+/// never looks for a <c>.git</c> of its own.
+/// </summary>
+internal sealed record GitCall(string Home, string WorkingDirectory, IReadOnlyList<string> Args)
+{
+    public string? GitDir { get; init; }
+    public string? WorkTree { get; init; }
+
+    /// <summary>Extra <c>-c name=value</c> settings.</summary>
+    public IReadOnlyList<(string Name, string Value)> Config { get; init; } = [];
+}
+
+/// <summary>How git ended: exit code, stdout lines, stderr (the token masked).</summary>
+internal sealed record GitOutput(int ExitCode, IReadOnlyList<string> Lines, string Errors);

@@ -23,9 +23,13 @@ internal sealed partial class MirrorCache(CloneCacheOptions options, GitClient g
 
     public string Dir => options.Dir;
 
-    /// <summary>Mirror name of <paramref name="url"/>: a hash of the URL without any password, so none appears on disk.</summary>
+    /// <summary>
+    /// Mirror name of <paramref name="url"/>: a hash of the URL without credentials, so none appears on disk. URLs that differ
+    /// only in the user share a mirror; that is safe because a job reads the mirror only after its own fetch succeeded.
+    /// A cryptographic hash, so no URL can be made to collide with another repository's mirror.
+    /// </summary>
     public static string Key(string url) =>
-        Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(RepoUrls.WithoutPassword(RepoUrls.ToGitUrl(url)))))[..32];
+        Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(RepoUrls.WithoutCredentials(RepoUrls.ToGitUrl(url)))))[..32];
 
     public string MirrorPath(string url) => Path.Combine(options.Dir, Key(url) + ".git");
 

@@ -30,13 +30,11 @@ public static class RepoUrls
         return "must be an https/ssh/git/file URL, scp-style user@host:path, or an absolute path";
     }
 
-    /// <summary><paramref name="url"/> with the password of its user info (if any) removed; the user name stays, as it selects an account.</summary>
-    public static string WithoutPassword(string url)
-    {
-        if (!url.Contains("://", StringComparison.Ordinal) || !Uri.TryCreate(url, UriKind.Absolute, out var uri) || !uri.UserInfo.Contains(':', StringComparison.Ordinal))
-            return url;
-        return new UriBuilder(uri) { Password = "" }.Uri.AbsoluteUri;
-    }
+    /// <summary><paramref name="url"/> without a user name or password (intake refuses those; records never show one anyway).</summary>
+    public static string WithoutCredentials(string url) =>
+        url.Contains("://", StringComparison.Ordinal) && Uri.TryCreate(url, UriKind.Absolute, out var uri) && uri.UserInfo.Length > 0
+            ? new UriBuilder(uri) { UserName = "", Password = "" }.Uri.AbsoluteUri
+            : url;
 
     /// <summary>Local paths become file:// URLs so that --depth is honoured.</summary>
     public static string ToGitUrl(string url) => Path.IsPathRooted(url) ? new Uri(url).AbsoluteUri : url;

@@ -14,6 +14,9 @@ namespace AgentWorker.Core.Workspace;
 public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRunner runner, ILogger<WorkspaceManager> logger)
 {
     private const string LockName = ".agent-worker.lock";
+
+    /// <summary>The artifacts folder of a job without a repository, relative to its working directory.</summary>
+    public const string EmptyWorkspaceArtifacts = "screenshots";
     private static readonly TimeSpan UnlockedGrace = TimeSpan.FromMinutes(1);
     private readonly GitClient _git = new(options, runner);
     private readonly MirrorCache? _cache = options.CloneCache is { } cache ? new MirrorCache(cache, new GitClient(options, runner), logger) : null;
@@ -22,12 +25,29 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
 
     public async Task<JobWorkspace> CreateAsync(JobSpec job, CancellationToken cancellationToken)
     {
-        var workspace = Open(job.Id);
+        // A job without a repository (tasks table) gets a fresh directory whose screenshots/ is its artifacts folder, as the
+        // seed's run_task.py expects; a clone keeps its artifacts beside the repository, out of what apply mode commits.
+        var workspace = Open(job.Id, artifactsInRepo: job.Repo.IsEmpty);
         try
         {
             Directory.CreateDirectory(workspace.HomeDir);
-            await CloneAsync(job, workspace, cancellationToken).ConfigureAwait(false);
+            if (!job.Repo.IsEmpty)
+            {
+                var repo = job.Repo;
+                // A branch to be created does not exist yet: start from the commit, else the remote's default branch.
+                if (job.Mode == JobMode.Apply && job.CreateBranch && repo.Branch is { } branch
+                    && !await _git.RemoteHasBranchAsync(repo.Url, branch, workspace.HomeDir, cancellationToken).ConfigureAwait(false))
+                {
+                    workspace.BranchExists = false;
+                    repo = repo with { Branch = null };
+                }
+                await CloneAsync(job.Id, repo, workspace, cancellationToken).ConfigureAwait(false);
+            }
+            Directory.CreateDirectory(workspace.RepoDir);
+            Directory.CreateDirectory(workspace.ArtifactsDir);
             CheckLimits(workspace.RepoDir);
+            if (!job.Repo.IsEmpty)
+                workspace.BaseCommit = await SnapshotAsync(workspace, cancellationToken).ConfigureAwait(false);
             return workspace;
         }
         catch
@@ -37,23 +57,23 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
         }
     }
 
-    private async Task CloneAsync(JobSpec job, JobWorkspace workspace, CancellationToken cancellationToken)
+    private async Task CloneAsync(string jobId, RepoRef repo, JobWorkspace workspace, CancellationToken cancellationToken)
     {
         if (_cache is not null)
         {
             try
             {
-                await _cache.CloneAsync(job.Repo, workspace.RepoDir, workspace.HomeDir, cancellationToken).ConfigureAwait(false);
+                await _cache.CloneAsync(repo, workspace.RepoDir, workspace.HomeDir, cancellationToken).ConfigureAwait(false);
                 return;
             }
             catch (Exception e) when (e is WorkspaceException or IOException or UnauthorizedAccessException && !cancellationToken.IsCancellationRequested)
             {
                 // The remote has the last word: a broken mirror, a full disk or a commit only the remote has must not fail the job.
-                LogCacheMissed(logger, job.Id, e.Message);
+                LogCacheMissed(logger, jobId, e.Message);
                 SafeTree.Delete(workspace.RepoDir);
             }
         }
-        await _git.CloneAsync(job.Repo, workspace.RepoDir, workspace.HomeDir, cancellationToken).ConfigureAwait(false);
+        await _git.CloneAsync(repo, workspace.RepoDir, workspace.HomeDir, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>A directory like a job's but with an empty <see cref="JobWorkspace.RepoDir"/> instead of a clone (tool runs); swept the same way.</summary>
@@ -65,12 +85,13 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
         return workspace;
     }
 
-    private JobWorkspace Open(string id)
+    private JobWorkspace Open(string id, bool artifactsInRepo = false)
     {
         Directory.CreateDirectory(options.WorkDir);
         var root = Path.Combine(options.WorkDir, $"{SafeName(id)}-{Path.GetRandomFileName().Replace(".", "", StringComparison.Ordinal)}");
         Directory.CreateDirectory(root);
-        return new JobWorkspace(root, new FileStream(Path.Combine(root, LockName), FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None));
+        return new JobWorkspace(root, new FileStream(Path.Combine(root, LockName), FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None),
+            artifactsInRepo ? Path.Combine(root, "repo", EmptyWorkspaceArtifacts) : Path.Combine(root, "artifacts"));
     }
 
     /// <summary>
@@ -154,11 +175,26 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
 }
 
 /// <summary>A job attempt's directory: <see cref="RepoDir"/> is the clone the agent works in. Disposing removes it all.</summary>
-public sealed class JobWorkspace(string root, FileStream lockFile) : IDisposable
+public sealed class JobWorkspace(string root, FileStream lockFile, string artifactsDir) : IDisposable
 {
     public string Root { get; } = root;
     public string RepoDir => Path.Combine(Root, "repo");
     public string HomeDir => Path.Combine(Root, "home");
+
+    /// <summary>Where the agent leaves files to keep (uploaded to the artifact store after the run).</summary>
+    public string ArtifactsDir { get; } = artifactsDir;
+
+    /// <summary>
+    /// The worker's copy of the clone's repository, taken before the agent runs and out of its reach: git after the run
+    /// reads only this one, never the agent-writable <c>repo/.git</c> (its config could name commands to run).
+    /// </summary>
+    public string GitDir => Path.Combine(Root, "git");
+
+    /// <summary>The commit the clone checked out.</summary>
+    public string BaseCommit { get; internal set; } = "";
+
+    /// <summary>False when an apply-mode job's branch did not exist on the remote yet (it is created by the push).</summary>
+    public bool BranchExists { get; internal set; } = true;
 
     /// <summary>The sandbox's own files for this attempt (stub /etc files); TMPDIR of an unsandboxed run.</summary>
     public string SandboxDir => Path.Combine(Root, "sandbox");

@@ -1,6 +1,6 @@
 namespace AgentWorker.Core.Workspace;
 
-/// <summary>Where workspaces live and how big a cloned repository may be.</summary>
+/// <summary>Where workspaces live, how big a cloned repository may be, and how git reaches remotes.</summary>
 public sealed record WorkspaceOptions
 {
     public required string WorkDir { get; init; }
@@ -13,6 +13,20 @@ public sealed record WorkspaceOptions
 
     /// <summary>The only host the token is offered to, over HTTPS.</summary>
     public string GitTokenHost { get; init; } = "github.com";
+
+    /// <summary>Private key for SSH remotes; null: ssh's own default identities.</summary>
+    public string? SshKeyFile { get; init; }
+
+    /// <summary>known_hosts for SSH remotes; null: ssh's defaults (~/.ssh/known_hosts of the worker's user).</summary>
+    public string? SshKnownHostsFile { get; init; }
+
+    /// <summary><see cref="GitSsh.Strict"/> (unknown or changed host keys are refused) or <see cref="GitSsh.AcceptNew"/>.</summary>
+    public string SshStrictHostKeyChecking { get; init; } = GitSsh.Strict;
+
+    /// <summary>Author and committer of apply-mode commits.</summary>
+    public string CommitAuthorName { get; init; } = "AgentWorker";
+
+    public string CommitAuthorEmail { get; init; } = "agent-worker@localhost";
 
     /// <summary>The local mirror cache repeat clones are made from; null clones every workspace from the remote.</summary>
     public CloneCacheOptions? CloneCache { get; init; }

@@ -27,7 +27,16 @@ internal static class AgentExecCommand
                 Console.Error.WriteLine($"agent-worker: invalid option --workspace: '{dir}' is not a directory");
                 return Task.FromResult(ExitCodes.Usage);
             }
-            agent.Run(Path.GetFullPath(dir), parse.GetValue(prompt), new AgentOutput(Console.Out), cancellationToken);
+            try
+            {
+                agent.Run(Path.GetFullPath(dir), parse.GetValue(prompt), new AgentOutput(Console.Out), cancellationToken);
+            }
+            catch (AgentFailedException e)
+            {
+                // The last stderr line is what the job's error quotes.
+                Console.Error.WriteLine($"{agentId}: {e.Message}");
+                return Task.FromResult(ExitCodes.Failure);
+            }
             return Task.FromResult(ExitCodes.Ok);
         });
         var agentCommand = new Command("agent", "Built-in agent entry points.") { Hidden = true };

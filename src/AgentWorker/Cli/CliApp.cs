@@ -8,6 +8,29 @@ internal static class CliApp
 {
     public static async Task<int> RunAsync(string[] args)
     {
+        var result = Create().Parse(args);
+        if (result.Errors.Count > 0)
+        {
+            await Console.Error.WriteLineAsync($"agent-worker: {OneLine(string.Join("; ", result.Errors.Select(e => e.Message)))}");
+            return ExitCodes.Usage;
+        }
+        // The host handles SIGTERM/SIGINT itself (graceful shutdown), so the parser must not cut it short.
+        return await result.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
+    }
+
+    /// <summary>Errors are one line even when they quote a value holding line breaks or other control characters.</summary>
+    private static string OneLine(string message) =>
+        string.Concat(message.Select(c => c switch
+        {
+            '\n' => "\\n",
+            '\r' => "\\r",
+            _ when char.IsControl(c) => $"\\u{(int)c:x4}",
+            _ => c.ToString(),
+        }));
+
+    /// <summary>The command tree, with every setting as a flag on every command.</summary>
+    public static RootCommand Create()
+    {
         var settingOptions = Settings.All.ToDictionary(s => s, s => new Option<string?>(s.Flag)
         {
             Description = $"{s.Help} [env {string.Join(", ", s.Env)}{(s.Default is null ? "" : $"; default {s.Default}")}]",
@@ -27,18 +50,20 @@ internal static class CliApp
             }
             catch (ConfigException e)
             {
-                await Console.Error.WriteLineAsync($"agent-worker: {e.Message}");
+                await Console.Error.WriteLineAsync($"agent-worker: {OneLine(e.Message)}");
                 return ExitCodes.Usage;
             }
             catch (CliException e)
             {
-                await Console.Error.WriteLineAsync($"agent-worker: {e.Message}");
+                await Console.Error.WriteLineAsync($"agent-worker: {OneLine(e.Message)}");
                 return ExitCodes.Failure;
             }
         };
 
         root.Subcommands.Add(HostCommands.Serve(action));
         root.Subcommands.Add(HostCommands.Run(action));
+        root.Subcommands.Add(HostCommands.TasksPoller(action));
+        root.Subcommands.Add(AllocatorCommands.Create(action));
         root.Subcommands.Add(OrchestratorCommands.Connect(action));
         root.Subcommands.Add(OrchestratorCommands.Create(action));
         foreach (var command in QueueCommands.All(action))
@@ -48,15 +73,7 @@ internal static class CliApp
         root.Subcommands.Add(DemoCommand.Create(action));
         root.Subcommands.Add(SandboxCommands.Create(action));
         root.Subcommands.Add(AgentExecCommand.Create());
-
-        var result = root.Parse(args);
-        if (result.Errors.Count > 0)
-        {
-            await Console.Error.WriteLineAsync($"agent-worker: {string.Join("; ", result.Errors.Select(e => e.Message))}");
-            return ExitCodes.Usage;
-        }
-        // The host handles SIGTERM/SIGINT itself (graceful shutdown), so the parser must not cut it short.
-        return await result.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
+        return root;
     }
 }
 

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using AgentWorker.Core.Agents;
+using AgentWorker.Core.Agents.BuiltIn;
 using AgentWorker.Core.Jobs;
 using AgentWorker.Core.Queue;
 
@@ -22,7 +23,8 @@ internal static class DemoCommand
         {
             var config = context.Config;
             var agents = context.LoadAgents();
-            var demoAgents = agents.All.Where(a => a.BuiltIn).OrderBy(a => a.Id, StringComparer.Ordinal).ToList();
+            // The offline auditors: the llm agent needs an endpoint and a key.
+            var demoAgents = agents.All.Where(a => a.BuiltIn && BuiltInAgents.All.Any(b => b.Id == a.Id)).OrderBy(a => a.Id, StringComparer.Ordinal).ToList();
             var repo = Path.Combine(Path.GetTempPath(), $"agent-worker-demo-{Guid.NewGuid():N}");
             try
             {

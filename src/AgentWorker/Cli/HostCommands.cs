@@ -42,6 +42,15 @@ internal static class HostCommands
         });
     }
 
+    /// <summary>`tasks-poller`: the CUA seed's worker — `run` with the postgres-tasks intake.</summary>
+    public static Command TasksPoller(CommandAction action) =>
+        new Command("tasks-poller", "Run the tasks table in POSTGRES_URL for AGENT_ID with DEFAULT_AGENT (worker slots, no HTTP); same as `run --intake postgres-tasks`.")
+            .WithAction(action, (context, cancellationToken) =>
+            {
+                context.Fix(Configuration.Settings.Intake, Configuration.IntegrationConfig.TasksIntake);
+                return RunWorkersAsync(context, context.Config, cancellationToken);
+            });
+
     /// <summary>`run`, and `connect` (which adds the orchestrator link): worker slots in a plain host until SIGTERM.</summary>
     public static async Task<int> RunWorkersAsync(CommandContext context, Configuration.WorkerConfig config, CancellationToken cancellationToken)
     {

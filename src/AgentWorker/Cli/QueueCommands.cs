@@ -1,9 +1,9 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json.Nodes;
+using AgentWorker.Core.Artifacts;
 using AgentWorker.Core.Jobs;
 using AgentWorker.Core.Queue;
-using AgentWorker.Http;
 
 namespace AgentWorker.Cli;
 
@@ -68,7 +68,8 @@ internal static class QueueCommands
             ("--prompt", "prompt", "Task text for the agent."),
             ("--mcp-connection-url", "mcp_connection_url", "MCP endpoint handed to the agent as MCP_CONNECTION_URL."),
             ("--agent", "agent", "Agent id from the registry (default: DEFAULT_AGENT)."),
-            ("--mode", "mode", "dry_run (default) or apply."),
+            ("--mode", "mode", "dry_run (default) or apply (commit and push to --branch)."),
+            ("--commit-message", "commit_message", "Apply mode: the commit message."),
             ("--network", "network", "none (default), mcp_only or full."),
         };
         var options = fields.Select(f => (f.Field, f.Flag, Option: new Option<string?>(f.Flag) { Description = f.Help })).ToList();
@@ -79,7 +80,8 @@ internal static class QueueCommands
             ("--priority", "priority", "Higher runs first (default 0)."),
         };
         var numberOptions = numbers.Select(f => (f.Field, f.Flag, Option: new Option<int?>(f.Flag) { Description = f.Help })).ToList();
-        var command = new Command("enqueue", "Queue a job.");
+        var createBranch = new Option<bool>("--create-branch") { Description = "Apply mode: create --branch from the default branch (or --commit) when it does not exist." };
+        var command = new Command("enqueue", "Queue a job.") { createBranch };
         foreach (var (_, _, option) in options)
             command.Options.Add(option);
         foreach (var (_, _, option) in numberOptions)
@@ -98,20 +100,27 @@ internal static class QueueCommands
                 if (context.Parse.GetValue(option) is { } value)
                     body[field] = value;
             }
+            if (context.Parse.GetValue(createBranch))
+                body["create_branch"] = true;
             var agents = context.LoadAgents();
             var parsed = JobRequestParser.Parse(body, id => agents.Find(id) is not null, context.Config.Pipeline.DefaultAgent, () => Ulid.NewUlid().ToString());
             if (parsed.Job is not { } job)
             {
                 // The parser names a missing URL in the dialect it guessed; on the command line it is always --repo-url.
                 var flagOf = options.Select(o => (o.Field, o.Flag)).Concat(numberOptions.Select(o => (o.Field, o.Flag)))
-                    .Append((Field: "repoUrl", Flag: "--repo-url")).ToDictionary(o => o.Field, o => o.Flag);
+                    .Append((Field: "repoUrl", Flag: "--repo-url")).Append((Field: "create_branch", Flag: "--create-branch")).ToDictionary(o => o.Field, o => o.Flag);
                 throw new Configuration.ConfigException("invalid option " + string.Join("; ", parsed.Errors.Select(e =>
                     $"{flagOf.GetValueOrDefault(e.Key, e.Key)}: {string.Join(", ", e.Value)}")));
             }
             await using var queue = await context.OpenQueueAsync(cancellationToken);
-            var result = await queue.EnqueueAsync(job, cancellationToken);
-            Console.WriteLine(result.Created ? $"queued {result.Job.Id}" : $"exists {result.Job.Id} ({result.Job.State.Name()})");
-            return ExitCodes.Ok;
+            return await context.WithNotifierAsync(queue, async notifier =>
+            {
+                var result = await queue.EnqueueAsync(job, cancellationToken);
+                if (result.Created)
+                    notifier.Publish(result.Job);
+                Console.WriteLine(result.Created ? $"queued {result.Job.Id}" : $"exists {result.Job.Id} ({result.Job.State.Name()})");
+                return ExitCodes.Ok;
+            });
         });
     }
 
@@ -175,43 +184,66 @@ internal static class QueueCommands
             }
         }, follow));
 
-        jobs.Subcommands.Add(WithId("cancel", "Cancel a queued job, or stop a running one.", action, async (queue, id, _, cancellationToken) =>
-        {
-            switch (await queue.CancelAsync(id, "cancelled via CLI", cancellationToken))
+        jobs.Subcommands.Add(WithId("cancel", "Cancel a queued job, or stop a running one.", action, (queue, id, _, context, cancellationToken) =>
+            context.WithNotifierAsync(queue, async notifier =>
             {
-                case CancelOutcome.NotFound:
-                    throw NotFound(id);
-                case CancelOutcome.AlreadyFinished:
-                    throw new CliException($"job '{id}' has already ended");
-                case CancelOutcome.Cancelled:
-                    Console.WriteLine($"cancelled {id}");
-                    break;
-                default:
-                    Console.WriteLine($"cancel requested for running job {id}");
-                    break;
-            }
-            return ExitCodes.Ok;
-        }));
+                switch (await queue.CancelAsync(id, "cancelled via CLI", cancellationToken))
+                {
+                    case CancelOutcome.NotFound:
+                        throw NotFound(id);
+                    case CancelOutcome.AlreadyFinished:
+                        throw new CliException($"job '{id}' has already ended");
+                    case CancelOutcome.Cancelled:
+                        await notifier.PublishCurrentAsync(id, cancellationToken);
+                        Console.WriteLine($"cancelled {id}");
+                        break;
+                    default:
+                        Console.WriteLine($"cancel requested for running job {id}");
+                        break;
+                }
+                return ExitCodes.Ok;
+            })));
 
-        jobs.Subcommands.Add(WithId("retry", "Queue a failed, dead, cancelled or timed-out job again.", action, async (queue, id, _, cancellationToken) =>
-        {
-            switch (await queue.RetryAsync(id, cancellationToken))
+        jobs.Subcommands.Add(WithId("retry", "Queue a failed, dead, cancelled or timed-out job again.", action, (queue, id, _, context, cancellationToken) =>
+            context.WithNotifierAsync(queue, async notifier =>
             {
-                case RetryOutcome.NotFound:
-                    throw NotFound(id);
-                case RetryOutcome.AlreadySucceeded:
-                    throw new CliException($"job '{id}' succeeded; a succeeded job is not run again (enqueue a new id)");
-                case RetryOutcome.NotFinished:
-                    throw new CliException($"job '{id}' is still queued or running");
-                default:
-                    Console.WriteLine($"queued {id} again");
-                    return ExitCodes.Ok;
+                switch (await queue.RetryAsync(id, cancellationToken))
+                {
+                    case RetryOutcome.NotFound:
+                        throw NotFound(id);
+                    case RetryOutcome.AlreadySucceeded:
+                        throw new CliException($"job '{id}' succeeded; a succeeded job is not run again (enqueue a new id)");
+                    case RetryOutcome.NotFinished:
+                        throw new CliException($"job '{id}' is still queued or running");
+                    default:
+                        await notifier.PublishCurrentAsync(id, cancellationToken);
+                        Console.WriteLine($"queued {id} again");
+                        return ExitCodes.Ok;
+                }
+            })));
+
+        var verify = new Option<bool>("--verify") { Description = "Recompute the SHA-256 of every artifact in this worker's data directory and compare (exit 1 on a mismatch)." };
+        jobs.Subcommands.Add(WithId("receipt", "Print a job's run receipt as JSON (repository, commits, agent, prompt hash, sandbox, usage, hashes of the diff and artifacts).", action, async (queue, id, parse, context, cancellationToken) =>
+        {
+            var job = await queue.GetAsync(id, cancellationToken) ?? throw NotFound(id);
+            var receipt = job.Result?.Receipt ?? throw new CliException($"job '{id}' has no receipt: no run of its agent has finished (state {job.State.Name()})");
+            if (!parse.GetValue(verify))
+            {
+                Output.Json(receipt);
+                return ExitCodes.Ok;
             }
-        }));
+            var checks = await ReceiptCheck.VerifyAsync(receipt, new ArtifactStore(context.Config.ArtifactsDir), cancellationToken);
+            foreach (var check in checks)
+                Console.WriteLine($"{(check.Ok ? "ok" : check.Actual is null ? "MISSING" : "MISMATCH"),-8} {check.Expected}  {check.Name}");
+            return checks.All(c => c.Ok) ? ExitCodes.Ok : ExitCodes.Failure;
+        }, verify));
         return jobs;
     }
 
-    private static Command WithId(string name, string description, CommandAction action, Func<IJobQueue, string, ParseResult, CancellationToken, Task<int>> body, params Option[] extra)
+    private static Command WithId(string name, string description, CommandAction action, Func<IJobQueue, string, ParseResult, CancellationToken, Task<int>> body, params Option[] extra) =>
+        WithId(name, description, action, (queue, id, parse, _, cancellationToken) => body(queue, id, parse, cancellationToken), extra);
+
+    private static Command WithId(string name, string description, CommandAction action, Func<IJobQueue, string, ParseResult, CommandContext, CancellationToken, Task<int>> body, params Option[] extra)
     {
         var id = new Argument<string>("id") { Description = "Job id." };
         var command = new Command(name, description) { id };
@@ -220,7 +252,7 @@ internal static class QueueCommands
         return command.WithAction(action, async (context, cancellationToken) =>
         {
             await using var queue = await context.OpenQueueAsync(cancellationToken);
-            return await body(queue, context.Parse.GetValue(id)!, context.Parse, cancellationToken);
+            return await body(queue, context.Parse.GetValue(id)!, context.Parse, context, cancellationToken);
         });
     }
 

@@ -92,6 +92,14 @@ internal sealed class ConfigValues
         throw Invalid(setting, $"'{text}' is not a number from {min} to {max}");
     }
 
+    /// <summary>The setting as an absolute path.</summary>
+    public string GetDirectory(Setting setting) => Get(setting) switch
+    {
+        null or "" => throw Invalid(setting, "must not be empty"),
+        var path when path.Contains('\0', StringComparison.Ordinal) => throw Invalid(setting, "must not contain NUL characters"),
+        var path => Path.GetFullPath(path),
+    };
+
     public string GetChoice(Setting setting, params string[] choices)
     {
         var text = Get(setting)?.ToLowerInvariant();
@@ -125,7 +133,10 @@ internal sealed class ConfigValues
         Dictionary<string, object?>? map;
         try
         {
-            map = new DeserializerBuilder().Build().Deserialize<Dictionary<string, object?>?>(File.ReadAllText(file));
+            var yaml = File.ReadAllText(file);
+            if (Core.YamlSafety.FindUnsafe(yaml) is { } unsafeYaml)
+                throw new ConfigException($"invalid setting {Settings.ConfigFile.Flag}: {file} line {unsafeYaml.Line}: {unsafeYaml.Problem}");
+            map = new DeserializerBuilder().Build().Deserialize<Dictionary<string, object?>?>(yaml);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

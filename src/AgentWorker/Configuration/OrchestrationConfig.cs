@@ -64,7 +64,7 @@ internal sealed record OrchestrationConfig(OrchestratorLinkOptions Link, ToolOpt
         var tools = new ToolOptions
         {
             Tools = enabled.Distinct().ToDictionary(t => t, t => limits[t]),
-            WorkspaceRoot = Path.GetFullPath(values.Get(Settings.ToolWorkspaces) is { Length: > 0 } root ? root : Path.Combine(dataDir, "workspaces")),
+            WorkspaceRoot = values.Get(Settings.ToolWorkspaces) is { Length: > 0 } ? values.GetDirectory(Settings.ToolWorkspaces) : Path.Combine(dataDir, "workspaces"),
             WebAllow = allow,
             SearchUrl = searchUrl,
         };

@@ -62,6 +62,35 @@ internal static class Settings
     public static readonly Setting WebAllow = new("webAllow", "--web-allow", ["WORKER_WEB_ALLOW"], null, "Addresses web tools may reach although loopback/private/link-local: IPs, CIDRs or IP:PORT, comma-separated.");
     public static readonly Setting WebSearchUrl = new("webSearchUrl", "--web-search-url", ["WORKER_WEB_SEARCH_URL"], null, "Search API for web_search, with {query} (and optionally {count}), e.g. https://searx.example/search?format=json&q={query}.");
 
+    // Seed integrations: tasks-table intake, S3 artifacts, instance allocator, llm agent.
+    public static readonly Setting Intake = new("intake", "--intake", ["AGENT_WORKER_INTAKE"], "http", "Extra job source: http (API and queue only) or postgres-tasks (run the tasks table in POSTGRES_URL; the queue then defaults to sqlite).");
+    public static readonly Setting AgentId = new("agentId", "--agent-id", ["AGENT_ID"], null, "Tasks-table mode: whose tasks to run. Also names artifact keys agent<AGENT_ID>/screenshots/<uuid>.<ext>.");
+    public static readonly Setting PollInterval = new("pollIntervalSeconds", "--poll-interval", ["POLL_INTERVAL_SECONDS"], "5", "Tasks-table mode: seconds between polls and between heartbeat progress rows.");
+    public static readonly Setting RunTaskTimeout = new("runTaskTimeoutSeconds", "--run-task-timeout", ["RUN_TASK_TIMEOUT_SECONDS"], "300", "Tasks-table mode: agent timeout per task in seconds.");
+    public static readonly Setting MinioEndpoint = new("minioEndpoint", "--minio-endpoint", ["MINIO_ENDPOINT"], null, "S3-compatible server for artifacts (host:port or URL); unset = artifacts are listed, not stored.");
+    public static readonly Setting MinioAccessKey = new("minioAccessKey", "--minio-access-key", ["MINIO_ACCESS_KEY"], null, "Access key for MINIO_ENDPOINT.");
+    public static readonly Setting MinioSecretKey = new("minioSecretKey", "--minio-secret-key", ["MINIO_SECRET_KEY"], null, "Secret key for MINIO_ENDPOINT.", Secret: true);
+    public static readonly Setting MinioSecure = new("minioSecure", "--minio-secure", ["MINIO_SECURE"], "false", "HTTPS to MINIO_ENDPOINT (true/false/1/0/yes/no).");
+    public static readonly Setting MinioBucket = new("minioBucket", "--minio-bucket", ["MINIO_BUCKET"], "screenshots", "Bucket artifacts go to (created when missing).");
+    public static readonly Setting AllocatorApiUrl = new("allocatorApiUrl", "--allocator-api-url", ["ALLOCATOR_API_URL"], null, "Instance allocator: POST /borrow before each attempt, POST /return after it; unset = none.");
+    public static readonly Setting LlmApiKey = new("llmApiKey", "--llm-api-key", ["OPENROUTER_API_KEY", "LLM_API_KEY"], null, "API key of the llm agent's endpoint; handed to that agent only.", Secret: true);
+    public static readonly Setting LlmBaseUrl = new("llmBaseUrl", "--llm-base-url", ["LLM_BASE_URL"], "https://openrouter.ai/api/v1", "OpenAI-compatible endpoint of the llm agent (…/chat/completions is appended).");
+    public static readonly Setting LlmModel = new("llmModel", "--llm-model", ["LLM_MODEL"], "openai/gpt-4o-mini", "Model of the llm agent unless the job names one (job field `model`).");
+    // Integrations: git remotes and apply-mode commits, artifacts, result sinks (webhooks, results table).
+    public static readonly Setting GitSshKey = new("gitSshKey", "--git-ssh-key", ["GIT_SSH_KEY_FILE"], null, "Private key file for SSH remotes (clone and push); hidden from agents.");
+    public static readonly Setting GitSshKnownHosts = new("gitSshKnownHosts", "--git-ssh-known-hosts", ["GIT_SSH_KNOWN_HOSTS"], null, "known_hosts file for SSH remotes (default: ~/.ssh/known_hosts of the worker's user).");
+    public static readonly Setting GitSshStrictHostKeyChecking = new("gitSshStrictHostKeyChecking", "--git-ssh-strict-host-key-checking", ["GIT_SSH_STRICT_HOST_KEY_CHECKING"], "yes", "yes (unknown host keys are refused) or accept-new (trust a host's first key).");
+    public static readonly Setting GitAuthorName = new("gitAuthorName", "--git-author-name", ["GIT_AUTHOR_NAME"], "AgentWorker", "Author and committer name of apply-mode commits.");
+    public static readonly Setting GitAuthorEmail = new("gitAuthorEmail", "--git-author-email", ["GIT_AUTHOR_EMAIL"], "agent-worker@localhost", "Author and committer email of apply-mode commits.");
+    public static readonly Setting MaxArtifactMb = new("maxArtifactMb", "--max-artifact-mb", ["MAX_ARTIFACT_MB"], "100", "Agent-reported artifacts kept per attempt (the diff is always kept).");
+    public static readonly Setting WebhookUrl = new("webhookUrl", "--webhook-url", ["WEBHOOK_URL"], null, "URL(s), comma-separated, that get every job state change as signed JSON.", Secret: true);
+    public static readonly Setting WebhookSecret = new("webhookSecret", "--webhook-secret", ["WEBHOOK_SECRET"], null, "Key of the webhooks' HMAC-SHA256 signature (at least 16 characters; required with --webhook-url).", Secret: true);
+    public static readonly Setting ResultsTable = new("resultsTable", "--results-table", ["RESULTS_TABLE"], null, "PostgreSQL table that gets a row per finished job, e.g. audit_results (created when missing).");
+    public static readonly Setting ResultsPostgresUrl = new("resultsPostgresUrl", "--results-postgres-url", ["RESULTS_POSTGRES_URL"], null, "Database of the results table (default: POSTGRES_URL).", Secret: true);
+    public static readonly Setting SinkMaxAttempts = new("sinkMaxAttempts", "--sink-max-attempts", ["SINK_MAX_ATTEMPTS"], "6", "Tries per webhook or results-table delivery.");
+    public static readonly Setting SinkRetryBaseDelay = new("sinkRetryBaseDelaySeconds", "--sink-retry-base-delay", ["SINK_RETRY_BASE_DELAY_SECONDS"], "1", "Wait before a delivery's first retry; doubles per retry, with jitter.");
+    public static readonly Setting SinkTimeout = new("sinkTimeoutSeconds", "--sink-timeout", ["SINK_TIMEOUT_SECONDS"], "10", "Longest one delivery try may take.");
+
     // Clone cache: local bare mirrors that repeat clones are made from.
     public static readonly Setting CloneCache = new("cloneCache", "--clone-cache", ["CLONE_CACHE"], "on", "Clone from a local mirror of each repository, fetched before every clone (on), or always from the remote (off).");
     public static readonly Setting CloneCacheDir = new("cloneCacheDir", "--clone-cache-dir", ["CLONE_CACHE_DIR"], null, "Where the clone cache keeps its mirrors (default <data-dir>/clone-cache); several workers may share it.");
@@ -76,6 +105,10 @@ internal static class Settings
         SandboxTmpMb, SandboxFileSizeMb, SandboxOpenFiles, SandboxUid, LogLevel, LogFormat,
         LogOutput, OrchestratorAddr, WorkerName, DialTimeout, RpcTimeout, MaxRecvMsgSize, MaxSendMsgSize, ReconnectInterval, ReconnectMaxAttempts,
         HeartbeatInterval, MaxConcurrentTasks, CancelGrace, Tools, ToolWorkspaces, WebAllow, WebSearchUrl,
+        Intake, AgentId, PollInterval, RunTaskTimeout, MinioEndpoint, MinioAccessKey, MinioSecretKey, MinioSecure, MinioBucket,
+        AllocatorApiUrl, LlmApiKey, LlmBaseUrl, LlmModel,
+        GitSshKey, GitSshKnownHosts, GitSshStrictHostKeyChecking, GitAuthorName, GitAuthorEmail, MaxArtifactMb,
+        WebhookUrl, WebhookSecret, ResultsTable, ResultsPostgresUrl, SinkMaxAttempts, SinkRetryBaseDelay, SinkTimeout,
         CloneCache, CloneCacheDir, CloneCacheMaxMb, CloneCacheMaxAge,
     ];
 }

@@ -3,6 +3,7 @@ using AgentWorker.Core.Execution;
 using AgentWorker.Core.Pipeline;
 using AgentWorker.Core.Sandbox;
 using AgentWorker.Core.Queue;
+using AgentWorker.Core.Sinks;
 using AgentWorker.Core.Workspace;
 
 namespace AgentWorker.Configuration;
@@ -30,12 +31,22 @@ internal sealed record WorkerConfig
     public required SandboxOptions Sandbox { get; init; }
     public required Microsoft.Extensions.Logging.LogLevel LogLevel { get; init; }
     public required string LogFormat { get; init; }
+    public required SinkOptions Sinks { get; init; }
+    public IReadOnlyList<Uri> WebhookUrls { get; init; } = [];
+    public string? WebhookSecret { get; init; }
+
+    /// <summary>The results table (<c>[schema.]table</c>) and its database; null when that sink is off.</summary>
+    public (string Table, string ConnectionString)? Results { get; init; }
     public required string LogOutput { get; init; }
 
     /// <summary>The orchestrator link and tool set (used by `connect`, and by `serve`/`run` with --orchestrator-addr).</summary>
     public required OrchestrationConfig Orchestration { get; init; }
+    public required IntegrationConfig Integrations { get; init; }
 
     public string DatabasePath => Path.Combine(DataDir, "queue.db");
+
+    /// <summary>Where jobs' artifacts are kept (under the data directory, hidden from agents).</summary>
+    public string ArtifactsDir => Path.Combine(DataDir, "artifacts");
 
     public static WorkerConfig Load(ConfigValues values)
     {
@@ -57,13 +68,15 @@ internal sealed record WorkerConfig
         else if (apiKey is null && !IPAddress.IsLoopback(listen))
             throw values.Invalid(Settings.Host, "listening beyond loopback needs an API key (--api-key / WORKER_API_KEY)");
 
-        var dataDir = Path.GetFullPath(values.Get(Settings.DataDir) is { Length: > 0 } d ? d : throw values.Invalid(Settings.DataDir, "must not be empty"));
-        var workDir = Path.GetFullPath(values.Get(Settings.WorkDir) is { Length: > 0 } w ? w : throw values.Invalid(Settings.WorkDir, "must not be empty"));
+        var dataDir = values.GetDirectory(Settings.DataDir);
+        var workDir = values.GetDirectory(Settings.WorkDir);
         var agentsFile = values.Get(Settings.AgentsFile);
         var postgresUrl = values.Get(Settings.PostgresUrl);
         var redisUrl = values.Get(Settings.RedisUrl);
+        var integrations = IntegrationConfig.Load(values);
+        // In tasks-table mode POSTGRES_URL names the tasks database, not a queue.
         var backend = values.Get(Settings.Backend) is null
-            ? redisUrl is not null ? "redis" : postgresUrl is not null ? "postgres" : "sqlite"
+            ? redisUrl is not null ? "redis" : postgresUrl is not null && !integrations.PollsTasks ? "postgres" : "sqlite"
             : values.GetChoice(Settings.Backend, "sqlite", "redis", "postgres");
         if (backend == "postgres" && postgresUrl is null)
             throw values.Invalid(Settings.Backend, "postgres needs a connection string (--postgres-url / POSTGRES_URL)");
@@ -80,6 +93,9 @@ internal sealed record WorkerConfig
         };
         if (agentsFile is not null && !File.Exists(agentsFile))
             throw values.Invalid(Settings.AgentsFile, $"file '{agentsFile}' does not exist");
+        var sshKey = ExistingFile(values, Settings.GitSshKey);
+        var knownHosts = ExistingFile(values, Settings.GitSshKnownHosts);
+        var (webhookUrls, webhookSecret) = Webhooks(values);
         var orchestration = OrchestrationConfig.Load(values, dataDir);
         var cloneCache = LoadCloneCache(values, dataDir);
 
@@ -112,6 +128,7 @@ internal sealed record WorkerConfig
                 HeartbeatInterval = TimeSpan.FromSeconds(heartbeat),
                 ShutdownGrace = TimeSpan.FromSeconds(values.GetNumber(Settings.ShutdownGrace, 0, 86_400)),
                 MaxOutputBytes = values.GetInt(Settings.MaxOutputBytes, 1_024, int.MaxValue),
+                MaxArtifactBytes = values.GetInt(Settings.MaxArtifactMb, 0, 1_000_000) * 1024L * 1024,
                 Redactor = new SecretRedactor(Settings.All.Where(s => s.Secret).Select(values.Get)),
                 Limits = limits,
                 AgentVariables = WorkerServices.AgentVariables(),
@@ -122,7 +139,7 @@ internal sealed record WorkerConfig
                 Limits = limits,
                 HostUid = values.GetInt(Settings.SandboxUid, 1, int.MaxValue),
                 StateDir = Path.Combine(dataDir, "sandbox"),
-                HiddenPaths = [dataDir, workDir, orchestration.Tools.WorkspaceRoot, .. OutsideOf(dataDir, cloneCache.Dir), .. new[] { values.Get(Settings.ConfigFile), agentsFile }.OfType<string>().Select(Path.GetFullPath)],
+                HiddenPaths = [dataDir, workDir, orchestration.Tools.WorkspaceRoot, .. OutsideOf(dataDir, cloneCache.Dir), .. new[] { values.Get(Settings.ConfigFile), agentsFile, sshKey, knownHosts }.OfType<string>().Select(Path.GetFullPath)],
             },
             Workspace = new WorkspaceOptions
             {
@@ -133,8 +150,22 @@ internal sealed record WorkerConfig
                 GitTokenHost = values.Get(Settings.GitTokenHost) is { Length: > 0 } tokenHost && Uri.CheckHostName(tokenHost) != UriHostNameType.Unknown
                     ? tokenHost
                     : throw values.Invalid(Settings.GitTokenHost, "must be a host name"),
+                SshKeyFile = sshKey,
+                SshKnownHostsFile = knownHosts,
+                SshStrictHostKeyChecking = values.GetChoice(Settings.GitSshStrictHostKeyChecking, GitSsh.Strict, GitSsh.AcceptNew),
+                CommitAuthorName = Identity(values, Settings.GitAuthorName),
+                CommitAuthorEmail = Identity(values, Settings.GitAuthorEmail),
                 CloneCache = values.GetChoice(Settings.CloneCache, "on", "off") == "on" ? cloneCache : null,
             },
+            Sinks = new SinkOptions
+            {
+                MaxAttempts = values.GetInt(Settings.SinkMaxAttempts, 1, 100),
+                RetryBaseDelay = TimeSpan.FromSeconds(values.GetNumber(Settings.SinkRetryBaseDelay, 0.001, 3_600)),
+                AttemptTimeout = TimeSpan.FromSeconds(values.GetNumber(Settings.SinkTimeout, 0.1, 3_600)),
+            },
+            WebhookUrls = webhookUrls,
+            WebhookSecret = webhookSecret,
+            Results = ResultsTable(values, postgresUrl),
             LogLevel = values.GetChoice(Settings.LogLevel, "trace", "debug", "info", "warn", "error") switch
             {
                 "trace" => Microsoft.Extensions.Logging.LogLevel.Trace,
@@ -146,6 +177,7 @@ internal sealed record WorkerConfig
             LogFormat = values.GetChoice(Settings.LogFormat, "auto", "json", "text"),
             LogOutput = values.Get(Settings.LogOutput) is { Length: > 0 } logOutput ? logOutput : throw values.Invalid(Settings.LogOutput, "must be stdout, stderr or a file path"),
             Orchestration = orchestration,
+            Integrations = integrations,
         };
     }
 
@@ -163,4 +195,46 @@ internal sealed record WorkerConfig
         MaxBytes = values.GetLong(Settings.CloneCacheMaxMb, 1, 1L << 30) * 1024 * 1024,
         MaxAge = values.GetDuration(Settings.CloneCacheMaxAge, TimeSpan.FromMinutes(1), TimeSpan.FromDays(3650)),
     };
+
+    private static string? ExistingFile(ConfigValues values, Setting setting) =>
+        values.Get(setting) is { Length: > 0 } file
+            ? File.Exists(file) ? Path.GetFullPath(file) : throw values.Invalid(setting, $"file '{file}' does not exist")
+            : null;
+
+    private static string Identity(ConfigValues values, Setting setting) =>
+        values.Get(setting) is { Length: > 0 and <= 200 } text && !text.Any(c => char.IsControl(c) || c is '<' or '>')
+            ? text
+            : throw values.Invalid(setting, "must be 1-200 characters without '<', '>' or control characters");
+
+    private static (IReadOnlyList<Uri> Urls, string? Secret) Webhooks(ConfigValues values)
+    {
+        var secret = values.Get(Settings.WebhookSecret);
+        if (values.Get(Settings.WebhookUrl) is not { Length: > 0 } list)
+            return ([], secret);
+        var urls = new List<Uri>();
+        foreach (var text in list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            // The value is secret (paths often carry tokens), so errors describe the URL without repeating it.
+            if (!Uri.TryCreate(text, UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https"))
+                throw values.Invalid(Settings.WebhookUrl, $"URL #{urls.Count + 1} is not an absolute http(s) URL");
+            if (url.UserInfo.Length > 0)
+                throw values.Invalid(Settings.WebhookUrl, $"URL #{urls.Count + 1} must not embed credentials; receivers check the signature instead");
+            urls.Add(url);
+        }
+        if (secret is not { Length: >= 16 })
+            throw values.Invalid(Settings.WebhookSecret, "webhooks are signed: set a secret of at least 16 characters");
+        return (urls, secret);
+    }
+
+    private static (string Table, string ConnectionString)? ResultsTable(ConfigValues values, string? postgresUrl)
+    {
+        if (values.Get(Settings.ResultsTable) is not { Length: > 0 } table)
+            return null;
+        var parts = table.Split('.');
+        if (parts.Length > 2 || !parts.All(p => p.Length is > 0 and <= 63 && (char.IsAsciiLetter(p[0]) || p[0] == '_') && p.All(c => char.IsAsciiLetterOrDigit(c) || c == '_')))
+            throw values.Invalid(Settings.ResultsTable, $"'{table}' is not a table name ([schema.]name of letters, digits and _)");
+        var connection = values.Get(Settings.ResultsPostgresUrl) ?? postgresUrl
+            ?? throw values.Invalid(Settings.ResultsTable, "needs a database (--results-postgres-url / RESULTS_POSTGRES_URL, or POSTGRES_URL)");
+        return (table, connection);
+    }
 }

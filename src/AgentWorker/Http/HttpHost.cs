@@ -13,6 +13,9 @@ namespace AgentWorker.Http;
 /// <summary>The `serve` process: HTTP API, health, metrics and the worker pool in one host.</summary>
 internal static partial class HttpHost
 {
+    /// <summary>How long /health, /ready and a metrics scrape wait for the backend before calling it down.</summary>
+    private static readonly TimeSpan ProbeTimeout = TimeSpan.FromSeconds(2);
+
     public static WebApplication Build(WorkerConfig config, IJobQueue queue, AgentRegistry agents, bool runWorkers = true)
     {
         // Empty rather than slim: the worker reads its own settings (WorkerConfig), so the host needs no appsettings.json,
@@ -31,6 +34,7 @@ internal static partial class HttpHost
             kestrel.AddServerHeader = false;
         });
         builder.Services.AddProblemDetails();
+        builder.Services.AddExceptionHandler<BackendUnavailableHandler>();
         builder.Services.ConfigureHttpJsonOptions(o =>
         {
             o.SerializerOptions.DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull;
@@ -42,8 +46,9 @@ internal static partial class HttpHost
         app.UseStatusCodePages();
         app.UseRateLimiter();
         app.MapJobs(config);
+        app.MapJobOutputs(config);
         app.MapHealth(queue, config);
-        ExportQueueGauges(registry, queue);
+        ExportQueueGauges(registry, queue, app.Services.GetRequiredService<BackendHealth>());
         app.MapMetrics("/metrics", registry);
         app.Lifetime.ApplicationStarted.Register(() =>
         {
@@ -76,57 +81,85 @@ internal static partial class HttpHost
     private static void MapHealth(this IEndpointRouteBuilder app, IJobQueue queue, WorkerConfig config)
     {
         var started = TimeProvider.System.GetTimestamp();
-        app.MapGet("/health", async (CancellationToken cancellationToken) =>
+        app.MapGet("/health", async (BackendHealth health, CancellationToken cancellationToken) =>
         {
             var uptime = Math.Round(TimeProvider.System.GetElapsedTime(started).TotalSeconds, 1);
-            try
+            var stats = await ProbeAsync(health, queue.GetStatsAsync, cancellationToken);
+            var backend = health.Current;
+            if (stats is null)
             {
-                var stats = await queue.GetStatsAsync(cancellationToken);
-                return Results.Ok(new
+                return Results.Json(new
                 {
-                    status = "ok",
+                    status = "unhealthy",
                     uptimeSeconds = uptime,
-                    queueDepth = stats.Depth,
-                    running = stats.Running,
-                    succeeded = stats.Succeeded,
-                    failed = stats.Failed,
-                    dead = stats.Dead,
-                    cancelled = stats.Cancelled,
-                    timedOut = stats.TimedOut,
                     workers = config.Pipeline.Slots,
-                    backend = new { name = queue.Backend, status = "up" },
-                });
+                    backend = new { name = backend.Name, status = "down", up = false, error = backend.Error, downSince = backend.DownSince, outages = backend.Outages },
+                }, statusCode: StatusCodes.Status503ServiceUnavailable);
             }
-            catch (Exception e) when (e is not OperationCanceledException)
+            return Results.Ok(new
             {
-                return Results.Ok(new { status = "degraded", uptimeSeconds = uptime, backend = new { name = queue.Backend, status = "down", error = e.Message } });
-            }
+                status = "ok",
+                uptimeSeconds = uptime,
+                queueDepth = stats.Depth,
+                running = stats.Running,
+                succeeded = stats.Succeeded,
+                failed = stats.Failed,
+                dead = stats.Dead,
+                cancelled = stats.Cancelled,
+                timedOut = stats.TimedOut,
+                workers = config.Pipeline.Slots,
+                backend = new { name = backend.Name, status = "up", up = true, outages = backend.Outages },
+            });
         });
-        app.MapGet("/ready", async (IHostApplicationLifetime lifetime, CancellationToken cancellationToken) =>
+        app.MapGet("/ready", async (IHostApplicationLifetime lifetime, BackendHealth health, CancellationToken cancellationToken) =>
         {
             if (lifetime.ApplicationStopping.IsCancellationRequested)
                 return Problems.Create(StatusCodes.Status503ServiceUnavailable, "Not ready", "shutting down");
-            try
-            {
-                await queue.PingAsync(cancellationToken);
+            if (await ProbeAsync(health, async token => { await queue.PingAsync(token); return true; }, cancellationToken))
                 return Results.Ok(new { ready = true });
-            }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                return Problems.Create(StatusCodes.Status503ServiceUnavailable, "Not ready", $"backend {queue.Backend} unreachable: {e.Message}");
-            }
+            return Problems.Create(StatusCodes.Status503ServiceUnavailable, "Not ready", $"backend {queue.Backend} unreachable: {health.Current.Error}");
         });
     }
 
+    /// <summary>
+    /// One call to the backend for a health check, bounded by <see cref="ProbeTimeout"/>; the answer (or the failure)
+    /// goes into <paramref name="health"/>. Returns default when the backend did not answer.
+    /// </summary>
+    private static async Task<T?> ProbeAsync<T>(BackendHealth health, Func<CancellationToken, Task<T>> probe, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(ProbeTimeout);
+        try
+        {
+            var answer = await probe(timeout.Token);
+            health.ReportUp();
+            return answer;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            health.ReportDown(new TimeoutException($"no answer within {ProbeTimeout.TotalSeconds:0}s"));
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // Whatever the reason (unreachable, a lost grant, a dropped schema), the queue cannot be used.
+            health.ReportDown(e);
+        }
+        return default;
+    }
+
     /// <summary>Queue-wide counts come from the store at scrape time, so every worker sharing the queue reports the same.</summary>
-    private static void ExportQueueGauges(CollectorRegistry registry, IJobQueue queue)
+    private static void ExportQueueGauges(CollectorRegistry registry, IJobQueue queue, BackendHealth health)
     {
         var factory = Metrics.WithCustomRegistry(registry);
+        var up = factory.CreateGauge("agent_worker_backend_up", "1 while the queue backend answers, 0 during an outage (the queue gauges then keep their last values).");
         var depth = factory.CreateGauge("agent_worker_queue_depth", "Jobs waiting to run (queued + retrying).");
         var jobs = factory.CreateGauge("agent_worker_jobs", "Jobs in the store by state.", "state");
         registry.AddBeforeCollectCallback(async cancellationToken =>
         {
-            var stats = await queue.GetStatsAsync(cancellationToken);
+            var stats = await ProbeAsync(health, queue.GetStatsAsync, cancellationToken);
+            up.Set(stats is null ? 0 : 1);
+            if (stats is null)
+                return;
             depth.Set(stats.Depth);
             jobs.WithLabels("queued").Set(stats.Queued);
             jobs.WithLabels("running").Set(stats.Running);

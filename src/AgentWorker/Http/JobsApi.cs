@@ -5,6 +5,7 @@ using AgentWorker.Core.Agents;
 using AgentWorker.Core.Jobs;
 using AgentWorker.Core.Pipeline;
 using AgentWorker.Core.Queue;
+using AgentWorker.Core.Sinks;
 using Microsoft.AspNetCore.Mvc;
 
 namespace AgentWorker.Http;
@@ -28,7 +29,7 @@ internal static class JobsApi
         secured.MapPost("/v1/jobs/{id}/retry", RetryAsync);
     }
 
-    private static async Task<IResult> SubmitAsync(HttpContext http, IJobQueue queue, AgentRegistry agents, WorkerConfig config, CancellationToken cancellationToken)
+    private static async Task<IResult> SubmitAsync(HttpContext http, IJobQueue queue, AgentRegistry agents, WorkerConfig config, BackendRetry retry, JobNotifier notifier, CancellationToken cancellationToken)
     {
         JsonNode? body;
         try
@@ -43,11 +44,23 @@ internal static class JobsApi
         {
             return Problems.Create(StatusCodes.Status413PayloadTooLarge, "Request body too large", $"the limit is {config.MaxBodyBytes} bytes (MAX_BODY_BYTES)");
         }
+        catch (BadHttpRequestException e)
+        {
+            // The body broke off before its declared length or its chunks were malformed: the client's fault, not a server error.
+            return Problems.Create(e.StatusCode, "Unreadable request body", e.Message);
+        }
 
         var parsed = JobRequestParser.Parse(body, id => agents.Find(id) is not null, config.Pipeline.DefaultAgent, () => Ulid.NewUlid().ToString());
         if (parsed.Job is not { } job)
             return Problems.Invalid(parsed.Errors);
 
+        // A blip of the backend is ridden out here; a longer outage is answered 503 (BackendUnavailableHandler).
+        // Trying again is safe: the job's id is fixed by now, and a repeated id is stored once.
+        return await retry.QuicklyAsync(token => StoreAsync(http, queue, config, notifier, job, token), cancellationToken);
+    }
+
+    private static async Task<IResult> StoreAsync(HttpContext http, IJobQueue queue, WorkerConfig config, JobNotifier notifier, JobSpec job, CancellationToken cancellationToken)
+    {
         // A repeated id is answered with the job it names, even when the queue is full.
         if (await queue.GetAsync(job.Id, cancellationToken) is { } existing)
             return Accepted(existing, created: false);
@@ -57,6 +70,8 @@ internal static class JobsApi
             return Problems.Create(StatusCodes.Status503ServiceUnavailable, "Queue full", $"{config.MaxQueueDepth} jobs are waiting (MAX_QUEUE_DEPTH); try again later");
         }
         var result = await queue.EnqueueAsync(job, cancellationToken);
+        if (result.Created)
+            notifier.Publish(result.Job);
         return Accepted(result.Job, result.Created);
     }
 
@@ -83,22 +98,33 @@ internal static class JobsApi
     private static async Task<IResult> GetAsync(IJobQueue queue, string id, CancellationToken cancellationToken) =>
         await queue.GetAsync(id, cancellationToken) is { } job ? TypedResults.Ok(JobView.From(job)) : Problems.NotFound(id);
 
-    private static async Task<IResult> CancelAsync(IJobQueue queue, string id, CancellationToken cancellationToken) =>
-        await queue.CancelAsync(id, "cancelled via API", cancellationToken) switch
+    private static async Task<IResult> CancelAsync(IJobQueue queue, JobNotifier notifier, string id, CancellationToken cancellationToken)
+    {
+        var outcome = await queue.CancelAsync(id, "cancelled via API", cancellationToken);
+        // A running job's worker reports its end itself.
+        if (outcome == CancelOutcome.Cancelled)
+            await notifier.PublishCurrentAsync(id, cancellationToken);
+        return outcome switch
         {
             CancelOutcome.NotFound => Problems.NotFound(id),
             CancelOutcome.AlreadyFinished => Problems.Create(StatusCodes.Status409Conflict, "Job already finished", $"job '{id}' has already ended"),
-            var outcome => TypedResults.Accepted($"/v1/jobs/{Uri.EscapeDataString(id)}", new { id, outcome = outcome == CancelOutcome.Cancelled ? "cancelled" : "cancel_requested" }),
+            _ => TypedResults.Accepted($"/v1/jobs/{Uri.EscapeDataString(id)}", new { id, outcome = outcome == CancelOutcome.Cancelled ? "cancelled" : "cancel_requested" }),
         };
+    }
 
-    private static async Task<IResult> RetryAsync(IJobQueue queue, string id, CancellationToken cancellationToken) =>
-        await queue.RetryAsync(id, cancellationToken) switch
+    private static async Task<IResult> RetryAsync(IJobQueue queue, JobNotifier notifier, string id, CancellationToken cancellationToken)
+    {
+        var outcome = await queue.RetryAsync(id, cancellationToken);
+        if (outcome == RetryOutcome.Requeued)
+            await notifier.PublishCurrentAsync(id, cancellationToken);
+        return outcome switch
         {
             RetryOutcome.NotFound => Problems.NotFound(id),
             RetryOutcome.NotFinished => Problems.Create(StatusCodes.Status409Conflict, "Job not finished", $"job '{id}' is still queued or running"),
             RetryOutcome.AlreadySucceeded => Problems.Create(StatusCodes.Status409Conflict, "Job succeeded", $"job '{id}' succeeded; a succeeded job is not run again (enqueue a new id)"),
             _ => TypedResults.Accepted($"/v1/jobs/{Uri.EscapeDataString(id)}", new { id, state = JobState.Queued }),
         };
+    }
 
     private static async Task LogsAsync(HttpContext http, IJobQueue queue, string id, bool? follow, long? after, [FromHeader(Name = "Last-Event-ID")] long? lastEventId, CancellationToken cancellationToken)
     {

@@ -82,10 +82,19 @@ public sealed class JobRequestParserTests
         Assert.Contains(message, result.Errors[field][0], StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","mode":"apply"}""", "branch", "required in apply mode")]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","createBranch":true}""", "createBranch", "only meaningful in apply mode")]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","commit_message":"m"}""", "commit_message", "only meaningful in apply mode")]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","branch":"b","mode":"apply","createBranch":"yes"}""", "createBranch", "true or false")]
+    public void Parse_BadApplyField_IsNamed(string json, string field, string message) => Parse_BadField_IsNamed(json, field, message);
+
     [Fact]
-    public void Parse_ApplyMode_IsRefusedUntilSupported()
+    public void Parse_ApplyMode_KeepsBranchCreationAndMessage()
     {
-        var result = Parse("""{"agent":"codex","repoUrl":"/r","mode":"apply"}""");
-        Assert.Contains("not available", result.Errors["mode"][0], StringComparison.Ordinal);
+        var job = Parse("""{"agent":"codex","repo":{"url":"/r","branch":"agent/fix"},"mode":"apply","createBranch":true,"commitMessage":"Fix it"}""").Job!;
+
+        Assert.Equal((JobMode.Apply, "agent/fix", true, "Fix it"), (job.Mode, job.Repo.Branch, job.CreateBranch, job.CommitMessage));
+        Assert.Null(job.Metadata);
     }
 }

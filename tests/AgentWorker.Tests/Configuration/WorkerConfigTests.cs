@@ -8,7 +8,7 @@ public sealed class WorkerConfigTests : IDisposable
 {
     private readonly TempDirectory _dir = new();
 
-    private static WorkerConfig Load(Dictionary<string, string>? flags = null, Dictionary<string, string>? env = null) =>
+    internal static WorkerConfig Load(Dictionary<string, string>? flags = null, Dictionary<string, string>? env = null) =>
         WorkerConfig.Load(ConfigValues.Resolve(
             (flags ?? []).ToDictionary(f => Settings.All.Single(s => s.Flag == f.Key), f => (string?)f.Value),
             name => env?.GetValueOrDefault(name)));

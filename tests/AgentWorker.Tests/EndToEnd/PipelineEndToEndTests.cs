@@ -24,6 +24,9 @@ public sealed class PipelineEndToEndTests : IDisposable
     private string WorkDir => _dir.Combine("work");
     private string Side => _dir.Combine("side-effects");
 
+    /// <summary>Where the `gate` agent waits for a file named like its prompt before it finishes.</summary>
+    private string Release => _dir.Combine("release");
+
     // A unique number per test: the agent's three processes run `sleep <marker>`, which is how survivors are found on
     // the host (inside the sandbox pids are namespaced). One is a background child, one a setsid'd grandchild.
     private readonly string _marker = Random.Shared.Next(10_000_000, 99_999_999).ToString(System.Globalization.CultureInfo.InvariantCulture);
@@ -50,6 +53,8 @@ public sealed class PipelineEndToEndTests : IDisposable
                 command: ["sh", "-c", "i=0; while [ $i -lt 300 ]; do echo x > f$i.txt; i=$((i+1)); done"]
               - id: failing
                 command: ["sh", "-c", "echo \"attempt output\"; echo 'to stderr' >&2; exit 3"]
+              - id: gate
+                command: ["sh", "-c", "echo \"start $0\" >> {{Side}}; while [ ! -e {{Release}}/$0 ]; do sleep 0.05; done; echo \"done $0\" >> {{Side}}", "{prompt}"]
             """);
         return file;
     }
@@ -400,6 +405,74 @@ public sealed class PipelineEndToEndTests : IDisposable
             Assert.Equal(0, await stats.WaitForExitAsync(TimeSpan.FromSeconds(30)));
             Assert.Contains("\"state\": \"queued\"", stats.Output, StringComparison.Ordinal);
             Assert.Contains("\"attempts\": 0", stats.Output, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task Sigterm_WithJobsRunningAndQueued_LeasesNothingNew_FinishesOrHandsBack_AndLosesNothing()
+    {
+        // Counts the agents' side effects in a host file, so they run unsandboxed; shutdown is the same either way.
+        Directory.CreateDirectory(Release);
+        var settings = With(Unsandboxed, new() { ["WORKERS"] = "2", ["SHUTDOWN_GRACE_SECONDS"] = "8" });
+        var (worker, client) = await ServeAsync(settings);
+        await using (worker)
+        using (client)
+        {
+            // Both slots busy, then two more jobs wait in the queue.
+            foreach (var id in new[] { "finishes", "overruns" })
+                Assert.Equal(HttpStatusCode.Accepted, (await client.PostAsync("/v1/jobs", GateJob(id))).StatusCode);
+            await Eventually.UntilAsync(() => Lines("start").Count == 2, JobDeadline, "both running jobs started");
+            foreach (var id in new[] { "waiting-1", "waiting-2" })
+                Assert.Equal(HttpStatusCode.Accepted, (await client.PostAsync("/v1/jobs", GateJob(id))).StatusCode);
+
+            worker.Terminate();
+            // One running job ends within the grace period; its slot must not take a waiting job.
+            File.WriteAllText(Path.Combine(Release, "finishes"), "");
+
+            Assert.Equal(0, await worker.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        }
+
+        // The waiting jobs never started; the overrunning one was stopped, not finished.
+        Assert.Equal(["done finishes", "start finishes", "start overruns"], Lines().Order(StringComparer.Ordinal));
+        var states = await JobTableAsync();
+        Assert.Equal(("succeeded", "1/3"), states["finishes"]);
+        Assert.Equal(("queued", "0/3"), states["overruns"]);
+        Assert.Equal(("queued", "0/3"), states["waiting-1"]);
+        Assert.Equal(("queued", "0/3"), states["waiting-2"]);
+        AssertNoWorkspaceLeft();
+
+        // Nothing was lost: a new worker runs the three that were given back, and the finished one not again.
+        foreach (var id in new[] { "overruns", "waiting-1", "waiting-2" })
+            File.WriteAllText(Path.Combine(Release, id), "");
+        var (restarted, again) = await ServeAsync(settings);
+        await using (restarted)
+        using (again)
+        {
+            foreach (var id in new[] { "overruns", "waiting-1", "waiting-2" })
+                await WaitForStateAsync(again, id, "succeeded", worker: restarted);
+            Assert.Equal("succeeded", (await again.GetFromJsonAsync<JsonElement>("/v1/jobs/finishes")).GetProperty("state").GetString());
+        }
+        Assert.All(new[] { "finishes", "overruns", "waiting-1", "waiting-2" }, id => Assert.Single(Lines("done"), $"done {id}"));
+        Assert.Equal(2, Lines("start").Count(l => l == "start overruns"));
+        Assert.Single(Lines("start"), "start finishes");
+    }
+
+    private StringContent GateJob(string id) =>
+        Json(new JsonObject { ["id"] = id, ["agent"] = "gate", ["repo"] = new JsonObject { ["url"] = _repo.Path }, ["prompt"] = id }.ToJsonString());
+
+    /// <summary>The side-effect lines, all or those starting with <paramref name="prefix"/>.</summary>
+    private List<string> Lines(string prefix = "") =>
+        File.Exists(Side) ? [.. File.ReadAllLines(Side).Where(l => l.StartsWith(prefix, StringComparison.Ordinal))] : [];
+
+    /// <summary>Job id → (state, attempts) as `jobs list` prints them, read from the store with the worker stopped.</summary>
+    private async Task<Dictionary<string, (string State, string Attempts)>> JobTableAsync()
+    {
+        var list = WorkerProcess.Start(Environment(), "jobs", "list");
+        await using (list)
+        {
+            Assert.Equal(0, await list.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+            return list.Output.Split('\n').Skip(1).Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)).Where(c => c.Length >= 4)
+                .ToDictionary(c => c[0], c => (c[1], c[3]));
         }
     }
 

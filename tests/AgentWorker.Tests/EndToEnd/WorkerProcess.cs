@@ -1,8 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
-using System.Net;
 using System.Net.Http.Headers;
-using System.Net.Sockets;
 using AgentWorker.Testing;
 
 namespace AgentWorker.Tests.EndToEnd;
@@ -16,24 +14,33 @@ internal sealed class WorkerProcess : IAsyncDisposable
     private WorkerProcess(Process process) => _process = process;
 
     public int Pid => _process.Id;
+    public bool HasExited => _process.HasExited;
     public string Output => string.Join('\n', _output);
 
     public static WorkerProcess Start(IReadOnlyDictionary<string, string> environment, params string[] args) =>
         StartFrom(Path.Combine(AppContext.BaseDirectory, "agent-worker"), environment, args);
 
     /// <summary>Starts the worker from <paramref name="executable"/>, e.g. a copy of the build output installed elsewhere.</summary>
-    public static WorkerProcess StartFrom(string executable, IReadOnlyDictionary<string, string> environment, params string[] args)
+    public static WorkerProcess StartFrom(string executable, IReadOnlyDictionary<string, string> environment, params string[] args) =>
+        Launch(executable, null, environment, args);
+
+    /// <summary>Starts the worker in <paramref name="workingDirectory"/>, where relative paths it is given end up.</summary>
+    public static WorkerProcess StartIn(string workingDirectory, IReadOnlyDictionary<string, string> environment, params string[] args) =>
+        Launch(Path.Combine(AppContext.BaseDirectory, "agent-worker"), workingDirectory, environment, args);
+
+    private static WorkerProcess Launch(string executable, string? workingDirectory, IReadOnlyDictionary<string, string> environment, string[] args)
     {
         var start = new ProcessStartInfo(executable)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
+            WorkingDirectory = workingDirectory ?? "",
         };
         foreach (var arg in args)
             start.ArgumentList.Add(arg);
         start.Environment["LOG_FORMAT"] = "json";
         // The test script exports server URLs for the backend suites; a worker picks its backend only from what a test gives it.
-        foreach (var inherited in new[] { "POSTGRES_URL", "POSTGRES_DSN", "REDIS_URL" })
+        foreach (var inherited in new[] { "POSTGRES_URL", "POSTGRES_DSN", "REDIS_URL", "MINIO_ENDPOINT", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_SECURE" })
             start.Environment.Remove(inherited);
         foreach (var (name, value) in environment)
             start.Environment[name] = value;
@@ -45,12 +52,7 @@ internal sealed class WorkerProcess : IAsyncDisposable
         return worker;
     }
 
-    public static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
+    public static int FreePort() => LoopbackPort.Free();
 
     public static HttpClient Client(int port, string? apiKey)
     {

@@ -1,5 +1,7 @@
 using System.Globalization;
+using System.Text;
 using System.Text.Json;
+using AgentWorker.Tests.EndToEnd;
 
 namespace AgentWorker.Tests.Sandbox;
 
@@ -13,11 +15,40 @@ public sealed class SecretAttackFixture : SandboxWorkerFixture
     /// <summary>The one worker variable an agent's allow-list names; it must arrive, so the dump is known to work.</summary>
     public string AllowedValue { get; } = $"allowed-{Guid.NewGuid():N}";
 
-    public IReadOnlyList<string> Secrets => [ApiKey, GitToken, DatabasePassword];
+    /// <summary>
+    /// One marker per environment name of every secret setting (Setting.cs: apiKey, gitToken, redisUrl, postgresUrl),
+    /// the shadowed second names too: AGENT_WEBHOOK_SECRET loses to WORKER_API_KEY but is still in the worker's environment.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> SecretSettings { get; } = new Dictionary<string, string>
+    {
+        ["AGENT_WEBHOOK_SECRET"] = $"awhook-{Guid.NewGuid():N}",
+        ["GITHUB_TOKEN"] = $"awgh-{Guid.NewGuid():N}",
+        ["REDIS_URL"] = $"redis://:awredis{Guid.NewGuid():N}@127.0.0.1:1/0",
+        ["POSTGRES_URL"] = $"postgresql://agent:awpg{Guid.NewGuid():N}@127.0.0.1:1/agent",
+        ["POSTGRES_DSN"] = $"Host=127.0.0.1;Port=1;Username=agent;Password=awdsn{Guid.NewGuid():N}",
+        ["MINIO_SECRET_KEY"] = $"awminio-{Guid.NewGuid():N}",
+        ["OPENROUTER_API_KEY"] = $"awor-{Guid.NewGuid():N}",
+        ["LLM_API_KEY"] = $"awllm-{Guid.NewGuid():N}",
+    };
 
-    protected override IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>
+    /// <summary>The markers to look for: whole values, and the passwords inside the connection strings on their own.</summary>
+    public IReadOnlyList<string> Secrets =>
+    [
+        ApiKey, GitToken, DatabasePassword, SecretSettings["AGENT_WEBHOOK_SECRET"], SecretSettings["GITHUB_TOKEN"],
+        SecretSettings["MINIO_SECRET_KEY"], SecretSettings["OPENROUTER_API_KEY"], SecretSettings["LLM_API_KEY"],
+        .. new[] { "REDIS_URL", "POSTGRES_URL", "POSTGRES_DSN" }.SelectMany(name => new[] { SecretSettings[name], Password(SecretSettings[name]) }),
+    ];
+
+    private static string Password(string connection) =>
+        System.Text.RegularExpressions.Regex.Match(connection, "(awredis|awpg|awdsn)[0-9a-f]{32}").Value;
+
+    protected override IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>(SecretSettings)
     {
         ["GIT_TOKEN"] = GitToken,
+        // The token is offered to https clones of this host only; the job that clones from it gets a refused connection.
+        ["GIT_TOKEN_HOST"] = "127.0.0.1",
+        // The connection strings are set but the queue stays in SQLite: a file every byte of which can be searched.
+        ["AGENT_WORKER_BACKEND"] = "sqlite",
         ["SOME_DATABASE_URL"] = $"postgres://app:{DatabasePassword}@127.0.0.1:5432/app",
         ["AW_ALLOWED_VARIABLE"] = AllowedValue,
     };
@@ -38,6 +69,26 @@ public sealed class SecretAttackFixture : SandboxWorkerFixture
             if tr '\0' ' ' < "/proc/$1/cmdline"; then echo; echo WORKER-CMDLINE-READ; fi
             echo DONE
             """, Env: ["AW_ALLOWED_VARIABLE"]),
+        // Hands its whole environment back through every structured channel: a finding, a progress line, a log
+        // message, the result summary and an artifact file in the workspace.
+        new("report-env", """
+            env > env.txt
+            dump=$(env | tr '\n' ' ' | tr -d '"\\')
+            printf '{"type":"finding","severity":"low","rule":"env-dump","file":"env.txt","line":1,"message":"%s"}\n' "$dump"
+            printf '{"type":"progress","percent":50,"message":"%s"}\n' "$dump"
+            printf '{"type":"log","level":"info","message":"%s"}\n' "$dump"
+            printf '{"type":"artifact","path":"env.txt"}\n'
+            printf '{"type":"result","summary":"%s"}\n' "$dump"
+            echo DONE
+            """, Env: ["AW_ALLOWED_VARIABLE"]),
+        // An operator may allow-list a secret for an agent: the agent sees it, the records get it masked.
+        new("allowed-secret", """
+            echo "TOKEN-LENGTH ${#GIT_TOKEN}"
+            echo "plain $GIT_TOKEN"
+            echo "to stderr $GIT_TOKEN" >&2
+            printf '{"type":"finding","severity":"high","rule":"token","message":"%s"}\n' "$GIT_TOKEN"
+            echo DONE
+            """, Env: ["GIT_TOKEN"]),
     ];
 }
 
@@ -50,7 +101,7 @@ public sealed class SecretAttackTests(SecretAttackFixture fixture) : IClassFixtu
     /// </summary>
     private static readonly HashSet<string> AllowedVariables =
     [
-        "PATH", "LANG", "TZ", "HOME", "TMPDIR", "AGENT_WORKER_JOB_ID", "AGENT_WORKER_WORKSPACE", "MCP_CONNECTION_URL",
+        "PATH", "LANG", "TZ", "HOME", "TMPDIR", "AGENT_WORKER_JOB_ID", "AGENT_WORKER_WORKSPACE", "AGENT_WORKER_ARTIFACTS", "MCP_CONNECTION_URL",
         "AW_ALLOWED_VARIABLE", "DOTNET_ROOT", "PWD", "SHLVL", "_", "OLDPWD",
     ];
 
@@ -78,6 +129,78 @@ public sealed class SecretAttackTests(SecretAttackFixture fixture) : IClassFixtu
     }
 
     [Fact]
+    public async Task EverythingTheWorkerWrites_AndEveryAgentEnvironment_HoldsNoSecretMarker()
+    {
+        var reported = await fixture.RunAsync("report-env");
+        var allowed = await fixture.RunAsync("allowed-secret");
+        var builtIn = await fixture.RunAsync("ssot_auditor");
+        // git gets the token for https clones of GIT_TOKEN_HOST; the clone fails (nothing listens), and its error is recorded.
+        var clone = await fixture.RunAsync("report-env", repoUrl: "https://127.0.0.1:1/private.git");
+
+        // The channels were used, so finding nothing in them means something.
+        reported.AssertFinished();
+        Assert.Equal("succeeded", reported.State);
+        var finding = reported.Job.GetProperty("result").GetProperty("findings")[0].GetProperty("message").GetString()!;
+        Assert.Contains($"AGENT_WORKER_JOB_ID={reported.Id}", finding, StringComparison.Ordinal);
+        Assert.Contains(reported.Events, e => e.GetProperty("kind").GetString() == "artifact");
+        Assert.True(allowed.Printed($"TOKEN-LENGTH {fixture.GitToken.Length}"), allowed.ToString());
+        Assert.Equal("succeeded", builtIn.State);
+        Assert.Contains(clone.State, new[] { "failed", "dead" });
+
+        var places = new Dictionary<string, string>
+        {
+            ["worker log (stdout and stderr)"] = fixture.Worker.Output,
+            ["GET /v1/jobs"] = await fixture.Client.GetStringAsync("/v1/jobs?limit=500"),
+            ["GET /health"] = await fixture.Client.GetStringAsync("/health"),
+            ["GET /metrics"] = await fixture.Client.GetStringAsync("/metrics"),
+        };
+        foreach (var run in new[] { reported, allowed, builtIn, clone })
+        {
+            places[$"GET /v1/jobs/{run.Id}"] = await fixture.Client.GetStringAsync($"/v1/jobs/{run.Id}");
+            places[$"events of {run.Id}"] = JsonSerializer.Serialize(run.Events);
+            places[$"`jobs show {run.Id}`"] = await CliAsync("jobs", "show", run.Id);
+        }
+        places["`config show`"] = await CliAsync("config", "show");
+        // Every file the worker keeps: the SQLite database with its WAL, the sandbox state, anything left in WORK_DIR.
+        foreach (var file in new[] { fixture.DataDir, fixture.WorkDir }.Where(Directory.Exists).SelectMany(d => Directory.EnumerateFiles(d, "*", SearchOption.AllDirectories)))
+        {
+            using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            using var bytes = new MemoryStream();
+            stream.CopyTo(bytes);
+            places[$"file {file}"] = Encoding.Latin1.GetString(bytes.ToArray());
+        }
+
+        Assert.Contains(places.Keys, k => k.EndsWith("queue.db", StringComparison.Ordinal));
+        foreach (var secret in fixture.Secrets)
+        {
+            var latin1 = Encoding.Latin1.GetString(Encoding.UTF8.GetBytes(secret));
+            foreach (var (place, text) in places)
+                Assert.False(text.Contains(secret, StringComparison.Ordinal) || text.Contains(latin1, StringComparison.Ordinal), $"secret {secret} found in {place}");
+        }
+        // The allow-listed token reached its agent but was masked in its output.
+        Assert.Contains("plain ***", allowed.Lines);
+    }
+
+    /// <summary>Runs the CLI against the fixture's store with the fixture's secrets in its environment.</summary>
+    private async Task<string> CliAsync(params string[] args)
+    {
+        var environment = new Dictionary<string, string>(fixture.SecretSettings)
+        {
+            ["AGENT_WORKER_DATA"] = fixture.DataDir,
+            ["WORK_DIR"] = fixture.WorkDir,
+            ["AGENT_WORKER_BACKEND"] = "sqlite",
+            ["WORKER_API_KEY"] = fixture.ApiKey,
+            ["GIT_TOKEN"] = fixture.GitToken,
+        };
+        var cli = WorkerProcess.Start(environment, args);
+        await using (cli)
+        {
+            Assert.Equal(0, await cli.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+            return cli.Output;
+        }
+    }
+
+    [Fact]
     public async Task AgentEnvironment_HoldsOnlyTheAllowList()
     {
         var run = await fixture.RunAsync("dump-secrets", "0");
@@ -87,5 +210,6 @@ public sealed class SecretAttackTests(SecretAttackFixture fixture) : IClassFixtu
         Assert.All(names, name => Assert.Contains(name, AllowedVariables));
         Assert.Contains("HOME=/home/agent", run.Values("ENV"));
         Assert.Contains("AGENT_WORKER_WORKSPACE=/workspace", run.Values("ENV"));
+        Assert.Contains("AGENT_WORKER_ARTIFACTS=/artifacts", run.Values("ENV"));
     }
 }

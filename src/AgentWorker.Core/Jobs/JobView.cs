@@ -1,16 +1,17 @@
 using System.Text.Json.Nodes;
-using AgentWorker.Core.Jobs;
 using AgentWorker.Core.Results;
 
-namespace AgentWorker.Http;
+namespace AgentWorker.Core.Jobs;
 
-/// <summary>A job as the HTTP API and the CLI show it.</summary>
-internal sealed record JobView(
+/// <summary>A job as the HTTP API, the CLI and webhook payloads show it.</summary>
+public sealed record JobView(
     string Id,
     string? Agent,
     RepoRef Repo,
     string? Prompt,
     JobMode Mode,
+    bool? CreateBranch,
+    string? CommitMessage,
     NetworkMode? Network,
     string? McpUrl,
     JobState State,
@@ -29,7 +30,7 @@ internal sealed record JobView(
     JsonObject? Metadata)
 {
     public static JobView From(JobRecord job) => new(
-        job.Id, job.Spec.Agent, job.Spec.Repo, job.Spec.Prompt, job.Spec.Mode, job.Spec.Network, job.Spec.McpUrl,
+        job.Id, job.Spec.Agent, job.Spec.Repo, job.Spec.Prompt, job.Spec.Mode, job.Spec.CreateBranch ? true : null, job.Spec.CommitMessage, job.Spec.Network, job.Spec.McpUrl,
         job.State, job.Attempts, job.Spec.MaxAttempts, job.Spec.Priority, job.Spec.TimeoutSeconds,
         job.CreatedAt, job.UpdatedAt, job.RunAt, job.FinishedAt, job.CancelRequested, job.Error, job.Result,
         job.AttemptHistory, job.Spec.Metadata);

@@ -1,0 +1,74 @@
+using AgentWorker.Artifacts.S3;
+using AgentWorker.Configuration;
+using AgentWorker.Core.Agents;
+using AgentWorker.Core.Agents.BuiltIn;
+using AgentWorker.Core.Allocation;
+using AgentWorker.Core.Artifacts;
+using AgentWorker.TasksPoller;
+
+namespace AgentWorker;
+
+/// <summary>Wires the seed integrations the configuration asks for: S3 artifacts, the instance allocator, the tasks-table poller.</summary>
+internal static class Integrations
+{
+    public static IServiceCollection AddIntegrations(this IServiceCollection services, WorkerConfig config, AgentRegistry agents, bool runWorkers)
+    {
+        var integrations = config.Integrations;
+        if (integrations.S3 is { } s3)
+            services.AddSingleton<IObjectStore>(new S3ArtifactStore(s3));
+        services.AddSingleton(new ArtifactOptions { AgentId = integrations.AgentId });
+        services.AddSingleton(provider => new ArtifactCollector(
+            provider.GetService<IObjectStore>(), provider.GetRequiredService<ArtifactOptions>(),
+            provider.GetRequiredService<TimeProvider>(), provider.GetRequiredService<ILogger<ArtifactCollector>>()));
+
+        if (integrations.AllocatorUrl is { } allocatorUrl)
+        {
+            services.AddSingleton<IInstanceAllocator>(new HttpInstanceAllocator(new HttpClient { Timeout = TimeSpan.FromSeconds(10) }, allocatorUrl));
+            services.AddSingleton(provider => new InstanceManager(
+                provider.GetRequiredService<IInstanceAllocator>(), Path.Combine(config.DataDir, "instances"),
+                provider.GetRequiredService<TimeProvider>(), provider.GetRequiredService<ILogger<InstanceManager>>()));
+            if (runWorkers)
+                services.AddHostedService<InstanceSweeper>();
+        }
+
+        if (integrations.PollsTasks && runWorkers)
+        {
+            var agent = config.Pipeline.DefaultAgent
+                ?? throw config.Values.Invalid(Settings.DefaultAgent, "postgres-tasks needs the agent that runs each task (--default-agent / DEFAULT_AGENT)");
+            if (agents.Find(agent) is null)
+                throw config.Values.Invalid(Settings.DefaultAgent, $"agent '{agent}' is not in the registry");
+            try
+            {
+                Storage.Postgres.PostgresConnectionString.Parse(config.PostgresUrl!);
+            }
+            catch (ArgumentException e)
+            {
+                throw config.Values.Invalid(Settings.PostgresUrl, e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal));
+            }
+            services.AddSingleton(new TasksPollerOptions
+            {
+                ConnectionString = config.PostgresUrl!,
+                AgentId = integrations.AgentId!,
+                Agent = agent,
+                PollInterval = integrations.PollInterval,
+                TaskTimeout = integrations.TaskTimeout,
+            });
+            services.AddHostedService<TasksPoller.TasksPoller>();
+        }
+        return services;
+    }
+
+    /// <summary>What only the llm agent sees: its endpoint, default model and (when set) key.</summary>
+    public static IReadOnlyDictionary<string, string> LlmVariables(WorkerConfig config)
+    {
+        var llm = config.Integrations.Llm;
+        var variables = new Dictionary<string, string>
+        {
+            [LlmReviewer.BaseUrlVariable] = llm.BaseUrl.AbsoluteUri,
+            [LlmReviewer.ModelVariable] = llm.Model,
+        };
+        if (llm.ApiKey is { } key)
+            variables[LlmReviewer.ApiKeyVariable] = key;
+        return variables;
+    }
+}
