@@ -19,14 +19,14 @@ internal static class CloneBench
 {
     private static readonly string[] Measures = ["plain", "reference", "checkout", "direct", "cold", "repeat"];
 
-    public static async Task<string> RunAsync(int files, int runs, string parent, CancellationToken cancellationToken)
+    public static async Task<string> RunAsync(int files, int runs, string parent, bool loose, CancellationToken cancellationToken)
     {
         var root = Path.Combine(parent, $"agent-worker-clone-bench-{Guid.NewGuid():N}");
         try
         {
             Directory.CreateDirectory(root);
             var remote = Path.Combine(root, "remote.git");
-            CreateRepository(remote, files);
+            CreateRepository(remote, files, loose);
             var url = new Uri(remote).AbsoluteUri;
             var reference = Path.Combine(root, "reference.git");
             Git(root, "clone", "--bare", "--quiet", "--", url, reference);
@@ -87,7 +87,7 @@ internal static class CloneBench
                 }
             }
 
-            var result = new JsonObject { ["bench"] = "clone", ["dir"] = parent, ["files"] = files, ["runs"] = runs };
+            var result = new JsonObject { ["bench"] = "clone", ["dir"] = parent, ["remote"] = loose ? "loose" : "packed", ["files"] = files, ["runs"] = runs };
             foreach (var measure in Measures)
             {
                 result[$"{measure}_ms_p50"] = Math.Round(Percentiles.Of(samples[measure].Wall).P50, 1);
@@ -127,9 +127,10 @@ internal static class CloneBench
 
     /// <summary>
     /// A bare repository with <paramref name="files"/> text files of 1-4 KB in directories of 30, and 20 later commits
-    /// that each change 100 files, packed the way a hosting service keeps them.
+    /// that each change 100 files: packed the way a hosting service keeps them, or with every object loose, as a
+    /// self-hosted remote holds small pushes until its next gc (a clone then has to compress the whole snapshot).
     /// </summary>
-    private static void CreateRepository(string bare, int files)
+    private static void CreateRepository(string bare, int files, bool loose)
     {
         Git(Path.GetDirectoryName(bare)!, "init", "--bare", "--quiet", "--initial-branch", "main", bare);
         var random = new Random(1);
@@ -162,6 +163,20 @@ internal static class CloneBench
         }
         GitWithInput(bare, stream.ToString(), "fast-import", "--quiet");
         Git(bare, "gc", "--quiet");
+        if (!loose)
+            return;
+        foreach (var pack in Directory.GetFiles(Path.Combine(bare, "objects", "pack"), "*.pack"))
+        {
+            var moved = Path.Combine(bare, Path.GetFileName(pack));
+            File.Move(pack, moved);
+            File.Delete(Path.ChangeExtension(pack, ".idx"));
+            File.Delete(Path.ChangeExtension(pack, ".rev"));
+            using var unpack = Process.Start(new ProcessStartInfo("sh", ["-c", "git unpack-objects -q < \"$0\"", moved]) { WorkingDirectory = bare })!;
+            unpack.WaitForExit();
+            if (unpack.ExitCode != 0)
+                throw new InvalidOperationException($"git unpack-objects of {moved} failed");
+            File.Delete(moved);
+        }
     }
 
     private static void Git(string directory, params string[] args) => GitWithInput(directory, null, args);

@@ -4,7 +4,7 @@ const string Usage =
     "usage: AgentWorker.Bench sqlite [--jobs N] [--workers C] [--data-dir DIR]\n" +
     "       AgentWorker.Bench sandbox [--runs N] [--concurrency C]\n" +
     "       AgentWorker.Bench summarize < results.jsonl\n" +
-    "       AgentWorker.Bench clone [--files N] [--runs N] [--dir DIR]\n" +
+    "       AgentWorker.Bench clone [--files N] [--runs N] [--dir DIR] [--remote packed|loose]\n" +
     "       AgentWorker.Bench startup [--binary PATH] [--runs N] [--serve-runs N] [--idle-seconds S] [--label L] [--env NAME=VALUE]...";
 
 switch (args.FirstOrDefault())
@@ -46,7 +46,10 @@ switch (args.FirstOrDefault())
         var cloneDir = Array.IndexOf(args, "--dir") is var at and >= 0 && at + 1 < args.Length ? args[at + 1] : Path.GetTempPath();
         if (!Directory.Exists(cloneDir))
             return Fail(2, $"--dir '{cloneDir}' is not an existing directory");
-        Console.WriteLine(await CloneBench.RunAsync(files, cloneRuns, cloneDir, CancellationToken.None));
+        var remote = Array.IndexOf(args, "--remote") is var r and >= 0 && r + 1 < args.Length ? args[r + 1] : "packed";
+        if (remote is not ("packed" or "loose"))
+            return Fail(2, $"--remote must be packed or loose, got '{remote}'");
+        Console.WriteLine(await CloneBench.RunAsync(files, cloneRuns, cloneDir, remote == "loose", CancellationToken.None));
         return 0;
     case "startup":
         if (!StartupArguments.TryParse(args.AsSpan(1), out var startup, out var startupError))
