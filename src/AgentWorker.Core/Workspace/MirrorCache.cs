@@ -21,8 +21,6 @@ internal sealed partial class MirrorCache(CloneCacheOptions options, GitClient g
     private static readonly TimeSpan SweepInterval = TimeSpan.FromMinutes(5);
     private DateTime _nextSweep = DateTime.MinValue;
 
-    public string Dir => options.Dir;
-
     /// <summary>
     /// Mirror name of <paramref name="url"/>: a hash of the URL without credentials, so none appears on disk. URLs that differ
     /// only in the user share a mirror; that is safe because a job reads the mirror only after its own fetch succeeded.
@@ -30,8 +28,6 @@ internal sealed partial class MirrorCache(CloneCacheOptions options, GitClient g
     /// </summary>
     public static string Key(string url) =>
         Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(RepoUrls.WithoutCredentials(RepoUrls.ToGitUrl(url)))))[..32];
-
-    public string MirrorPath(string url) => Path.Combine(options.Dir, Key(url) + ".git");
 
     /// <summary>Fetches the mirror of <paramref name="repo"/> (creating it on first use), then clones the workspace from it.</summary>
     public async Task CloneAsync(RepoRef repo, string destination, string home, CancellationToken cancellationToken)

@@ -182,6 +182,41 @@ public sealed class MirrorCacheTests : IDisposable
     }
 
     [Fact]
+    public async Task CreateAsync_ManyPacksInTheMirror_MergedByTheNextJob()
+    {
+        var manager = Manager();
+        using (await manager.CreateAsync(Job(new RepoRef(Remote)), CancellationToken.None))
+        {
+        }
+        // Packs as fetches leave them, one object each.
+        var packDir = Path.Combine(Mirror, "objects", "pack");
+        var objects = TestRepository.Git(Mirror, "rev-list", "--objects", "--all").Split('\n', StringSplitOptions.RemoveEmptyEntries).Take(20).ToList();
+        foreach (var line in objects)
+            GitWithInput(Mirror, line.Split(' ')[0] + "\n", "pack-objects", "-q", Path.Combine(packDir, "pack"));
+        Assert.True(Directory.GetFiles(packDir, "*.pack").Length > 16);
+
+        using var workspace = await manager.CreateAsync(Job(new RepoRef(Remote)), CancellationToken.None);
+
+        AssertCacheUsed();
+        Assert.InRange(Directory.GetFiles(packDir, "*.pack").Length, 1, 4);
+        Assert.Equal(Head(Remote), Head(workspace.RepoDir));
+        TestRepository.Git(Mirror, "fsck", "--no-dangling");
+    }
+
+    private static void GitWithInput(string directory, string input, params string[] args)
+    {
+        var start = new System.Diagnostics.ProcessStartInfo("git") { WorkingDirectory = directory, RedirectStandardInput = true, RedirectStandardOutput = true };
+        foreach (var arg in args)
+            start.ArgumentList.Add(arg);
+        using var git = System.Diagnostics.Process.Start(start)!;
+        git.StandardInput.Write(input);
+        git.StandardInput.Close();
+        git.StandardOutput.ReadToEnd();
+        git.WaitForExit();
+        Assert.Equal(0, git.ExitCode);
+    }
+
+    [Fact]
     public async Task CreateAsync_WithToken_TokenIsNowhereInTheCache()
     {
         const string Token = "ghp_cache_token_never_stored_0123456789";
