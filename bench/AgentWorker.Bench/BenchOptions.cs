@@ -6,6 +6,7 @@ namespace AgentWorker.Bench;
 internal sealed class BenchOptions
 {
     private readonly Dictionary<string, string> values = new(StringComparer.Ordinal);
+    private readonly List<KeyValuePair<string, string>> all = [];
 
     private BenchOptions()
     {
@@ -22,6 +23,7 @@ internal sealed class BenchOptions
             if (i + 1 >= args.Length)
                 throw new UsageException($"{flag} needs a value");
             options.values[flag] = args[i + 1];
+            options.all.Add(new(flag, args[i + 1]));
         }
         return options;
     }
@@ -42,6 +44,9 @@ internal sealed class BenchOptions
     }
 
     public string? Text(string flag) => values.GetValueOrDefault(flag);
+
+    /// <summary>Every value of a flag that may be repeated, in order.</summary>
+    public IEnumerable<string> All(string flag) => all.Where(pair => pair.Key == flag).Select(pair => pair.Value);
 
     public string ExistingDirectory(string flag, string fallback)
     {

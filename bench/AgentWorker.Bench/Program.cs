@@ -6,6 +6,8 @@ const string Usage =
     "       AgentWorker.Bench sandbox [--runs N] [--concurrency C]\n" +
     "       AgentWorker.Bench summarize < results.jsonl\n" +
     "       AgentWorker.Bench report < results.jsonl > docs/benchmarks.md\n" +
+    "       AgentWorker.Bench clone [--files N] [--runs N] [--dir DIR] [--remote packed|loose]\n" +
+    "       AgentWorker.Bench startup [--binary PATH] [--runs N] [--serve-runs N] [--idle-seconds S] [--label L] [--env NAME=VALUE]...\n" +
     "--url defaults to REDIS_URL / POSTGRES_URL; every command prints JSON lines (report: Markdown).";
 
 using var cancel = new CancellationTokenSource();
@@ -47,6 +49,23 @@ try
             Console.WriteLine(await SandboxBench.RunAsync(options.Number("--runs", 300, 100_000), options.Number("--concurrency", 4, 1_000), cancel.Token));
             return 0;
         }
+        case "clone":
+        {
+            var options = BenchOptions.Parse(args.AsSpan(1), "--files", "--runs", "--dir", "--remote");
+            Console.WriteLine(await CloneBench.RunAsync(
+                options.Number("--files", 3000, 1_000_000),
+                options.Number("--runs", 9, 1_000),
+                options.ExistingDirectory("--dir", Path.GetTempPath()),
+                options.Text("--remote") is not null && options.Choice("--remote", "packed", "loose") == "loose",
+                cancel.Token));
+            return 0;
+        }
+        case "startup":
+            Console.WriteLine(await StartupBench.RunAsync(StartupArguments.Parse(args.AsSpan(1)), cancel.Token));
+            return 0;
+        case "noop":
+            // The start-up floor `startup` compares against: a .NET program that does nothing.
+            return 0;
         case "summarize":
             BenchOptions.Parse(args.AsSpan(1));
             foreach (var group in Summary.Read(Console.In))
@@ -60,9 +79,9 @@ try
             Console.WriteLine(Usage);
             return 0;
         case null:
-            return Fail(2, "missing command (sqlite, redis, postgres, scale, sandbox, summarize or report); --help shows usage");
+            return Fail(2, "missing command (sqlite, redis, postgres, scale, sandbox, clone, startup, summarize or report); --help shows usage");
         default:
-            return Fail(2, $"unknown command '{args[0]}' (expected sqlite, redis, postgres, scale, sandbox, summarize or report)");
+            return Fail(2, $"unknown command '{args[0]}' (expected sqlite, redis, postgres, scale, sandbox, clone, startup, summarize or report)");
     }
 }
 catch (UsageException e)
