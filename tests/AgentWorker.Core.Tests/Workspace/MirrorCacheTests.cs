@@ -184,6 +184,9 @@ public sealed class MirrorCacheTests : IDisposable
     [Fact]
     public async Task CreateAsync_ManyPacksInTheMirror_MergedByTheNextJob()
     {
+        // Enough history for 20 objects (each commit adds a commit, a tree and a blob).
+        for (var i = 0; i < 8; i++)
+            Push("main", $"file{i}.txt", $"{i}\n");
         var manager = Manager();
         using (await manager.CreateAsync(Job(new RepoRef(Remote)), CancellationToken.None))
         {
