@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using AgentWorker.Core.Jobs;
@@ -87,7 +88,9 @@ public sealed partial class RedisJobQueue : IJobQueue
         var queue = new RedisJobQueue(connection, new RedisKeys(queueName), options, timeProvider);
         try
         {
-            await connection.GetSubscriber().SubscribeAsync(queue.keys.Signal, (_, message) => queue.OnSignal(message))
+            var subscriber = connection.GetSubscriber();
+            await WaitForSubscriberAsync(subscriber, queue.keys.Signal, TimeSpan.FromMilliseconds(configuration.ConnectTimeout), cancellationToken).ConfigureAwait(false);
+            await subscriber.SubscribeAsync(queue.keys.Signal, (_, message) => queue.OnSignal(message))
                 .WaitAsync(cancellationToken).ConfigureAwait(false);
             // Raw pushes a crashed worker had taken but not yet stored go back to the producers' list.
             await queue.ReturnIntakeAsync(cancellationToken).ConfigureAwait(false);
@@ -103,6 +106,18 @@ public sealed partial class RedisJobQueue : IJobQueue
             throw;
         }
         return queue;
+    }
+
+    /// <summary>
+    /// The multiplexer opens its pub/sub connection after the interactive one, and with <see cref="BacklogPolicy.FailFast"/>
+    /// a SUBSCRIBE sent before it is up fails at once; so wait for it (up to the connect timeout; a Redis that is down
+    /// still fails the open, which the caller retries).
+    /// </summary>
+    private static async Task WaitForSubscriberAsync(ISubscriber subscriber, RedisChannel channel, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+        while (!subscriber.IsConnected(channel) && Stopwatch.GetTimestamp() < deadline)
+            await Task.Delay(TimeSpan.FromMilliseconds(5), cancellationToken).ConfigureAwait(false);
     }
 
     private static async Task<ConnectionMultiplexer> ConnectAsync(ConfigurationOptions configuration, CancellationToken cancellationToken)
