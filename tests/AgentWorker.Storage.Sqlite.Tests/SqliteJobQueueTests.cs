@@ -53,6 +53,20 @@ public sealed class SqliteJobQueueTests : JobQueueContractTests
     }
 
     [Fact]
+    public async Task OpenAsync_ManyOpenersOfOneFreshFileAtOnce_AllOpenIt()
+    {
+        // Workers and CLI commands started together on a new data dir all create the file, switch it to WAL and migrate it.
+        for (var round = 0; round < 10; round++)
+        {
+            var path = NewPath();
+            var opening = Enumerable.Range(0, 6).Select(_ => Task.Run(() => OpenSqliteAsync(path))).ToList();
+            var queues = await Task.WhenAll(opening);
+            foreach (var queue in queues)
+                await queue.DisposeAsync();
+        }
+    }
+
+    [Fact]
     public async Task OpenAsync_ExistingFile_KeepsJobsHistoryAndEventsAcrossReopen()
     {
         var path = NewPath();
