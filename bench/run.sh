@@ -2,8 +2,9 @@
 # One command for every queue benchmark: starts a throwaway Redis and PostgreSQL the way scripts/test.sh does,
 # runs our no-op job benchmark on SQLite, Redis and PostgreSQL (with --slots slots and with 1) and the peers'
 # (../shared/bench/peers/run-peers.sh: BullMQ, Hangfire InMemory/Redis/PostgreSql) against the same servers,
-# alternating, --repeat times; then the deep-backlog run per backend. Writes docs/benchmarks.md (medians, ratios,
-# targets) and docs/benchmarks.jsonl (every raw line); bench/results/ keeps the latest summary lines too.
+# alternating, --repeat times, each round also timing the sandbox, the clone cache and the published binary's start;
+# then the deep-backlog run per backend. Writes docs/benchmarks.md (medians, ratios, targets) and
+# docs/benchmarks.jsonl (every raw line); bench/results/ keeps the latest summary lines too.
 #
 # usage: bench/run.sh [--jobs N] [--slots C] [--repeat R] [--scale-small N] [--scale-large N] [--no-scale]
 #                     [--peers DIR] [--data-dir DIR]
@@ -63,7 +64,10 @@ chmod -R u+w "$work/peers"
 
 echo "run.sh: building" >&2
 dotnet build bench/AgentWorker.Bench -c Release -nologo -v q >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; exit 1; }
-ours=(dotnet "bench/AgentWorker.Bench/bin/Release/net10.0/AgentWorker.Bench.dll")
+# The apphost, not `dotnet …dll`: the startup bench runs its own executable as the empty-program floor.
+ours=("bench/AgentWorker.Bench/bin/Release/net10.0/AgentWorker.Bench")
+# The start-up figures are those of what users run: the published, ReadyToRun-compiled binary.
+dotnet publish src/AgentWorker -c Release -nologo -v q -o "$work/publish" >"$work/publish.log" 2>&1 || { cat "$work/publish.log" >&2; exit 1; }
 redis_hostport="${REDIS_URL#redis://}"
 # Hangfire.PostgreSql takes Npgsql's key=value form, not the URL.
 pg_hostport="${POSTGRES_URL#postgresql://*@}"; pg_hostport="${pg_hostport%%/*}"
@@ -89,6 +93,10 @@ for ((run = 1; run <= repeat; run++)); do
     # durable storages) gives the same rates in a quarter of the time.
     "${ours[@]}" "$backend" --jobs "$(( (jobs + 3) / 4 ))" --workers 1 --data-dir "$data_dir" | tee -a "$raw"
   done
+  echo "run.sh: run $run/$repeat: sandbox, clone, startup" >&2
+  "${ours[@]}" sandbox | tee -a "$raw"
+  "${ours[@]}" clone --runs 5 --dir "$data_dir" | tee -a "$raw"
+  "${ours[@]}" startup --binary "$work/publish/agent-worker" | tee -a "$raw"
   echo "run.sh: run $run/$repeat: peers" >&2
   bash "$work/peers/run-peers.sh" --jobs "$jobs" --redis "$redis_hostport" --postgres "$pg_keyvalue" | { grep '^{' || true; } | tee -a "$raw"
 done

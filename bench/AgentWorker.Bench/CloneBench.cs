@@ -87,7 +87,7 @@ internal static class CloneBench
                 }
             }
 
-            var result = new JsonObject { ["bench"] = "clone", ["dir"] = parent, ["remote"] = loose ? "loose" : "packed", ["files"] = files, ["runs"] = runs };
+            var result = new JsonObject { ["bench"] = "clone", ["peer"] = "agent-worker", ["dir"] = parent, ["remote"] = loose ? "loose" : "packed", ["files"] = files, ["runs"] = runs };
             foreach (var measure in Measures)
             {
                 result[$"{measure}_ms_p50"] = Math.Round(Percentiles.Of(samples[measure].Wall).P50, 1);

@@ -25,6 +25,9 @@ internal static class Report
         var ours = queue.Where(g => g.Peer.StartsWith("agent-worker-", StringComparison.Ordinal)).OrderBy(g => Order(g.Peer)).ThenByDescending(g => g.Concurrency).ToList();
         var peers = queue.Where(g => !g.Peer.StartsWith("agent-worker-", StringComparison.Ordinal)).ToList();
         var scale = groups.Where(g => g.Bench == "scale").OrderBy(g => Order(g.Peer)).ToList();
+        var sandbox = groups.FirstOrDefault(g => g.Bench == "sandbox");
+        var clone = groups.FirstOrDefault(g => g.Bench == "clone");
+        var startup = groups.FirstOrDefault(g => g.Bench == "startup");
         var slots = env?["slots"] is { } s ? (int)s : ours.Select(g => g.Concurrency).DefaultIfEmpty(0).Max();
         var best = peers.MaxBy(g => g["drain_per_s"] ?? 0);
 
@@ -73,6 +76,43 @@ internal static class Report
             md.AppendLine();
         }
 
+        if (sandbox is not null)
+        {
+            md.AppendLine("## Sandbox");
+            md.AppendLine();
+            md.AppendLine(Invariant($"A no-op agent (`/bin/true`) through the worker's process runner, without and inside the sandbox (bubblewrap, cgroup v{sandbox["cgroups"]:0}, seccomp), pairwise; then sandboxed runs {sandbox.Concurrency} at a time."));
+            md.AppendLine();
+            md.AppendLine("| plain p50 / p99 ms | sandboxed p50 / p99 ms | overhead p50 / p99 ms | sandboxed runs/s |");
+            md.AppendLine("|--:|--:|--:|--:|");
+            md.AppendLine(Invariant($"| {Ms(sandbox["plain_ms_p50"])} / {Ms(sandbox["plain_ms_p99"])} | {Ms(sandbox["sandboxed_ms_p50"])} / {Ms(sandbox["sandboxed_ms_p99"])} | {Ms(sandbox["overhead_ms_p50"])} / {Ms(sandbox["overhead_ms_p99"])} | {Rate(sandbox["sandboxed_per_s"])} |"));
+            md.AppendLine();
+        }
+
+        if (clone is not null)
+        {
+            md.AppendLine("## Clones");
+            md.AppendLine();
+            md.AppendLine(Invariant($"A {Count(clone["files"])}-file repository with 20 later commits, cloned into a fresh workspace (median ms of wall time; CPU of the git processes in brackets)."));
+            md.AppendLine();
+            md.AppendLine("| `git clone --depth 1` | git's `--reference` clone | worker, no cache | worker, cold cache | worker, repeat (mirror cache) | repeat ÷ `git clone --depth 1` |");
+            md.AppendLine("|--:|--:|--:|--:|--:|--:|");
+            string Clone(string measure) => Invariant($"{Ms(clone[$"{measure}_ms_p50"])} ({Ms(clone[$"{measure}_cpu_ms_p50"])})");
+            md.AppendLine(Invariant($"| {Clone("plain")} | {Clone("reference")} | {Clone("direct")} | {Clone("cold")} | {Clone("repeat")} | {Times(clone["ratio_repeat_vs_plain"])} faster |"));
+            md.AppendLine();
+        }
+
+        if (startup is not null)
+        {
+            md.AppendLine("## Start time and idle memory");
+            md.AppendLine();
+            md.AppendLine("The published (ReadyToRun) binary: `agent-worker stats` on the embedded store, beside an empty .NET program run alternately (the floor), and `serve` idle after `/ready`.");
+            md.AppendLine();
+            md.AppendLine("| `stats` ms (CPU ms) | empty .NET program ms | `serve` ready ms | idle `serve` RSS MB (anon / file) |");
+            md.AppendLine("|--:|--:|--:|--:|");
+            md.AppendLine(Invariant($"| {Ms(startup["stats_ms_p50"])} ({Ms(startup["stats_cpu_ms_p50"])}) | {Ms(startup["floor_ms_p50"])} | {Ms(startup["serve_ready_ms_p50"])} | {Ms(startup["serve_rss_mb_p50"])} ({Ms(startup["serve_rss_anon_mb_p50"])} / {Ms(startup["serve_rss_file_mb_p50"])}) |"));
+            md.AppendLine();
+        }
+
         md.AppendLine("## Targets");
         md.AppendLine();
         md.AppendLine("| target | measured | met |");
@@ -102,6 +142,15 @@ internal static class Report
             var (enqueue, lease) = (row["enqueue_ratio"], row["lease_ratio"]);
             md.AppendLine(Invariant($"| {Name(row.Peer)}: enqueue and lease at {Count(row["large"])} queued within 1.5× of {Count(row["small"])} | enqueue {Times(enqueue)}, lease {Times(lease)} | {Met(enqueue is { } e && lease is { } l ? e <= 1.5 && l <= 1.5 : null)} |"));
         }
+        void Below(string label, double? value, double limit, string unit) =>
+            md.AppendLine(Invariant($"| {label} | {(value is { } v ? $"{v:0.##} {unit}" : "–")} | {Met(value is { } m ? m < limit : null)} |"));
+        void AtLeast(string label, double? value, double floor, string unit) =>
+            md.AppendLine(Invariant($"| {label} | {(value is { } v ? $"{v:0.##} {unit}" : "–")} | {Met(value is { } m ? m >= floor : null)} |"));
+        Below("sandboxed no-op overhead p50 < 10 ms", sandbox?["overhead_ms_p50"], 10, "ms");
+        AtLeast("sandboxed no-op jobs ≥ 100/s", sandbox?["sandboxed_per_s"], 100, "runs/s");
+        AtLeast("repeat clone ≥ 8× faster than `git clone --depth 1`", clone?["ratio_repeat_vs_plain"], 8, "×");
+        Below("idle `serve` RSS < 80 MB", startup?["serve_rss_mb_p50"], 80, "MB");
+        Below("`agent-worker stats` start < 150 ms", startup?["stats_ms_p50"], 150, "ms");
         md.AppendLine();
         md.AppendLine("Raw lines of this run: [benchmarks.jsonl](benchmarks.jsonl).");
         return md.ToString();

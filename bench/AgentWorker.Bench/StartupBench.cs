@@ -43,6 +43,7 @@ internal static class StartupBench
             return new JsonObject
             {
                 ["bench"] = "startup",
+                ["peer"] = "agent-worker",
                 ["label"] = arguments.Label,
                 ["env"] = string.Join(' ', arguments.Environment.Select(e => $"{e.Key}={e.Value}")),
                 ["runs"] = arguments.Runs,
