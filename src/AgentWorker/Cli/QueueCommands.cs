@@ -19,7 +19,19 @@ internal static class QueueCommands
         {
             await using var queue = await context.OpenQueueAsync(cancellationToken);
             var stats = await queue.GetStatsAsync(cancellationToken);
-            Output.Json(new { backend = queue.Backend, depth = stats.Depth, stats.Queued, stats.Running, stats.Retrying, stats.Succeeded, stats.Failed, stats.Cancelled, stats.TimedOut, stats.Dead });
+            Output.Document(new JsonObject
+            {
+                ["backend"] = queue.Backend,
+                ["depth"] = stats.Depth,
+                ["queued"] = stats.Queued,
+                ["running"] = stats.Running,
+                ["retrying"] = stats.Retrying,
+                ["succeeded"] = stats.Succeeded,
+                ["failed"] = stats.Failed,
+                ["cancelled"] = stats.Cancelled,
+                ["timedOut"] = stats.TimedOut,
+                ["dead"] = stats.Dead,
+            });
             return ExitCodes.Ok;
         });
 

@@ -18,7 +18,11 @@ internal static partial class HttpHost
 
     public static WebApplication Build(WorkerConfig config, IJobQueue queue, AgentRegistry agents, bool runWorkers = true)
     {
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
+        // Empty rather than slim: the worker reads its own settings (WorkerConfig), so the host needs no appsettings.json,
+        // environment or command-line sources and no file watchers for them; only Kestrel and routing are added back.
+        var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { Args = [] });
+        builder.WebHost.UseKestrelCore();
+        builder.Services.AddRoutingCore();
         builder.Logging.AddWorkerLogging(config);
         var registry = Metrics.NewCustomRegistry();
         builder.Services.AddSingleton<IJobMetrics>(new PrometheusJobMetrics(registry));
