@@ -90,6 +90,8 @@ public sealed class ChaosDiskFullTests(ITestOutputHelper output) : IDisposable
             await WaitEndedAsync(client, worker, [.. accepted, refusedId], "succeeded");
             await RunPhaseAsync(client, worker, "after", "succeeded");
             Assert.False(worker.HasExited, $"the worker exited:\n{worker.Output}");
+            Assert.Contains("Queue backend sqlite unreachable: SQLite Error 13", worker.Output, StringComparison.Ordinal);
+            Assert.Contains("Queue backend sqlite reachable again", worker.Output, StringComparison.Ordinal);
             output.WriteLine($"data dir on a 16 MiB tmpfs, filled: {accepted.Count} job(s) still fitted, the next answered 503 \"{body.GetProperty("detail").GetString()![..90]}…\"; "
                 + $"space back → all {accepted.Count + 1} and {JobsPerPhase} new jobs succeeded on the same worker");
         }
