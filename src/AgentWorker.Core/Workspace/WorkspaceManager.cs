@@ -13,7 +13,7 @@ namespace AgentWorker.Core.Workspace;
 /// </summary>
 public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRunner runner, ILogger<WorkspaceManager> logger)
 {
-    private const string LockName = ".agent-worker.lock";
+    internal const string LockName = ".agent-worker.lock";
 
     // ENOSPC and EDQUOT, the errno .NET puts in an IOException's HResult on Linux.
     private const int NoSpaceErrno = 28;
@@ -239,6 +239,13 @@ public sealed class JobWorkspace(string root, FileStream lockFile, string artifa
     {
         try
         {
+            // The lock goes last: a worker killed halfway through leaves a directory whose lock (free once it is dead)
+            // marks it stale for the next sweep, not a lock-less one the sweep takes for a workspace being made.
+            if (Directory.Exists(Root))
+            {
+                foreach (var entry in Directory.EnumerateFileSystemEntries(Root).Where(entry => Path.GetFileName(entry) != WorkspaceManager.LockName))
+                    SafeTree.Delete(entry);
+            }
             SafeTree.Delete(Root);
         }
         finally

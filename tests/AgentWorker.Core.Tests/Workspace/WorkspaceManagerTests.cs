@@ -85,6 +85,22 @@ public sealed class WorkspaceManagerTests : IDisposable
     }
 
     [Fact]
+    public async Task Dispose_RemovesTheLockLast_SoAWorkerKilledHalfwayLeavesAWorkspaceTheSweepTakes()
+    {
+        var workspace = await Manager().CreateAsync(Job(new RepoRef(_repo.Path)), CancellationToken.None);
+        var entries = Directory.EnumerateFileSystemEntries(workspace.Root).Select(Path.GetFileName).ToList();
+        var deleted = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        using var watcher = new FileSystemWatcher(workspace.Root) { EnableRaisingEvents = true };
+        watcher.Deleted += (_, e) => deleted.Enqueue(e.Name!);
+
+        workspace.Dispose();
+
+        await Eventually.UntilAsync(() => entries.All(deleted.Contains), TimeSpan.FromSeconds(10), $"deletion of {string.Join(", ", entries)} seen");
+        Assert.Contains(".agent-worker.lock", entries);
+        Assert.Equal(".agent-worker.lock", deleted.Where(entries.Contains).Last());
+    }
+
+    [Fact]
     public async Task CreateAsync_TooManyFiles_FailsPermanentlyAndLeavesNothing()
     {
         var manager = Manager(new WorkspaceOptions { WorkDir = _work.Path, MaxRepoFiles = 3 });
