@@ -19,15 +19,15 @@ public sealed class BubblewrapSandbox : ISandbox
     public const string InsideArtifacts = "/artifacts";
     public const int InsideUid = 65534;
 
-    // Sets the rlimits (hard and soft, with the shell's builtin: one exec less than prlimit), joins the control
-    // groups named before "--", then runs the rest with the seccomp program open as fd 3.
+    // Sets the rlimits (hard and soft, with the shell's builtin: one exec less than prlimit), moves itself into the
+    // control groups named before "--" (0 names the writer), then runs the rest with the seccomp program open as fd 3.
     private const string Launcher = """
         ulimit -n "$1" && ulimit -f "$2" && ulimit -c 0 || { echo "agent-worker sandbox: cannot set rlimits" >&2; exit 125; }
         [ -z "$3" ] || ulimit -p "$3" || exit 125
         shift 3
         bpf="$1"; shift
         while [ "$1" != "--" ]; do
-          echo $$ > "$1" || { echo "agent-worker sandbox: cannot join control group $1" >&2; exit 125; }
+          echo 0 > "$1" || { echo "agent-worker sandbox: cannot join control group $1" >&2; exit 125; }
           shift
         done
         shift
@@ -99,8 +99,8 @@ public sealed class BubblewrapSandbox : ISandbox
             group = _cgroups.Version > 0 ? _cgroups.Create(request.RunId, request.Limits) : null;
             if (_launchAs is not null && _dropTo is { } joiner)
             {
-                foreach (var procs in group?.ProcsFiles ?? [])
-                    HostFiles.Chown(procs, joiner);
+                foreach (var join in group?.JoinFiles ?? [])
+                    HostFiles.Chown(join, joiner);
             }
             if (request.Network == NetworkMode.McpOnly)
             {
@@ -231,7 +231,7 @@ public sealed class BubblewrapSandbox : ISandbox
                 (limits.FileSizeBytes / 512).ToString(CultureInfo.InvariantCulture),
                 // RLIMIT_NPROC counts every process of the host user, so with a control group the pids limit is the better bound.
                 group is null ? limits.Pids.ToString(CultureInfo.InvariantCulture) : "",
-                sandbox._seccompFile, .. group?.ProcsFiles ?? [],
+                sandbox._seccompFile, .. group?.JoinFiles ?? [],
             ];
             IEnumerable<string> inside = forwarder is null
                 ? agent.Argv
@@ -245,6 +245,9 @@ public sealed class BubblewrapSandbox : ISandbox
             argv.AddRange([sandbox._bwrap, .. sandbox.BubblewrapArguments(request, forwarder), "--", .. inside]);
             return agent with { Argv = argv, WorkingDirectory = request.Workspace, UserName = sandbox._launchAs };
         }
+
+        // The launcher moves itself into the group before it starts bubblewrap, and never forks before that.
+        public override bool HoldsAllProcesses => group is not null;
 
         public override void KillAll() => group?.KillAll();
 
