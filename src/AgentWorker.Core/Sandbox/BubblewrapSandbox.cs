@@ -34,6 +34,8 @@ public sealed class BubblewrapSandbox : ISandbox
         exec "$@" 3< "$bpf"
         """;
 
+    private const string Hosts = "127.0.0.1 localhost\n::1 localhost\n";
+
     private static readonly string[] TopLevelSystemPaths = ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
     private static readonly string[] EtcFiles =
     [
@@ -48,6 +50,7 @@ public sealed class BubblewrapSandbox : ISandbox
     private readonly string _seccompFile;
     private readonly IReadOnlyList<(string Source, string Target)> _readOnlyExtras;
     private readonly IReadOnlyList<string> _selfCommand;
+    private readonly Dictionary<string, string> _stubFiles;
 
     // A root worker hands the agent to an unprivileged host user before bubblewrap starts: the process runner starts
     // the launcher as that user (one exec less than setpriv) when the user has a name and the launcher may join the
@@ -83,6 +86,8 @@ public sealed class BubblewrapSandbox : ISandbox
         {
             throw new SandboxException($"cannot build the seccomp filter ({e.Message}): apt-get install libseccomp2, or run with --sandbox none (no isolation)");
         }
+        // bubblewrap opens them after the launcher dropped to the sandbox user.
+        _stubFiles = WriteStubFiles(options.StateDir, publicCopies: _dropTo is not null);
     }
 
     public string Name => SandboxOptions.Bubblewrap;
@@ -109,7 +114,8 @@ public sealed class BubblewrapSandbox : ISandbox
                     request.McpUrl ?? throw new SandboxException("network mcp_only needs an MCP URL"),
                     Path.Combine(Path.GetTempPath(), $"aw-mcp-{Guid.NewGuid():N}.sock"));
             }
-            WriteStubFiles(request, forwarder);
+            if (forwarder is not null)
+                File.WriteAllText(Path.Combine(request.Scratch, "hosts"), $"{Hosts}127.0.0.1 {forwarder.Host}\n");
             if (_dropTo is { } uid)
             {
                 HostFiles.ChangeOwner(request.Workspace, uid);
@@ -127,15 +133,24 @@ public sealed class BubblewrapSandbox : ISandbox
         }
     }
 
-    private static void WriteStubFiles(SandboxRequest request, McpForwarder? forwarder)
+    /// <summary>
+    /// The stub /etc/passwd, /etc/group and /etc/hosts every run sees, written once per worker (world-readable copies when
+    /// the launcher runs as the sandbox user): a run of mcp_only gets its own hosts file naming the MCP host.
+    /// </summary>
+    private static Dictionary<string, string> WriteStubFiles(string stateDir, bool publicCopies)
     {
-        File.WriteAllText(Path.Combine(request.Scratch, "passwd"),
-            $"root:x:0:0:root:/nonexistent:/usr/sbin/nologin\nagent:x:{InsideUid}:{InsideUid}:agent:{InsideHome}:/bin/sh\n");
-        File.WriteAllText(Path.Combine(request.Scratch, "group"), $"root:x:0:\nagent:x:{InsideUid}:\n");
-        var hosts = "127.0.0.1 localhost\n::1 localhost\n";
-        if (forwarder is not null)
-            hosts += $"127.0.0.1 {forwarder.Host}\n";
-        File.WriteAllText(Path.Combine(request.Scratch, "hosts"), hosts);
+        var stubs = new Dictionary<string, string>
+        {
+            ["passwd"] = $"root:x:0:0:root:/nonexistent:/usr/sbin/nologin\nagent:x:{InsideUid}:{InsideUid}:agent:{InsideHome}:/bin/sh\n",
+            ["group"] = $"root:x:0:\nagent:x:{InsideUid}:\n",
+            ["hosts"] = Hosts,
+        };
+        return stubs.ToDictionary(stub => stub.Key, stub =>
+        {
+            var path = Path.Combine(stateDir, stub.Key);
+            File.WriteAllText(path, stub.Value);
+            return publicCopies ? HostFiles.PublicCopy(path) : path;
+        });
     }
 
     private List<string> BubblewrapArguments(SandboxRequest request, McpForwarder? forwarder)
@@ -161,8 +176,8 @@ public sealed class BubblewrapSandbox : ISandbox
         }
         foreach (var path in request.Network == NetworkMode.Full ? [.. EtcFiles, .. NetworkEtcFiles] : EtcFiles)
             args.AddRange(["--ro-bind-try", path, path]);
-        foreach (var stub in new[] { "passwd", "group", "hosts" })
-            args.AddRange(["--ro-bind", Path.Combine(request.Scratch, stub), $"/etc/{stub}"]);
+        foreach (var (stub, path) in _stubFiles)
+            args.AddRange(["--ro-bind", stub == "hosts" && forwarder is not null ? Path.Combine(request.Scratch, stub) : path, $"/etc/{stub}"]);
         // Mounts apply in order: /tmp first, so binaries that live under /tmp on the host stay visible above it.
         // Kernel knobs stay read-only even if the uid mapping ever gave the agent a host owner again.
         args.AddRange(["--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger", "--dev", "/dev"]);
