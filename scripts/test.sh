@@ -5,17 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# apt_install PACKAGE...: installs what is missing, running `apt-get update` at most once per run.
-apt_updated=false
-apt_install() {
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "test.sh: missing $*; install them (apt-get install $*) or run as root" >&2
-    exit 1
-  fi
-  echo "test.sh: installing $*"
-  $apt_updated || { apt-get update -qq; apt_updated=true; }
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
+# shellcheck source=scripts/apt-install.sh
+source scripts/apt-install.sh
 
 missing=()
 command -v git >/dev/null 2>&1 || missing+=(git)
@@ -24,6 +15,8 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v prlimit >/dev/null 2>&1 || missing+=(util-linux)
 ldconfig -p 2>/dev/null | grep -q libseccomp.so.2 || missing+=(libseccomp2)
+# The dashboard's browser tests drive Debian's chromium through Playwright; Playwright's own browser download is never used.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 # PackagingTests verifies deploy/agent-worker.service with it.
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"

@@ -1,68 +1,103 @@
 using AgentWorker.Bench;
 
 const string Usage =
-    "usage: AgentWorker.Bench sqlite [--jobs N] [--workers C] [--data-dir DIR]\n" +
+    "usage: AgentWorker.Bench sqlite|redis|postgres [--jobs N] [--workers C] [--data-dir DIR | --url URL]\n" +
+    "       AgentWorker.Bench scale --backend sqlite|redis|postgres [--small N] [--large N] [--ops N] [--rounds N] [--data-dir DIR | --url URL]\n" +
     "       AgentWorker.Bench sandbox [--runs N] [--concurrency C]\n" +
-    "       AgentWorker.Bench summarize < results.jsonl";
+    "       AgentWorker.Bench summarize < results.jsonl\n" +
+    "       AgentWorker.Bench report < results.jsonl > docs/benchmarks.md\n" +
+    "       AgentWorker.Bench clone [--files N] [--runs N] [--dir DIR] [--remote packed|loose]\n" +
+    "       AgentWorker.Bench startup [--binary PATH] [--runs N] [--serve-runs N] [--idle-seconds S] [--label L] [--env NAME=VALUE]...\n" +
+    "--url defaults to REDIS_URL / POSTGRES_URL; every command prints JSON lines (report: Markdown).";
 
-switch (args.FirstOrDefault())
+using var cancel = new CancellationTokenSource();
+// Ctrl+C cancels the run instead of killing the process, so the temporary store is still removed.
+Console.CancelKeyPress += (_, e) =>
 {
-    case "sqlite":
-        if (!BenchArguments.TryParse(args.AsSpan(1), out var arguments, out var error))
-            return Fail(2, error);
-        using (var cancel = new CancellationTokenSource())
+    e.Cancel = true;
+    cancel.Cancel();
+};
+try
+{
+    switch (args.FirstOrDefault())
+    {
+        case "sqlite" or "redis" or "postgres":
         {
-            // Ctrl+C cancels the run instead of killing the process, so the temporary database is still deleted.
-            Console.CancelKeyPress += (_, e) =>
-            {
-                e.Cancel = true;
-                cancel.Cancel();
-            };
-            try
-            {
-                var result = await SqliteQueueBench.RunAsync(arguments, cancel.Token);
-                Console.WriteLine(result.ToJson());
-                return 0;
-            }
-            catch (OperationCanceledException) when (cancel.IsCancellationRequested)
-            {
-                return Fail(130, "interrupted");
-            }
-            catch (Exception e)
-            {
-                return Fail(1, $"sqlite run failed: {e.GetType().Name}: {e.Message}");
-            }
+            var options = BenchOptions.Parse(args.AsSpan(1), "--jobs", "--workers", "--data-dir", "--url");
+            var store = BenchStore.Create(args[0], options.Location(args[0]));
+            var result = await QueueBench.RunAsync(store, options.Number("--jobs", 20_000, 10_000_000), options.Number("--workers", 50, 1_000), cancel.Token);
+            Console.WriteLine(result.ToJson());
+            return 0;
         }
-    case "sandbox":
-        if (!TryOption(args, "--runs", 300, out var runs, out var runsError) || !TryOption(args, "--concurrency", 4, out var concurrency, out runsError))
-            return Fail(2, runsError);
-        Console.WriteLine(await SandboxBench.RunAsync(runs, concurrency, CancellationToken.None));
-        return 0;
-    case "summarize":
-        return Summary.Run(Console.In, Console.Out, out var summaryError) ? 0 : Fail(2, summaryError);
-    case "-h" or "--help":
-        Console.WriteLine(Usage);
-        return 0;
-    case null:
-        return Fail(2, "missing command (sqlite, sandbox or summarize); --help shows usage");
-    default:
-        return Fail(2, $"unknown command '{args[0]}' (expected sqlite, sandbox or summarize)");
+        case "scale":
+        {
+            var options = BenchOptions.Parse(args.AsSpan(1), "--backend", "--small", "--large", "--ops", "--rounds", "--data-dir", "--url");
+            var backend = options.Choice("--backend", "sqlite", "redis", "postgres");
+            var location = options.Location(backend);
+            Console.WriteLine(await ScaleBench.RunAsync(
+                () => BenchStore.Create(backend, location),
+                small: options.Number("--small", 1_000, 10_000_000),
+                large: options.Number("--large", 1_000_000, 10_000_000),
+                ops: options.Number("--ops", 200, 100_000),
+                rounds: options.Number("--rounds", 5, 1_000),
+                cancel.Token));
+            return 0;
+        }
+        case "sandbox":
+        {
+            var options = BenchOptions.Parse(args.AsSpan(1), "--runs", "--concurrency");
+            Console.WriteLine(await SandboxBench.RunAsync(options.Number("--runs", 300, 100_000), options.Number("--concurrency", 4, 1_000), cancel.Token));
+            return 0;
+        }
+        case "clone":
+        {
+            var options = BenchOptions.Parse(args.AsSpan(1), "--files", "--runs", "--dir", "--remote");
+            Console.WriteLine(await CloneBench.RunAsync(
+                options.Number("--files", 3000, 1_000_000),
+                options.Number("--runs", 9, 1_000),
+                options.ExistingDirectory("--dir", Path.GetTempPath()),
+                options.Text("--remote") is not null && options.Choice("--remote", "packed", "loose") == "loose",
+                cancel.Token));
+            return 0;
+        }
+        case "startup":
+            Console.WriteLine(await StartupBench.RunAsync(StartupArguments.Parse(args.AsSpan(1)), cancel.Token));
+            return 0;
+        case "noop":
+            // The start-up floor `startup` compares against: a .NET program that does nothing.
+            return 0;
+        case "summarize":
+            BenchOptions.Parse(args.AsSpan(1));
+            foreach (var group in Summary.Read(Console.In))
+                Console.WriteLine(Summary.ToJson(group));
+            return 0;
+        case "report":
+            BenchOptions.Parse(args.AsSpan(1));
+            Console.Write(Report.Write(Summary.Read(Console.In)));
+            return 0;
+        case "-h" or "--help":
+            Console.WriteLine(Usage);
+            return 0;
+        case null:
+            return Fail(2, "missing command (sqlite, redis, postgres, scale, sandbox, clone, startup, summarize or report); --help shows usage");
+        default:
+            return Fail(2, $"unknown command '{args[0]}' (expected sqlite, redis, postgres, scale, sandbox, clone, startup, summarize or report)");
+    }
 }
-
-static bool TryOption(string[] args, string name, int fallback, out int value, out string? error)
+catch (UsageException e)
 {
-    var at = Array.IndexOf(args, name);
-    error = null;
-    value = fallback;
-    if (at < 0)
-        return true;
-    if (at + 1 < args.Length && int.TryParse(args[at + 1], System.Globalization.CultureInfo.InvariantCulture, out value) && value > 0)
-        return true;
-    error = $"{name} needs a positive whole number";
-    return false;
+    return Fail(2, e.Message);
+}
+catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+{
+    return Fail(130, "interrupted");
+}
+catch (Exception e)
+{
+    return Fail(1, $"{args[0]} run failed: {e.GetType().Name}: {e.Message}");
 }
 
-static int Fail(int exitCode, string? message)
+static int Fail(int exitCode, string message)
 {
     Console.Error.WriteLine($"AgentWorker.Bench: {message}");
     return exitCode;

@@ -54,6 +54,7 @@ internal static class SandboxBench
             return new JsonObject
             {
                 ["bench"] = "sandbox",
+                ["peer"] = "agent-worker",
                 ["runs"] = runs,
                 ["concurrency"] = concurrency,
                 ["cgroups"] = bubblewrap.Cgroups.Version,

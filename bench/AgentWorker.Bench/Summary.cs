@@ -1,23 +1,24 @@
 using System.Buffers;
-using System.Diagnostics.CodeAnalysis;
 using System.Text;
 using System.Text.Json;
 
 namespace AgentWorker.Bench;
 
+/// <summary>One kind of result line (same bench, peer and concurrency) over repeated runs, with the median of every numeric field.</summary>
+internal sealed record ResultGroup(string Bench, string Peer, int Concurrency, int Runs, IReadOnlyList<(string Field, double Median)> Medians, IReadOnlyDictionary<string, string> Texts)
+{
+    public double? this[string field] => Medians.FirstOrDefault(m => m.Field == field) is { Field: not null } found ? found.Median : null;
+}
+
 /// <summary>
-/// Reads the JSON lines of repeated runs (ours and the peers', any order) and writes one line per peer with
-/// the median of every numeric field, plus our ratios against Hangfire InMemory.
+/// Reads the JSON lines of repeated runs (ours and the peers', any order) and groups them by bench, peer and
+/// concurrency (<c>workers</c> or <c>concurrency</c>), taking the median of every numeric field.
 /// </summary>
 internal static class Summary
 {
-    private const string Ours = "agent-worker-sqlite";
-    private const string Reference = "hangfire-inmemory";
-
-    public static bool Run(TextReader input, TextWriter output, [NotNullWhen(false)] out string? error)
+    public static List<ResultGroup> Read(TextReader input)
     {
-        // Peers and fields keep the order they first appeared in, so the summary reads like the raw lines.
-        var peers = new List<(string Name, List<JsonElement> Runs)>();
+        var groups = new List<(string Bench, string Peer, int Concurrency, List<JsonElement> Runs)>();
         var lineNumber = 0;
         while (input.ReadLine() is { } line)
         {
@@ -32,33 +33,42 @@ internal static class Summary
             }
             catch (JsonException e)
             {
-                error = $"summarize: line {lineNumber} is not JSON ({e.Message})";
-                return false;
+                throw new UsageException($"line {lineNumber} is not JSON ({e.Message})");
             }
             if (run.ValueKind != JsonValueKind.Object || !run.TryGetProperty("peer", out var peer) || peer.ValueKind != JsonValueKind.String)
-            {
-                error = $"summarize: line {lineNumber} is not a result object with a \"peer\" string";
-                return false;
-            }
-            var name = peer.GetString()!;
-            var index = peers.FindIndex(p => p.Name == name);
+                throw new UsageException($"line {lineNumber} is not a result object with a \"peer\" string");
+            var bench = run.TryGetProperty("bench", out var b) && b.ValueKind == JsonValueKind.String ? b.GetString()! : "queue";
+            var concurrency = Number(run, "workers") ?? Number(run, "concurrency") ?? 0;
+            var index = groups.FindIndex(g => g.Bench == bench && g.Peer == peer.GetString() && g.Concurrency == concurrency);
             if (index < 0)
-                peers.Add((name, [run]));
+                groups.Add((bench, peer.GetString()!, concurrency, [run]));
             else
-                peers[index].Runs.Add(run);
+                groups[index].Runs.Add(run);
         }
-        if (peers.Count == 0)
-        {
-            error = "summarize: no result lines on stdin";
-            return false;
-        }
-
-        var medians = peers.ToDictionary(p => p.Name, p => Medians(p.Runs), StringComparer.Ordinal);
-        foreach (var (name, runs) in peers)
-            output.WriteLine(Line(name, runs.Count, medians[name], name == Ours ? medians.GetValueOrDefault(Reference) : null));
-        error = null;
-        return true;
+        return groups.ConvertAll(g => new ResultGroup(g.Bench, g.Peer, g.Concurrency, g.Runs.Count, Medians(g.Runs), Texts(g.Runs)));
     }
+
+    public static string ToJson(ResultGroup group)
+    {
+        var buffer = new ArrayBufferWriter<byte>();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            if (group.Bench != "queue")
+                json.WriteString("bench", group.Bench);
+            json.WriteString("peer", group.Peer);
+            json.WriteNumber("runs", group.Runs);
+            foreach (var (field, median) in group.Medians)
+                json.WriteNumber(field, Math.Round(median, Math.Abs(median) >= 100 ? 0 : 3));
+            foreach (var (field, text) in group.Texts)
+                json.WriteString(field, text);
+            json.WriteEndObject();
+        }
+        return Encoding.UTF8.GetString(buffer.WrittenSpan);
+    }
+
+    private static int? Number(JsonElement run, string field) =>
+        run.TryGetProperty(field, out var value) && value.ValueKind == JsonValueKind.Number ? value.GetInt32() : null;
 
     private static List<(string Field, double Median)> Medians(List<JsonElement> runs)
     {
@@ -72,40 +82,22 @@ internal static class Summary
                 .Where(value => !double.IsNaN(value))])))];
     }
 
+    // Text fields (versions, dates) are the same in every run of a group; the last one is kept.
+    private static Dictionary<string, string> Texts(List<JsonElement> runs)
+    {
+        var texts = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var property in runs.SelectMany(run => run.EnumerateObject()))
+        {
+            if (property.Value.ValueKind == JsonValueKind.String && property.Name is not ("peer" or "bench"))
+                texts[property.Name] = property.Value.GetString()!;
+        }
+        return texts;
+    }
+
     private static double Median(double[] values)
     {
         Array.Sort(values);
         var middle = values.Length / 2;
         return values.Length % 2 == 1 ? values[middle] : (values[middle - 1] + values[middle]) / 2;
-    }
-
-    private static string Line(string peer, int runs, List<(string Field, double Median)> medians, List<(string Field, double Median)>? reference)
-    {
-        var buffer = new ArrayBufferWriter<byte>();
-        using (var json = new Utf8JsonWriter(buffer))
-        {
-            json.WriteStartObject();
-            json.WriteString("peer", peer);
-            json.WriteNumber("runs", runs);
-            foreach (var (field, median) in medians)
-                json.WriteNumber(field, Math.Round(median, field.StartsWith("latency_", StringComparison.Ordinal) ? 2 : 0));
-            if (reference is not null)
-            {
-                // Throughput ratios above 1 mean we are faster; the latency ratio above 1 means we are slower.
-                WriteRatio(json, "ratio_drain_vs_hangfire_inmemory", medians, reference, "drain_per_s");
-                WriteRatio(json, "ratio_enqueue_vs_hangfire_inmemory", medians, reference, "enqueue_per_s");
-                WriteRatio(json, "ratio_latency_p50", medians, reference, "latency_ms_p50");
-            }
-            json.WriteEndObject();
-        }
-        return Encoding.UTF8.GetString(buffer.WrittenSpan);
-    }
-
-    private static void WriteRatio(Utf8JsonWriter json, string name, List<(string Field, double Median)> ours, List<(string Field, double Median)> theirs, string field)
-    {
-        var mine = ours.Find(m => m.Field == field);
-        var other = theirs.Find(m => m.Field == field);
-        if (mine.Field is not null && other.Field is not null && other.Median != 0)
-            json.WriteNumber(name, Math.Round(mine.Median / other.Median, 4));
     }
 }

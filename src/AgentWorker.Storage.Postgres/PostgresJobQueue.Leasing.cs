@@ -1,7 +1,9 @@
+using System.Text.Json;
 using AgentWorker.Core.Jobs;
 using AgentWorker.Core.Queue;
 using AgentWorker.Core.Results;
 using Npgsql;
+using NpgsqlTypes;
 
 namespace AgentWorker.Storage.Postgres;
 
@@ -16,21 +18,30 @@ public sealed partial class PostgresJobQueue
     private const string ClearLease = "lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL";
     private const string LeaseExpiredReason = "lease expired";
 
-    // SKIP LOCKED: leases racing here (any process) each take a different row instead of queueing behind one.
-    // Rows already given back by another racer are skipped too, because the lock re-checks the state.
+    // Claims up to @count jobs for the waiting leases of one batch (tokens and workers, in request order). SKIP LOCKED:
+    // batches racing here (any process) each take different rows instead of queueing behind one; rows already given
+    // back by another racer are skipped too, because the lock re-checks the state. The history in each returned row was
+    // read before this statement's own attempt inserts became visible.
     private const string Claim =
         $"""
-        WITH claimed AS (
-            UPDATE jobs j SET state = 'running', attempts = attempts + 1, lease_token = @token, lease_owner = @worker,
+        WITH requests AS (
+            SELECT * FROM unnest(@tokens, @workers) WITH ORDINALITY AS r (token, worker, n)
+        ), picked AS (
+            SELECT seq, row_number() OVER (ORDER BY priority DESC, seq) AS n FROM (
+                SELECT j.seq, j.priority FROM jobs j WHERE {Runnable} {LeaseOrder} LIMIT @count FOR UPDATE SKIP LOCKED
+            ) runnable
+        ), claimed AS (
+            UPDATE jobs j SET state = 'running', attempts = attempts + 1, lease_token = r.token, lease_owner = r.worker,
                 lease_expires_at = @expires, updated_at = @now
-            WHERE j.seq = (SELECT j.seq FROM jobs j WHERE {Runnable} {LeaseOrder} LIMIT 1 FOR UPDATE SKIP LOCKED)
-            RETURNING {JobColumns}
+            FROM picked p JOIN requests r USING (n)
+            WHERE j.seq = p.seq
+            RETURNING r.n, {JobColumns}
         ), attempt AS (
             INSERT INTO job_attempts (job_id, number, lease_token, worker, started_at)
-            SELECT id, attempts, @token, @worker, @now FROM claimed
+            SELECT c.id, c.attempts, r.token, r.worker, @now FROM claimed c JOIN requests r USING (n)
         ), event AS (
             INSERT INTO job_events (job_id, attempt, at, kind, message)
-            SELECT id, attempts, @now, 'state', 'running: ' || @worker FROM claimed
+            SELECT c.id, c.attempts, @now, 'state', 'running: ' || r.worker FROM claimed c JOIN requests r USING (n)
         )
         SELECT * FROM claimed
         """;
@@ -58,7 +69,7 @@ public sealed partial class PostgresJobQueue
             INSERT INTO job_events (job_id, attempt, at, kind, message)
             SELECT id, attempts, @now, 'state', state || ': ' || @reason FROM recovered
         )
-        SELECT id, pg_notify(@channel, '{PostgresListener.WakePayload}')::text FROM recovered
+        SELECT id, pg_notify(@channel, '{PostgresListener.WakeAllPayload}')::text FROM recovered
         """;
 
 
@@ -70,48 +81,68 @@ public sealed partial class PostgresJobQueue
         return await waiter.WaitAsync(wait, token => TryLeaseAsync(workerId, token), stop.Token).ConfigureAwait(false);
     }
 
-    /// <summary>Gives back expired leases and claims the next runnable job in one round trip; else reports when the next one is due.</summary>
+    /// <summary>Claims the next runnable job, together with the other leases of this process looking at the same time.</summary>
     private async Task<(PostgresJobLease? Lease, DateTimeOffset? NextDue)> TryLeaseAsync(string workerId, CancellationToken cancellationToken)
     {
+        var (lease, nextDue) = await claims.RunAsync(new ClaimRequest(workerId, Guid.NewGuid()), cancellationToken).ConfigureAwait(false);
+        return (lease, nextDue);
+    }
+
+    private sealed record ClaimRequest(string WorkerId, Guid Token);
+
+    /// <summary>
+    /// One round trip for a batch of leases: gives back expired leases, claims a job for as many of the requests as there
+    /// are runnable jobs, and says when the next one is due for the others.
+    /// </summary>
+    private async Task<IReadOnlyList<(PostgresJobLease? Lease, DateTimeOffset? NextDue)>> ClaimBatchAsync(IReadOnlyList<ClaimRequest> requests)
+    {
         var now = timeProvider.GetUtcNow();
-        var token = Guid.NewGuid();
         await using var batch = dataSource.CreateBatch();
         var recover = new NpgsqlBatchCommand(RecoverExpired);
         recover.Parameters.AddRange(RecoverParameters(now));
         var claim = new NpgsqlBatchCommand(Claim);
-        claim.Parameters.Add(Uuid("token", token));
-        claim.Parameters.Add(Text("worker", workerId));
+        claim.Parameters.Add(ArrayOf("tokens", NpgsqlDbType.Uuid, requests.Select(r => r.Token)));
+        claim.Parameters.Add(ArrayOf("workers", NpgsqlDbType.Text, requests.Select(r => r.WorkerId)));
+        claim.Parameters.Add(new NpgsqlParameter("count", NpgsqlDbType.Bigint) { Value = (long)requests.Count });
         claim.Parameters.Add(Time("expires", now + options.LeaseDuration));
         claim.Parameters.Add(Time("now", now));
-        var nextDue = new NpgsqlBatchCommand(NextDue);
         batch.BatchCommands.Add(recover);
         batch.BatchCommands.Add(claim);
-        batch.BatchCommands.Add(nextDue);
+        batch.BatchCommands.Add(new NpgsqlBatchCommand(NextDue));
 
         var recovered = false;
-        JobRecord? job = null;
+        var claimed = new JobRecord?[requests.Count];
         DateTimeOffset? due = null;
-        await using (var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        await using (var reader = await batch.ExecuteReaderAsync().ConfigureAwait(false))
         {
-            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            while (await reader.ReadAsync().ConfigureAwait(false))
                 recovered = true;
-            await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
-            if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                job = ReadJob(reader);
-            await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
-            if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false) && !reader.IsDBNull(0))
+            await reader.NextResultAsync().ConfigureAwait(false);
+            while (await reader.ReadAsync().ConfigureAwait(false))
+                claimed[reader.GetInt64(0) - 1] = ReadJob(reader, first: 1);
+            await reader.NextResultAsync().ConfigureAwait(false);
+            if (await reader.ReadAsync().ConfigureAwait(false) && !reader.IsDBNull(0))
                 due = reader.GetFieldValue<DateTimeOffset>(0);
         }
         if (recovered)
-            WakeWaiters();
-        if (job is null)
-            return (null, due);
+            waiter.WakeAll();
 
-        // The history in the row was read before this statement's own attempt insert became visible.
-        job = job with { AttemptHistory = [.. job.AttemptHistory, new AttemptRecord(job.Attempts, workerId, Truncate(now), null, null, null, null)] };
-        var lease = new PostgresJobLease(this, job, token, workerId);
-        leases[job.Id] = lease;
-        return (lease, null);
+        var results = new (PostgresJobLease?, DateTimeOffset?)[requests.Count];
+        for (var i = 0; i < requests.Count; i++)
+        {
+            if (claimed[i] is not { } job)
+            {
+                results[i] = (null, due);
+                continue;
+            }
+            var (workerId, token) = requests[i];
+            job = job with { AttemptHistory = [.. job.AttemptHistory, new AttemptRecord(job.Attempts, workerId, Truncate(now), null, null, null, null)] };
+            var lease = new PostgresJobLease(this, job, token, workerId);
+            // Registered before any caller hears of the claim, so a cancel coming right after it finds the lease.
+            leases[job.Id] = lease;
+            results[i] = (lease, null);
+        }
+        return results;
     }
 
     private NpgsqlParameter[] RecoverParameters(DateTimeOffset now) =>
@@ -139,30 +170,54 @@ public sealed partial class PostgresJobQueue
     internal async Task CompleteLeaseAsync(PostgresJobLease lease, JobResult result, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(result);
-        await using var command = dataSource.CreateCommand(
-            $"""
-            WITH owned AS (
-                UPDATE jobs SET state = 'succeeded', result = @result, error = NULL, finished_at = @now, updated_at = @now, {ClearLease}
-                WHERE id = @id AND lease_token = @token
-                RETURNING id
-            ), attempt AS (
-                UPDATE job_attempts SET finished_at = @now, outcome = '{AttemptOutcome.Succeeded}', exit_code = @exit_code
-                WHERE lease_token = @token AND EXISTS (SELECT FROM owned)
-            ), event AS (
-                INSERT INTO job_events (job_id, attempt, at, kind, message) SELECT id, @attempt, @now, 'state', 'succeeded' FROM owned
-            )
-            SELECT count(*) FROM owned
-            """);
-        command.Parameters.Add(Text("id", lease.Job.Id));
-        command.Parameters.Add(Uuid("token", lease.Token));
-        command.Parameters.Add(Jsonb("result", result));
-        command.Parameters.Add(Integer("exit_code", result.ExitCode));
-        command.Parameters.Add(Integer("attempt", lease.Attempt));
-        command.Parameters.Add(Time("now", timeProvider.GetUtcNow()));
-        var owned = (long)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        var owned = await completions.RunAsync(
+            new CompleteRequest(lease.Job.Id, lease.Token, JsonSerializer.Serialize(result, Json), result.ExitCode, lease.Attempt),
+            cancellationToken).ConfigureAwait(false);
         Forget(lease);
-        if (owned == 0)
+        if (!owned)
             throw new LeaseLostException(lease.Job.Id);
+    }
+
+    private sealed record CompleteRequest(string Id, Guid Token, string Result, int? ExitCode, int Attempt);
+
+    // The completions of one batch as arrays; a job counts only while its row still carries the lease's token.
+    private const string Complete =
+        $"""
+        WITH input AS (
+            SELECT * FROM unnest(@ids, @tokens, @results, @exit_codes, @attempts) AS i (id, token, result, exit_code, attempt)
+        ), owned AS (
+            UPDATE jobs j SET state = 'succeeded', result = i.result::jsonb, error = NULL, finished_at = @now, updated_at = @now, {ClearLease}
+            FROM input i
+            WHERE j.id = i.id AND j.lease_token = i.token
+            RETURNING j.id, i.token, i.exit_code, i.attempt
+        ), attempt AS (
+            UPDATE job_attempts a SET finished_at = @now, outcome = '{AttemptOutcome.Succeeded}', exit_code = o.exit_code
+            FROM owned o
+            WHERE a.lease_token = o.token
+        ), event AS (
+            INSERT INTO job_events (job_id, attempt, at, kind, message) SELECT id, attempt, @now, 'state', 'succeeded' FROM owned
+        )
+        SELECT token FROM owned
+        """;
+
+    /// <summary>One statement for a batch of completions; says for each whether its lease still owned the job.</summary>
+    private async Task<IReadOnlyList<bool>> CompleteBatchAsync(IReadOnlyList<CompleteRequest> requests)
+    {
+        await using var command = dataSource.CreateCommand(Complete);
+        command.Parameters.Add(ArrayOf("ids", NpgsqlDbType.Text, requests.Select(r => r.Id)));
+        command.Parameters.Add(ArrayOf("tokens", NpgsqlDbType.Uuid, requests.Select(r => r.Token)));
+        command.Parameters.Add(ArrayOf("results", NpgsqlDbType.Text, requests.Select(r => r.Result)));
+        command.Parameters.Add(ArrayOf("exit_codes", NpgsqlDbType.Integer, requests.Select(r => r.ExitCode)));
+        command.Parameters.Add(ArrayOf("attempts", NpgsqlDbType.Integer, requests.Select(r => r.Attempt)));
+        command.Parameters.Add(Time("now", timeProvider.GetUtcNow()));
+        // By token, not id: a batch may hold a lost lease and the current one of the same job.
+        var owned = new HashSet<Guid>();
+        await using (var reader = await command.ExecuteReaderAsync().ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync().ConfigureAwait(false))
+                owned.Add(reader.GetGuid(0));
+        }
+        return [.. requests.Select(r => owned.Contains(r.Token))];
     }
 
     internal async Task<JobState> FailLeaseAsync(PostgresJobLease lease, JobFailure failure, CancellationToken cancellationToken)
@@ -189,7 +244,7 @@ public sealed partial class PostgresJobQueue
                 INSERT INTO job_events (job_id, attempt, at, kind, message)
                 SELECT id, @attempt, @now, 'state', CASE WHEN @error IS NULL THEN state ELSE state || ': ' || @error END FROM owned
             )
-            SELECT state, CASE WHEN state = 'retrying' THEN pg_notify(@channel, '{PostgresListener.WakePayload}')::text END FROM owned
+            SELECT state, CASE WHEN state = 'retrying' THEN pg_notify(@channel, '{PostgresListener.WakeAllPayload}')::text END FROM owned
             """);
         command.Parameters.Add(Text("id", lease.Job.Id));
         command.Parameters.Add(Uuid("token", lease.Token));
@@ -209,7 +264,7 @@ public sealed partial class PostgresJobQueue
         var final = ParseState(name);
         // Sleeping leases of this process recompute when to look again, which may now be the end of this backoff.
         if (final == JobState.Retrying)
-            WakeWaiters();
+            waiter.WakeAll();
         return final;
     }
 
@@ -229,7 +284,7 @@ public sealed partial class PostgresJobQueue
             ), event AS (
                 INSERT INTO job_events (job_id, attempt, at, kind, message) SELECT id, @attempt, @now, 'state', @message FROM owned
             )
-            SELECT id, pg_notify(@channel, '{PostgresListener.WakePayload}')::text FROM owned
+            SELECT id, pg_notify(@channel, @wake)::text FROM owned
             """);
         command.Parameters.Add(Text("id", lease.Job.Id));
         command.Parameters.Add(Uuid("token", lease.Token));
@@ -237,6 +292,7 @@ public sealed partial class PostgresJobQueue
         command.Parameters.Add(Text("message", StateMessage(JobState.Queued, $"released by {lease.WorkerId}")));
         command.Parameters.Add(Time("now", timeProvider.GetUtcNow()));
         command.Parameters.Add(Text("channel", channel));
+        command.Parameters.Add(Text("wake", wakePayload));
         var owned = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is not null;
         Forget(lease);
         if (owned)

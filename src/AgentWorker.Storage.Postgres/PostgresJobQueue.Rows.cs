@@ -25,20 +25,21 @@ public sealed partial class PostgresJobQueue
     private const string JobColumns =
         $"j.id, j.state, j.attempts, j.spec, j.result, j.error, j.cancel_requested, j.run_at, j.created_at, j.updated_at, j.finished_at, {History}";
 
-    private static JobRecord ReadJob(DbDataReader reader) => new()
+    /// <summary>Reads <see cref="JobColumns"/>, which start at column <paramref name="first"/>.</summary>
+    private static JobRecord ReadJob(DbDataReader reader, int first = 0) => new()
     {
-        Spec = JsonSerializer.Deserialize<JobSpec>(reader.GetString(3), Json)
-            ?? throw new InvalidDataException($"job {reader.GetString(0)}: stored spec is null"),
-        State = ParseState(reader.GetString(1)),
-        Attempts = reader.GetInt32(2),
-        Result = reader.IsDBNull(4) ? null : JsonSerializer.Deserialize<JobResult>(reader.GetString(4), Json),
-        Error = reader.IsDBNull(5) ? null : reader.GetString(5),
-        CancelRequested = reader.GetBoolean(6),
-        RunAt = reader.GetFieldValue<DateTimeOffset>(7),
-        CreatedAt = reader.GetFieldValue<DateTimeOffset>(8),
-        UpdatedAt = reader.GetFieldValue<DateTimeOffset>(9),
-        FinishedAt = reader.IsDBNull(10) ? null : reader.GetFieldValue<DateTimeOffset>(10),
-        AttemptHistory = JsonSerializer.Deserialize<AttemptRecord[]>(reader.GetString(11), Json) ?? [],
+        Spec = JsonSerializer.Deserialize<JobSpec>(reader.GetString(first + 3), Json)
+            ?? throw new InvalidDataException($"job {reader.GetString(first)}: stored spec is null"),
+        State = ParseState(reader.GetString(first + 1)),
+        Attempts = reader.GetInt32(first + 2),
+        Result = reader.IsDBNull(first + 4) ? null : JsonSerializer.Deserialize<JobResult>(reader.GetString(first + 4), Json),
+        Error = reader.IsDBNull(first + 5) ? null : reader.GetString(first + 5),
+        CancelRequested = reader.GetBoolean(first + 6),
+        RunAt = reader.GetFieldValue<DateTimeOffset>(first + 7),
+        CreatedAt = reader.GetFieldValue<DateTimeOffset>(first + 8),
+        UpdatedAt = reader.GetFieldValue<DateTimeOffset>(first + 9),
+        FinishedAt = reader.IsDBNull(first + 10) ? null : reader.GetFieldValue<DateTimeOffset>(first + 10),
+        AttemptHistory = JsonSerializer.Deserialize<AttemptRecord[]>(reader.GetString(first + 11), Json) ?? [],
     };
 
     private static async Task<List<JobRecord>> ReadJobsAsync(DbDataReader reader, CancellationToken cancellationToken)
@@ -61,28 +62,8 @@ public sealed partial class PostgresJobQueue
     private static JobState ParseState(string name) =>
         JobStates.TryParse(name, out var state) ? state : throw new InvalidDataException($"unknown job state '{name}' in the PostgreSQL queue");
 
-    // The same words as the enum's JSON names, so events read the same on every backend.
-    private static string KindName(JobEventKind kind) => kind switch
-    {
-        JobEventKind.State => "state",
-        JobEventKind.Log => "log",
-        JobEventKind.Progress => "progress",
-        JobEventKind.Finding => "finding",
-        JobEventKind.Artifact => "artifact",
-        JobEventKind.Sink => "sink",
-        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown event kind"),
-    };
-
-    private static JobEventKind ParseKind(string name) => name switch
-    {
-        "state" => JobEventKind.State,
-        "log" => JobEventKind.Log,
-        "progress" => JobEventKind.Progress,
-        "finding" => JobEventKind.Finding,
-        "artifact" => JobEventKind.Artifact,
-        "sink" => JobEventKind.Sink,
-        _ => throw new InvalidDataException($"unknown event kind '{name}' in the PostgreSQL queue"),
-    };
+    private static JobEventKind ParseKind(string name) =>
+        JobEventKinds.TryParse(name, out var kind) ? kind : throw new InvalidDataException($"unknown event kind '{name}' in the PostgreSQL queue");
 
     /// <summary>"state" or "state: reason", so the event log tells the job's story.</summary>
     private static string StateMessage(JobState state, string? reason) =>
@@ -97,6 +78,9 @@ public sealed partial class PostgresJobQueue
 
     private static NpgsqlParameter Time(string name, DateTimeOffset? value) =>
         new(name, NpgsqlDbType.TimestampTz) { Value = value is { } time ? time.ToUniversalTime() : DBNull.Value };
+
+    private static NpgsqlParameter ArrayOf<T>(string name, NpgsqlDbType elementType, IEnumerable<T> values) =>
+        new(name, NpgsqlDbType.Array | elementType) { Value = values.ToArray() };
 
     private static NpgsqlParameter Uuid(string name, Guid value) => new(name, NpgsqlDbType.Uuid) { Value = value };
 }

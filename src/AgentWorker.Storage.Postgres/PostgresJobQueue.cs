@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Text.Json;
 using AgentWorker.Core.Jobs;
 using AgentWorker.Core.Queue;
 using Npgsql;
@@ -19,6 +20,14 @@ public sealed partial class PostgresJobQueue : IJobQueue
     private readonly QueueOptions options;
     private readonly TimeProvider timeProvider;
     private readonly LeaseWaiter waiter;
+
+    // Concurrent enqueues, leases and completions of this process go to the server together (see Batcher).
+    private readonly Batcher<JobSpec, EnqueueResult> enqueues;
+    private readonly Batcher<ClaimRequest, (PostgresJobLease? Lease, DateTimeOffset? NextDue)> claims;
+    private readonly Batcher<CompleteRequest, bool> completions;
+
+    // The payload of this instance's one-job wake-ups, so its listener can skip them: it woke its waiters already.
+    private readonly string wakePayload = PostgresListener.WakePrefix + Guid.NewGuid().ToString("N")[..12];
     private PostgresListener? listener;
 
     // This instance's live leases by job id: a cancel reaches the worker at once, from this process directly
@@ -36,6 +45,9 @@ public sealed partial class PostgresJobQueue : IJobQueue
         this.options = options;
         this.timeProvider = timeProvider;
         waiter = new LeaseWaiter(options, timeProvider);
+        enqueues = new Batcher<JobSpec, EnqueueResult>(EnqueueBatchAsync);
+        claims = new Batcher<ClaimRequest, (PostgresJobLease? Lease, DateTimeOffset? NextDue)>(ClaimBatchAsync);
+        completions = new Batcher<CompleteRequest, bool>(CompleteBatchAsync);
     }
 
     /// <summary>
@@ -63,6 +75,9 @@ public sealed partial class PostgresJobQueue : IJobQueue
         // The claim, complete and extend statements run thousands of times: prepare them once per connection.
         if (settings.MaxAutoPrepare == 0)
             settings.MaxAutoPrepare = 32;
+        // Sessions change no settings (migrations use SET LOCAL), so a connection handed back to the pool needs no reset:
+        // resetting costs the server a round of statements per use.
+        settings.NoResetOnClose = true;
         // The listening connection is idle for long stretches; keepalives notice a dead server or network.
         if (settings.KeepAlive == 0)
             settings.KeepAlive = 30;
@@ -71,7 +86,7 @@ public sealed partial class PostgresJobQueue : IJobQueue
         {
             await PostgresSchema.MigrateAsync(dataSource, schema, timeProvider, cancellationToken).ConfigureAwait(false);
             var queue = new PostgresJobQueue(dataSource, schema, options, timeProvider);
-            queue.listener = await PostgresListener.StartAsync(dataSource, queue.channel, queue.WakeWaiters, queue.CancelLocalLease, cancellationToken)
+            queue.listener = await PostgresListener.StartAsync(dataSource, queue.channel, queue.wakePayload, queue.waiter.Wake, queue.waiter.WakeAll, queue.CancelLocalLease, cancellationToken)
                 .ConfigureAwait(false);
             return queue;
         }
@@ -90,38 +105,75 @@ public sealed partial class PostgresJobQueue : IJobQueue
     {
         ArgumentNullException.ThrowIfNull(job);
         ArgumentException.ThrowIfNullOrEmpty(job.Id, nameof(job));
+        var result = await enqueues.RunAsync(job, cancellationToken).ConfigureAwait(false);
+        if (result.Created)
+            waiter.Wake();
+        return result;
+    }
+
+    // The jobs of one batch as arrays, inserted in request order; an id that exists (or comes twice) is skipped. Other
+    // processes are told how many became runnable (the payload is the same for every row, so PostgreSQL sends it once).
+    private const string Enqueue =
+        $"""
+        WITH inserted AS (
+            INSERT INTO jobs AS j (id, agent, state, priority, run_at, max_attempts, spec, created_at, updated_at)
+            SELECT i.id, i.agent, 'queued', i.priority, i.run_at, i.max_attempts, i.spec::jsonb, @now, @now
+            FROM unnest(@ids, @agents, @priorities, @run_ats, @max_attempts, @specs) WITH ORDINALITY
+                AS i (id, agent, priority, run_at, max_attempts, spec, n)
+            ORDER BY i.n
+            ON CONFLICT (id) DO NOTHING
+            RETURNING {JobColumns}
+        ), event AS (
+            INSERT INTO job_events (job_id, attempt, at, kind, message) SELECT id, 0, @now, 'state', 'queued' FROM inserted
+        )
+        SELECT *, pg_notify(@channel, @wake || ':' || count(*) OVER ())::text FROM inserted
+        """;
+
+    /// <summary>One statement for a batch of enqueues, then one more read for the ids that existed already.</summary>
+    private async Task<IReadOnlyList<EnqueueResult>> EnqueueBatchAsync(IReadOnlyList<JobSpec> jobs)
+    {
         var now = timeProvider.GetUtcNow();
-        await using var command = dataSource.CreateCommand(
-            $"""
-            WITH inserted AS (
-                INSERT INTO jobs AS j (id, agent, state, priority, run_at, max_attempts, spec, created_at, updated_at)
-                VALUES (@id, @agent, 'queued', @priority, @run_at, @max_attempts, @spec, @now, @now)
-                ON CONFLICT (id) DO NOTHING
-                RETURNING {JobColumns}
-            ), event AS (
-                INSERT INTO job_events (job_id, attempt, at, kind, message) SELECT id, 0, @now, 'state', 'queued' FROM inserted
-            )
-            SELECT *, pg_notify(@channel, '{PostgresListener.WakePayload}')::text FROM inserted
-            """);
-        command.Parameters.Add(Text("id", job.Id));
-        command.Parameters.Add(Text("agent", job.Agent));
-        command.Parameters.Add(Integer("priority", job.Priority));
-        command.Parameters.Add(Time("run_at", job.RunAt ?? now));
-        command.Parameters.Add(Integer("max_attempts", job.MaxAttempts));
-        command.Parameters.Add(Jsonb("spec", job));
+        await using var command = dataSource.CreateCommand(Enqueue);
+        command.Parameters.Add(ArrayOf("ids", NpgsqlDbType.Text, jobs.Select(j => j.Id)));
+        command.Parameters.Add(ArrayOf("agents", NpgsqlDbType.Text, jobs.Select(j => j.Agent)));
+        command.Parameters.Add(ArrayOf("priorities", NpgsqlDbType.Integer, jobs.Select(j => j.Priority)));
+        command.Parameters.Add(ArrayOf("run_ats", NpgsqlDbType.TimestampTz, jobs.Select(j => (j.RunAt ?? now).ToUniversalTime())));
+        command.Parameters.Add(ArrayOf("max_attempts", NpgsqlDbType.Integer, jobs.Select(j => j.MaxAttempts)));
+        command.Parameters.Add(ArrayOf("specs", NpgsqlDbType.Text, jobs.Select(j => JsonSerializer.Serialize(j, Json))));
         command.Parameters.Add(Time("now", now));
         command.Parameters.Add(Text("channel", channel));
-        List<JobRecord> inserted;
-        await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
-            inserted = await ReadJobsAsync(reader, cancellationToken).ConfigureAwait(false);
-        if (inserted.Count == 1)
+        command.Parameters.Add(Text("wake", wakePayload));
+        var inserted = new Dictionary<string, JobRecord>(StringComparer.Ordinal);
+        await using (var reader = await command.ExecuteReaderAsync().ConfigureAwait(false))
         {
-            WakeWaiters();
-            return new EnqueueResult(inserted[0], Created: true);
+            foreach (var job in await ReadJobsAsync(reader, CancellationToken.None).ConfigureAwait(false))
+                inserted[job.Id] = job;
         }
-        var existing = await GetAsync(job.Id, cancellationToken).ConfigureAwait(false)
-            ?? throw new UnreachableException($"job {job.Id}: conflicting row vanished");
-        return new EnqueueResult(existing, Created: false);
+
+        // The first request for an inserted id created it; any other gets the stored job, read after the insert committed.
+        var results = new EnqueueResult?[jobs.Count];
+        var existing = new List<int>();
+        for (var i = 0; i < jobs.Count; i++)
+        {
+            if (inserted.Remove(jobs[i].Id, out var created))
+                results[i] = new EnqueueResult(created, Created: true);
+            else
+                existing.Add(i);
+        }
+        if (existing.Count > 0)
+        {
+            await using var read = dataSource.CreateCommand($"SELECT {JobColumns} FROM jobs j WHERE j.id = ANY(@ids)");
+            read.Parameters.Add(ArrayOf("ids", NpgsqlDbType.Text, existing.Select(i => jobs[i].Id).Distinct()));
+            await using var reader = await read.ExecuteReaderAsync().ConfigureAwait(false);
+            var stored = (await ReadJobsAsync(reader, CancellationToken.None).ConfigureAwait(false)).ToDictionary(job => job.Id, StringComparer.Ordinal);
+            foreach (var i in existing)
+            {
+                results[i] = new EnqueueResult(
+                    stored.GetValueOrDefault(jobs[i].Id) ?? throw new UnreachableException($"job {jobs[i].Id}: conflicting row vanished"),
+                    Created: false);
+            }
+        }
+        return [.. results.Select(result => result!)];
     }
 
     /// <inheritdoc/>
@@ -146,11 +198,14 @@ public sealed partial class PostgresJobQueue : IJobQueue
             conditions.Add("j.state = @state");
         if (query.Agent is not null)
             conditions.Add("j.agent = @agent");
+        if (query.Repo is not null)
+            conditions.Add("strpos(j.spec->'repo'->>'url', @repo) > 0");
         var where = conditions.Count == 0 ? "" : "WHERE " + string.Join(" AND ", conditions);
         NpgsqlParameter[] Filters() =>
         [
             .. query.State is { } state ? [Text("state", state.Name())] : Array.Empty<NpgsqlParameter>(),
             .. query.Agent is { } agent ? [Text("agent", agent)] : Array.Empty<NpgsqlParameter>(),
+            .. query.Repo is { } repo ? [Text("repo", repo)] : Array.Empty<NpgsqlParameter>(),
         ];
 
         // Count and page in one round trip.
@@ -271,7 +326,7 @@ public sealed partial class PostgresJobQueue : IJobQueue
                     finished_at = NULL, cancel_requested = false, updated_at = @now
                 WHERE id = @id;
                 INSERT INTO job_events (job_id, attempt, at, kind, message) VALUES (@id, 0, @now, 'state', @message);
-                SELECT pg_notify(@channel, '{PostgresListener.WakePayload}');
+                SELECT pg_notify(@channel, @wake);
                 """,
                 connection,
                 transaction))
@@ -280,6 +335,7 @@ public sealed partial class PostgresJobQueue : IJobQueue
                 update.Parameters.Add(Time("now", now));
                 update.Parameters.Add(Text("message", StateMessage(JobState.Queued, "manual retry")));
                 update.Parameters.Add(Text("channel", channel));
+                update.Parameters.Add(Text("wake", wakePayload));
                 await update.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             }
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
@@ -300,7 +356,7 @@ public sealed partial class PostgresJobQueue : IJobQueue
                 recovered++;
         }
         if (recovered > 0)
-            WakeWaiters();
+            waiter.WakeAll();
         return recovered;
     }
 
@@ -324,9 +380,9 @@ public sealed partial class PostgresJobQueue : IJobQueue
         command.Parameters.Add(Text("job_id", jobId));
         command.Parameters.Add(Integer("attempt", attempt));
         command.Parameters.Add(Time("now", timeProvider.GetUtcNow()));
-        command.Parameters.Add(new NpgsqlParameter("kinds", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = events.Select(e => KindName(e.Kind)).ToArray() });
-        command.Parameters.Add(new NpgsqlParameter("messages", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = events.Select(e => e.Message).ToArray() });
-        command.Parameters.Add(new NpgsqlParameter("streams", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = events.Select(e => e.Stream).ToArray() });
+        command.Parameters.Add(ArrayOf("kinds", NpgsqlDbType.Text, events.Select(e => e.Kind.Name())));
+        command.Parameters.Add(ArrayOf("messages", NpgsqlDbType.Text, events.Select(e => e.Message)));
+        command.Parameters.Add(ArrayOf("streams", NpgsqlDbType.Text, events.Select(e => e.Stream)));
         if (await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 0)
             throw new KeyNotFoundException($"job {jobId}: cannot append events, no such job");
     }

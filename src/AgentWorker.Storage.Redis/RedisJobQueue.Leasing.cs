@@ -20,25 +20,42 @@ public sealed partial class RedisJobQueue
         return await waiter.WaitAsync(wait, token => TryLeaseAsync(workerId, token), stop.Token).ConfigureAwait(false);
     }
 
-    /// <summary>Claims the next runnable job, or reports when the earliest delayed one becomes due.</summary>
-    private async Task<(RedisJobLease? Lease, DateTimeOffset? NextRunAt)> TryLeaseAsync(string workerId, CancellationToken cancellationToken)
+    /// <summary>Claims the next runnable job, together with the other leases of this process looking at the same time.</summary>
+    private Task<(RedisJobLease? Lease, DateTimeOffset? NextRunAt)> TryLeaseAsync(string workerId, CancellationToken cancellationToken) =>
+        claims.RunAsync(new ClaimRequest(workerId, Guid.NewGuid().ToString("N")), cancellationToken);
+
+    private sealed record ClaimRequest(string WorkerId, string Token);
+
+    /// <summary>One script call for a batch of leases: a job for as many as there are runnable ones, in order.</summary>
+    private async Task<IReadOnlyList<(RedisJobLease? Lease, DateTimeOffset? NextRunAt)>> ClaimBatchAsync(IReadOnlyList<ClaimRequest> requests)
     {
         var now = timeProvider.GetUtcNow();
-        var token = Guid.NewGuid().ToString("N");
-        var reply = (RedisResult[])(await EvaluateAsync(
-            RedisScripts.Lease,
-            [Ms(now), token, workerId, Ms(now + options.LeaseDuration)],
-            cancellationToken).ConfigureAwait(false))!;
-        if (reply.Length < 2)
+        var values = new RedisValue[2 + (2 * requests.Count)];
+        values[0] = Ms(now);
+        values[1] = Ms(now + options.LeaseDuration);
+        for (var i = 0; i < requests.Count; i++)
         {
-            var nextRunAt = (string?)reply[0] is { Length: > 0 } due
-                ? DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(due, NumberStyles.Integer, CultureInfo.InvariantCulture))
-                : (DateTimeOffset?)null;
-            return (null, nextRunAt);
+            values[2 + (2 * i)] = requests[i].Token;
+            values[3 + (2 * i)] = requests[i].WorkerId;
         }
-        var lease = new RedisJobLease(this, RedisRecords.ReadJob(reply[1]), token, workerId);
-        leases[lease.Job.Id] = lease;
-        return (lease, null);
+        var reply = (RedisResult[])(await EvaluateAsync(RedisScripts.Lease, values, CancellationToken.None).ConfigureAwait(false))!;
+        var nextRunAt = (string?)reply[0] is { Length: > 0 } due
+            ? DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(due, NumberStyles.Integer, CultureInfo.InvariantCulture))
+            : (DateTimeOffset?)null;
+        var results = new (RedisJobLease?, DateTimeOffset?)[requests.Count];
+        for (var i = 0; i < requests.Count; i++)
+        {
+            if (i + 1 >= reply.Length)
+            {
+                results[i] = (null, nextRunAt);
+                continue;
+            }
+            var lease = new RedisJobLease(this, RedisRecords.ReadJob(reply[i + 1]), requests[i].Token, requests[i].WorkerId);
+            // Registered before any caller hears of the claim, so a cancel coming right after it finds the lease.
+            leases[lease.Job.Id] = lease;
+            results[i] = (lease, null);
+        }
+        return results;
     }
 
     internal async Task<bool> ExtendLeaseAsync(RedisJobLease lease, CancellationToken cancellationToken)
@@ -61,13 +78,31 @@ public sealed partial class RedisJobQueue
     internal async Task CompleteLeaseAsync(RedisJobLease lease, JobResult result, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(result);
-        var owned = (int)await EvaluateAsync(
-            RedisScripts.Complete,
-            [Ms(timeProvider.GetUtcNow()), lease.Job.Id, lease.Token, JsonSerializer.Serialize(result, RedisRecords.Json), ExitCode(result.ExitCode)],
-            cancellationToken).ConfigureAwait(false) == 1;
+        var owned = await completions.RunAsync(
+            new CompleteRequest(lease.Job.Id, lease.Token, JsonSerializer.Serialize(result, RedisRecords.Json), ExitCode(result.ExitCode)),
+            cancellationToken).ConfigureAwait(false);
         Forget(lease);
         if (!owned)
             throw new LeaseLostException(lease.Job.Id);
+    }
+
+    private sealed record CompleteRequest(string Id, string Token, string Result, RedisValue ExitCode);
+
+    /// <summary>One script call for a batch of completions; says for each whether its lease still owned the job.</summary>
+    private async Task<IReadOnlyList<bool>> CompleteBatchAsync(IReadOnlyList<CompleteRequest> requests)
+    {
+        var values = new RedisValue[1 + (4 * requests.Count)];
+        values[0] = Ms(timeProvider.GetUtcNow());
+        var at = 1;
+        foreach (var (id, token, result, exitCode) in requests)
+        {
+            values[at++] = id;
+            values[at++] = token;
+            values[at++] = result;
+            values[at++] = exitCode;
+        }
+        var owned = (int[])(await EvaluateAsync(RedisScripts.Complete, values, CancellationToken.None).ConfigureAwait(false))!;
+        return [.. owned.Select(flag => flag == 1)];
     }
 
     internal async Task<JobState> FailLeaseAsync(RedisJobLease lease, JobFailure failure, CancellationToken cancellationToken)
@@ -97,8 +132,9 @@ public sealed partial class RedisJobQueue
         var moved = JobStates.TryParse(reply, out var parsed)
             ? parsed
             : throw new InvalidDataException($"job {lease.Job.Id}: unexpected state '{reply}' from the Redis queue");
+        // Sleeping leases recompute when to look again, which may now be the end of this backoff.
         if (moved == JobState.Retrying)
-            WakeWaiters();
+            waiter.WakeAll();
         return moved;
     }
 
@@ -123,5 +159,4 @@ public sealed partial class RedisJobQueue
     private static RedisValue ExitCode(int? exitCode) => exitCode is { } code ? code : "";
 
     private void WakeWaiters() => waiter.Wake();
-
 }

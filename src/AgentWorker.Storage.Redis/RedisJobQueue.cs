@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using AgentWorker.Core.Jobs;
@@ -24,6 +25,18 @@ public sealed partial class RedisJobQueue : IJobQueue
     private readonly TimeProvider timeProvider;
     private readonly LeaseWaiter waiter;
 
+    // Concurrent enqueues, leases and completions of this process go to Redis together, one script call per batch.
+    private readonly Batcher<StoreRequest, (int Status, JobRecord? Job)> stores;
+    private readonly Batcher<ClaimRequest, (RedisJobLease? Lease, DateTimeOffset? NextRunAt)> claims;
+    private readonly Batcher<CompleteRequest, bool> completions;
+
+    // More wake-ups than this from one signal would only wake every waiter there is.
+    private const int MaxWakesPerSignal = 10_000;
+
+    // Names this instance in the wake-ups its scripts publish, so it can skip its own: it woke its waiters already.
+    private readonly string origin = Guid.NewGuid().ToString("N")[..12];
+    private readonly string ownWake;
+
     // Only for the blocking wait on the producers' list, which would stall the shared connection. Set once by OpenAsync.
     private ConnectionMultiplexer? intakeConnection;
     private Task intake = Task.CompletedTask;
@@ -43,6 +56,10 @@ public sealed partial class RedisJobQueue : IJobQueue
         this.options = options;
         this.timeProvider = timeProvider;
         waiter = new LeaseWaiter(options, timeProvider);
+        ownWake = $"wake:{origin}";
+        stores = new Batcher<StoreRequest, (int Status, JobRecord? Job)>(StoreBatchAsync);
+        claims = new Batcher<ClaimRequest, (RedisJobLease? Lease, DateTimeOffset? NextRunAt)>(ClaimBatchAsync);
+        completions = new Batcher<CompleteRequest, bool>(CompleteBatchAsync);
     }
 
     /// <summary>
@@ -71,7 +88,9 @@ public sealed partial class RedisJobQueue : IJobQueue
         var queue = new RedisJobQueue(connection, new RedisKeys(queueName), options, timeProvider);
         try
         {
-            await connection.GetSubscriber().SubscribeAsync(queue.keys.Signal, (_, message) => queue.OnSignal(message))
+            var subscriber = connection.GetSubscriber();
+            await WaitForSubscriberAsync(subscriber, queue.keys.Signal, TimeSpan.FromMilliseconds(configuration.ConnectTimeout), cancellationToken).ConfigureAwait(false);
+            await subscriber.SubscribeAsync(queue.keys.Signal, (_, message) => queue.OnSignal(message))
                 .WaitAsync(cancellationToken).ConfigureAwait(false);
             // Raw pushes a crashed worker had taken but not yet stored go back to the producers' list.
             await queue.ReturnIntakeAsync(cancellationToken).ConfigureAwait(false);
@@ -87,6 +106,18 @@ public sealed partial class RedisJobQueue : IJobQueue
             throw;
         }
         return queue;
+    }
+
+    /// <summary>
+    /// The multiplexer opens its pub/sub connection after the interactive one, and with <see cref="BacklogPolicy.FailFast"/>
+    /// a SUBSCRIBE sent before it is up fails at once; so wait for it (up to the connect timeout; a Redis that is down
+    /// still fails the open, which the caller retries).
+    /// </summary>
+    private static async Task WaitForSubscriberAsync(ISubscriber subscriber, RedisChannel channel, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+        while (!subscriber.IsConnected(channel) && Stopwatch.GetTimestamp() < deadline)
+            await Task.Delay(TimeSpan.FromMilliseconds(5), cancellationToken).ConfigureAwait(false);
     }
 
     private static async Task<ConnectionMultiplexer> ConnectAsync(ConfigurationOptions configuration, CancellationToken cancellationToken)
@@ -122,28 +153,56 @@ public sealed partial class RedisJobQueue : IJobQueue
     }
 
     /// <summary>
-    /// Runs the enqueue script. With <paramref name="intakeRaw"/>, the job comes from a raw push and is stored only if
-    /// that push is still in the intake list; then a null record means someone else already took it.
+    /// Stores a job, together with whatever other enqueues of this process are waiting (one script call for the batch).
+    /// With <paramref name="intakeRaw"/>, the job comes from a raw push and is stored only if that push is still in the
+    /// intake list; then a null record means someone else already took it.
     /// </summary>
     private async Task<(bool Created, JobRecord? Job)> StoreAsync(JobSpec job, RedisValue? intakeRaw, CancellationToken cancellationToken)
     {
+        var (status, record) = await stores.RunAsync(new StoreRequest(job, JsonSerializer.Serialize(job, RedisRecords.Json), intakeRaw), cancellationToken).ConfigureAwait(false);
+        return status < 0 ? (false, null) : (status == 1, record);
+    }
+
+    private sealed record StoreRequest(JobSpec Job, string Spec, RedisValue? IntakeRaw);
+
+    private async Task<IReadOnlyList<(int Status, JobRecord? Job)>> StoreBatchAsync(IReadOnlyList<StoreRequest> requests)
+    {
         var now = timeProvider.GetUtcNow();
-        var result = (RedisResult[])(await EvaluateAsync(
-            RedisScripts.Enqueue,
-            [
-                Ms(now),
-                job.Id,
-                JsonSerializer.Serialize(job, RedisRecords.Json),
-                job.Agent ?? "",
-                job.Priority,
-                job.MaxAttempts,
-                Ms(job.RunAt ?? now),
-                intakeRaw is null ? "" : keys.Intake,
-                intakeRaw ?? RedisValue.EmptyString,
-            ],
-            cancellationToken).ConfigureAwait(false))!;
-        var status = (int)result[0];
-        return status < 0 ? (false, null) : (status == 1, RedisRecords.ReadJob(job.Id, result[1]));
+        var values = new RedisValue[1 + (8 * requests.Count)];
+        values[0] = Ms(now);
+        var at = 1;
+        foreach (var (job, spec, intakeRaw) in requests)
+        {
+            values[at++] = job.Id;
+            values[at++] = spec;
+            values[at++] = job.Agent ?? "";
+            values[at++] = job.Priority;
+            values[at++] = job.MaxAttempts;
+            values[at++] = Ms(job.RunAt ?? now);
+            values[at++] = intakeRaw is null ? "" : keys.Intake;
+            values[at++] = intakeRaw ?? RedisValue.EmptyString;
+        }
+        var replies = (RedisResult[])(await EvaluateAsync(RedisScripts.Enqueue, values, CancellationToken.None).ConfigureAwait(false))!;
+        return [.. replies.Select((reply, i) =>
+        {
+            var parts = (RedisResult[])reply!;
+            var status = (int)parts[0];
+            var request = requests[i];
+            return status switch
+            {
+                < 0 => (status, null),
+                0 => (status, RedisRecords.ReadJob(request.Job.Id, parts[1])),
+                // What the script stored, read the way GetAsync reads it: the spec from the same JSON, times in whole ms.
+                _ => (status, (JobRecord?)new JobRecord
+                {
+                    Spec = RedisRecords.ReadSpec(request.Job.Id, request.Spec),
+                    State = JobState.Queued,
+                    RunAt = DateTimeOffset.FromUnixTimeMilliseconds((request.Job.RunAt ?? now).ToUnixTimeMilliseconds()),
+                    CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(now.ToUnixTimeMilliseconds()),
+                    UpdatedAt = DateTimeOffset.FromUnixTimeMilliseconds(now.ToUnixTimeMilliseconds()),
+                }),
+            };
+        })];
     }
 
     /// <inheritdoc/>
@@ -162,7 +221,7 @@ public sealed partial class RedisJobQueue : IJobQueue
         ArgumentOutOfRangeException.ThrowIfNegative(query.Offset, nameof(query));
         var result = (RedisResult[])(await EvaluateAsync(
             RedisScripts.List,
-            [query.State?.Name() ?? "", query.Agent ?? "", query.Offset, query.Limit],
+            [query.State?.Name() ?? "", query.Agent ?? "", query.Offset, query.Limit, query.Repo ?? ""],
             cancellationToken).ConfigureAwait(false))!;
         return new JobPage([.. result.Skip(1).Select(RedisRecords.ReadJob)], (long)result[0]);
     }
@@ -239,9 +298,8 @@ public sealed partial class RedisJobQueue : IJobQueue
     public async Task<int> RecoverAsync(CancellationToken cancellationToken)
     {
         await ReturnIntakeAsync(cancellationToken).ConfigureAwait(false);
+        // The script's "wakeall" reaches this instance's waiters too.
         var recovered = (int)await EvaluateAsync(RedisScripts.Recover, [Ms(timeProvider.GetUtcNow())], cancellationToken).ConfigureAwait(false);
-        if (recovered > 0)
-            WakeWaiters();
         return recovered;
     }
 
@@ -255,7 +313,7 @@ public sealed partial class RedisJobQueue : IJobQueue
         var values = new List<RedisValue>(3 + (3 * events.Count)) { Ms(timeProvider.GetUtcNow()), jobId, attempt };
         foreach (var jobEvent in events)
         {
-            values.Add(RedisRecords.KindName(jobEvent.Kind));
+            values.Add(jobEvent.Kind.Name());
             values.Add(jobEvent.Message);
             values.Add(jobEvent.Stream is null ? "" : "+" + jobEvent.Stream);
         }
@@ -322,8 +380,18 @@ public sealed partial class RedisJobQueue : IJobQueue
             return;
         if (text.StartsWith("cancel:", StringComparison.Ordinal))
             RequestCancel(text["cancel:".Length..]);
-        else
-            WakeWaiters();
+        else if (text.StartsWith("wakeall", StringComparison.Ordinal))
+            waiter.WakeAll();
+        else if (!text.StartsWith(ownWake, StringComparison.Ordinal))
+        {
+            // "wake:<origin>[:<count>]" for as many new jobs; a bare "wake" comes from a worker of an earlier version.
+            var colon = text.LastIndexOf(':');
+            var count = colon >= "wake:".Length && int.TryParse(text.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var announced)
+                ? Math.Clamp(announced, 1, MaxWakesPerSignal)
+                : 1;
+            for (var i = 0; i < count; i++)
+                waiter.Wake();
+        }
     }
 
     private void RequestCancel(string id)
@@ -332,9 +400,9 @@ public sealed partial class RedisJobQueue : IJobQueue
             lease.RequestCancel();
     }
 
-    /// <summary>Runs a script with the queue prefix prepended to <paramref name="values"/>.</summary>
+    /// <summary>Runs a script with the queue prefix and this instance's id prepended to <paramref name="values"/>.</summary>
     private Task<RedisResult> EvaluateAsync(string script, RedisValue[] values, CancellationToken cancellationToken) =>
-        database.ScriptEvaluateAsync(script, [keys.Ready], [keys.Prefix, .. values]).WaitAsync(cancellationToken);
+        database.ScriptEvaluateAsync(script, [keys.Ready], [keys.Prefix, origin, .. values]).WaitAsync(cancellationToken);
 
     private static string Ms(DateTimeOffset time) => time.ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture);
 }

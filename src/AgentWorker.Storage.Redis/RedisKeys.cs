@@ -36,7 +36,10 @@ internal sealed class RedisKeys
     /// <summary>Malformed raw pushes, newest first, as <c>{"raw":…,"reason":…,"at":…}</c>.</summary>
     public string Dead { get; }
 
-    /// <summary>Pub/sub channel: <c>wake</c> after anything became runnable, <c>cancel:&lt;id&gt;</c> for running jobs.</summary>
+    /// <summary>
+    /// Pub/sub channel: <c>wake:&lt;origin&gt;</c> after one job became runnable, <c>wakeall:&lt;origin&gt;</c> after many did
+    /// or a retry was scheduled, <c>cancel:&lt;id&gt;</c> for running jobs.
+    /// </summary>
     public RedisChannel Signal { get; }
 
     public string Events(string id) => $"{Prefix}:events:{id}";

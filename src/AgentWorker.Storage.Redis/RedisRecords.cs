@@ -24,8 +24,7 @@ internal static class RedisRecords
         string? Field(string name) => fields.GetValueOrDefault(name);
         string Required(string name) => Field(name) ?? throw new InvalidDataException($"job {id ?? "?"}: field '{name}' missing in the Redis queue");
 
-        var spec = JsonSerializer.Deserialize<JobSpec>(Required("spec"), Json)
-            ?? throw new InvalidDataException($"job {id ?? "?"}: stored spec is null");
+        var spec = ReadSpec(id, Required("spec"));
         id = spec.Id;
         var state = Required("state");
         return new JobRecord
@@ -44,6 +43,9 @@ internal static class RedisRecords
         };
     }
 
+    public static JobSpec ReadSpec(string? id, string json) =>
+        JsonSerializer.Deserialize<JobSpec>(json, Json) ?? throw new InvalidDataException($"job {id ?? "?"}: stored spec is null");
+
     public static JobEvent ReadEvent(string jobId, StreamEntry entry)
     {
         var id = (string)entry.Id!;
@@ -57,28 +59,8 @@ internal static class RedisRecords
             Stream: (string?)entry["s"]);
     }
 
-    /// <summary>The stored name of an event kind: its JSON name (<c>state</c>, <c>log</c>, …).</summary>
-    public static string KindName(JobEventKind kind) => kind switch
-    {
-        JobEventKind.State => "state",
-        JobEventKind.Log => "log",
-        JobEventKind.Progress => "progress",
-        JobEventKind.Finding => "finding",
-        JobEventKind.Artifact => "artifact",
-        JobEventKind.Sink => "sink",
-        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown event kind"),
-    };
-
-    private static JobEventKind ParseKind(string? name) => name switch
-    {
-        "state" => JobEventKind.State,
-        "log" => JobEventKind.Log,
-        "progress" => JobEventKind.Progress,
-        "finding" => JobEventKind.Finding,
-        "artifact" => JobEventKind.Artifact,
-        "sink" => JobEventKind.Sink,
-        _ => throw new InvalidDataException($"unknown event kind '{name}' in the Redis queue"),
-    };
+    private static JobEventKind ParseKind(string? name) =>
+        JobEventKinds.TryParse(name, out var kind) ? kind : throw new InvalidDataException($"unknown event kind '{name}' in the Redis queue");
 
     // Attempts are JSON objects whose values are all strings (see RedisScripts): Lua's cjson would print large numbers inexactly.
     private static AttemptRecord ReadAttempt(string json)

@@ -1,10 +1,13 @@
+using System.Diagnostics;
 using Microsoft.Data.Sqlite;
 
 namespace AgentWorker.Storage.Sqlite;
 
 /// <summary>
-/// The connection factory for one database file: opens pooled connections with the durability settings
-/// applied, hands out read and write sessions, and brings the schema up to date on open.
+/// The connection factory for one database file: pooled connections for reading, one long-lived connection for
+/// writing, and group commit on it. Writes that arrive while a transaction is being committed wait and then go
+/// together into the next transaction, so one fsync makes a whole group durable; each caller is answered only after
+/// the commit that holds its write. Alone, a write runs at once on the caller's thread.
 /// </summary>
 internal sealed class SqliteDatabase
 {
@@ -14,23 +17,45 @@ internal sealed class SqliteDatabase
     // own retry loop (150 ms sleeps up to the command timeout) gets the same bound so it adds nothing.
     private const int LockTimeoutSeconds = 10;
 
-    private readonly string connectionString;
+    // Bounds one transaction, so a burst of writers cannot make one commit (and the write lock other processes wait
+    // for) arbitrarily long.
+    private const int MaxGroup = 256;
 
-    // Writers of this process queue here, in order and without polling; SQLite's busy handler (which
-    // sleeps and retries) is then only needed against other processes.
-    private readonly SemaphoreSlim writeGate = new(1, 1);
-    private volatile bool closed;
+    private readonly string connectionString;
+    private readonly string writerConnectionString;
+
+    // Longest a group waits for more writes to join it (see Gather); PostgreSQL's commit_delay does the same.
+    private static readonly TimeSpan GatherLimit = TimeSpan.FromMilliseconds(1);
+
+    // A plain object: the gathering group waits on it with Monitor.Wait.
+    private readonly object gate = new();
+    private readonly Queue<Write> pending = new();
+    private bool writing;
+    private bool closed;
+
+    // How many writes the next group may expect: those the last group answered (their callers' next writes) plus those
+    // already waiting when it did. While a group gathers, gatherTarget is how many it waits for.
+    private int expected;
+    private int gatherTarget;
+
+    // Used by one group at a time (the one that set `writing`), so neither needs a lock of its own.
+    private SqliteConnection? writer;
+    private readonly Dictionary<string, SqliteCommand> prepared = new(StringComparer.Ordinal);
 
     private SqliteDatabase(string path)
     {
         Path = path;
-        connectionString = new SqliteConnectionStringBuilder
+        var builder = new SqliteConnectionStringBuilder
         {
             DataSource = path,
             Mode = SqliteOpenMode.ReadWriteCreate,
             Pooling = true,
             DefaultTimeout = LockTimeoutSeconds,
-        }.ToString();
+        };
+        connectionString = builder.ToString();
+        // The writer keeps its prepared statements for its whole life, so it is never handed back to the pool.
+        builder.Pooling = false;
+        writerConnectionString = builder.ToString();
     }
 
     public string Path { get; }
@@ -41,7 +66,7 @@ internal sealed class SqliteDatabase
         Directory.CreateDirectory(System.IO.Path.GetDirectoryName(fullPath)!);
         var database = new SqliteDatabase(fullPath);
         await database.UseWriteAheadLogAsync(cancellationToken).ConfigureAwait(false);
-        await database.MigrateAsync(timeProvider, cancellationToken).ConfigureAwait(false);
+        await database.WriteAsync(session => SqliteSchema.Migrate(session, fullPath, timeProvider), cancellationToken).ConfigureAwait(false);
         return database;
     }
 
@@ -52,12 +77,7 @@ internal sealed class SqliteDatabase
         try
         {
             await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
-            // These settings belong to the connection, not the file. A pooled connection keeps them, but
-            // there is no telling a fresh one from a reused one, and re-applying them costs no I/O.
-            // synchronous=FULL: a commit returns only after the WAL is on disk, so an enqueued job survives a power cut.
-            await using var command = connection.CreateCommand();
-            command.CommandText = $"PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA busy_timeout = {LockTimeoutSeconds * 1000};";
-            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            Configure(connection);
             return connection;
         }
         catch
@@ -68,37 +88,202 @@ internal sealed class SqliteDatabase
     }
 
     /// <summary>A consistent snapshot for reading; does not block writers.</summary>
-    public Task<SqliteSession> ReadAsync(CancellationToken cancellationToken) => BeginAsync(write: false, cancellationToken);
+    public async Task<SqliteSession> ReadAsync(CancellationToken cancellationToken) =>
+        SqliteSession.BeginRead(await OpenConnectionAsync(cancellationToken).ConfigureAwait(false));
 
-    /// <summary>An immediate transaction: holds the database write lock until the session ends.</summary>
-    public Task<SqliteSession> WriteAsync(CancellationToken cancellationToken) => BeginAsync(write: true, cancellationToken);
+    /// <summary>
+    /// Runs <paramref name="operation"/> in an immediate transaction, together with whatever other writes are waiting,
+    /// and returns its result once that transaction committed. An operation that throws is undone alone (it runs inside
+    /// a savepoint) and its caller gets the exception; the others still commit. <paramref name="cancellationToken"/>
+    /// counts until the operation starts; once it runs it finishes, so its outcome is never left unknown.
+    /// </summary>
+    public Task<T> WriteAsync<T>(Func<SqliteSession, T> operation, CancellationToken cancellationToken)
+    {
+        var write = new Write<T>(operation, cancellationToken);
+        bool lead;
+        lock (gate)
+        {
+            ObjectDisposedException.ThrowIf(closed, this);
+            pending.Enqueue(write);
+            lead = !writing;
+            writing = true;
+            if (gatherTarget > 0 && pending.Count >= gatherTarget)
+                Monitor.Pulse(gate);
+        }
+        if (lead)
+            Lead();
+        return write.Task;
+    }
 
-    /// <summary>Stops handing out connections and closes the idle pooled ones (and with them the file handles).</summary>
+    /// <summary>Stops handing out connections and closes the writer and the idle pooled ones (and with them the file handles).</summary>
     public void Close()
     {
-        closed = true;
+        bool idle;
+        lock (gate)
+        {
+            closed = true;
+            idle = !writing;
+            Monitor.PulseAll(gate);
+        }
+        // A group in progress closes the writer when it is done.
+        if (idle)
+            CloseWriter();
         using var connection = new SqliteConnection(connectionString);
         SqliteConnection.ClearPool(connection);
     }
 
-    private async Task<SqliteSession> BeginAsync(bool write, CancellationToken cancellationToken)
+    /// <summary>
+    /// Commits one group on this thread, then leaves the next group (writes that queued meanwhile) to the thread pool,
+    /// so the caller that happened to lead gets its answer without waiting for everyone else's.
+    /// </summary>
+    private void Lead()
     {
-        var gate = write ? writeGate : null;
-        if (gate is not null)
-            await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        SqliteConnection? connection = null;
+        Write[] group;
+        bool closing;
+        lock (gate)
+        {
+            Gather();
+            group = new Write[Math.Min(pending.Count, MaxGroup)];
+            for (var i = 0; i < group.Length; i++)
+                group[i] = pending.Dequeue();
+            closing = closed;
+        }
+        if (closing)
+        {
+            foreach (var write in group)
+                write.Fail(new ObjectDisposedException(nameof(SqliteDatabase)));
+        }
+        else
+        {
+            Commit(group);
+        }
+
+        lock (gate)
+        {
+            // A lone write (nobody else around) expects nothing, so the next one starts at once.
+            expected = group.Length < 2 ? 0 : group.Length + pending.Count;
+            if (pending.Count > 0)
+            {
+                ThreadPool.UnsafeQueueUserWorkItem(static database => database.Lead(), this, preferLocal: false);
+                return;
+            }
+            writing = false;
+            closing = closed;
+        }
+        if (closing)
+            CloseWriter();
+    }
+
+    /// <summary>
+    /// Under load, waits (up to <see cref="GatherLimit"/>, holding <see cref="gate"/>) until the writes the next group may
+    /// expect are pending. The callers the last group just answered are about to send their next write; starting the
+    /// next commit at once would take only the first few of them and make the rest wait a whole fsync for the one after.
+    /// </summary>
+    private void Gather()
+    {
+        if (expected < 2 || pending.Count >= expected)
+            return;
+        var target = Math.Min(expected, MaxGroup);
+        var started = Stopwatch.GetTimestamp();
+        gatherTarget = target;
         try
         {
-            connection = await OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-            return SqliteSession.Begin(connection, write, gate);
+            // Monitor.Wait counts whole milliseconds, so the limit is the unit; a wait woken early by a pulse is the usual case.
+            while (pending.Count < target && !closed && Stopwatch.GetElapsedTime(started) < GatherLimit)
+                Monitor.Wait(gate, GatherLimit);
+        }
+        finally
+        {
+            gatherTarget = 0;
+        }
+    }
+
+    private void Commit(Write[] group)
+    {
+        SqliteSession? session = null;
+        try
+        {
+            writer ??= OpenWriter();
+            session = SqliteSession.BeginWrite(writer, prepared);
+            foreach (var write in group)
+            {
+                if (write.Cancelled)
+                    continue;
+                session.Execute("SAVEPOINT write", []);
+                try
+                {
+                    write.Run(session);
+                    session.Execute("RELEASE write", []);
+                }
+                catch (Exception error)
+                {
+                    session.Execute("ROLLBACK TO write", []);
+                    session.Execute("RELEASE write", []);
+                    write.Fail(error);
+                }
+            }
+            session.Commit();
+        }
+        catch (Exception error)
+        {
+            // Nothing of the group is stored: everyone not yet answered gets the error. The writer may be in any state
+            // (a failed commit, a lost file), so the next group starts on a fresh connection.
+            foreach (var write in group)
+                write.Fail(error);
+            if (session is not null)
+            {
+                try
+                {
+                    session.Rollback();
+                }
+                catch (SqliteException)
+                {
+                    // Already rolled back by SQLite itself (a failed COMMIT does that), or the connection is gone.
+                }
+            }
+            session?.End();
+            session = null;
+            CloseWriter();
+            return;
+        }
+        session.End();
+        foreach (var write in group)
+            write.Publish();
+    }
+
+    private SqliteConnection OpenWriter()
+    {
+        var connection = new SqliteConnection(writerConnectionString);
+        try
+        {
+            connection.Open();
+            Configure(connection);
+            return connection;
         }
         catch
         {
-            if (connection is not null)
-                await connection.DisposeAsync().ConfigureAwait(false);
-            gate?.Release();
+            connection.Dispose();
             throw;
         }
+    }
+
+    private void CloseWriter()
+    {
+        foreach (var command in prepared.Values)
+            command.Dispose();
+        prepared.Clear();
+        writer?.Dispose();
+        writer = null;
+    }
+
+    private static void Configure(SqliteConnection connection)
+    {
+        // These settings belong to the connection, not the file. A pooled connection keeps them, but
+        // there is no telling a fresh one from a reused one, and re-applying them costs no I/O.
+        // synchronous=FULL: a commit returns only after the WAL is on disk, so an enqueued job survives a power cut.
+        using var command = connection.CreateCommand();
+        command.CommandText = $"PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA busy_timeout = {LockTimeoutSeconds * 1000};";
+        command.ExecuteNonQuery();
     }
 
     private async Task UseWriteAheadLogAsync(CancellationToken cancellationToken)
@@ -113,27 +298,50 @@ internal sealed class SqliteDatabase
             throw new InvalidOperationException($"SQLite queue {Path}: the file does not support WAL journal mode (got '{mode}'); use a local filesystem");
     }
 
-    private async Task MigrateAsync(TimeProvider timeProvider, CancellationToken cancellationToken)
+    /// <summary>One caller's operation in a group commit; its result is published only after the group committed.</summary>
+    private abstract class Write
     {
-        // One immediate transaction: processes starting together migrate one after the other, and a
-        // migration that fails half-way leaves the previous version intact.
-        await using var session = await WriteAsync(cancellationToken).ConfigureAwait(false);
-        await session.ExecuteAsync(
-            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
-            [],
-            cancellationToken).ConfigureAwait(false);
-        var current = await session.ScalarAsync<long>("SELECT max(version) FROM schema_version", [], cancellationToken).ConfigureAwait(false);
-        var latest = SqliteSchema.Migrations.Count;
-        if (current > latest)
-            throw new InvalidOperationException($"SQLite queue {Path}: schema version {current} is newer than this build understands ({latest}); upgrade agent-worker");
-        for (var version = (int)current + 1; version <= latest; version++)
+        public abstract bool Cancelled { get; }
+
+        public abstract void Run(SqliteSession session);
+
+        public abstract void Publish();
+
+        public abstract void Fail(Exception error);
+    }
+
+    private sealed class Write<T>(Func<SqliteSession, T> operation, CancellationToken cancellationToken) : Write
+    {
+        // Continuations run on the pool, never inline on the thread committing the next group.
+        private readonly TaskCompletionSource<T> completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private T? result;
+        private bool ran;
+
+        public Task<T> Task => completion.Task;
+
+        public override bool Cancelled
         {
-            await session.ExecuteAsync(SqliteSchema.Migrations[version - 1], [], cancellationToken).ConfigureAwait(false);
-            await session.ExecuteAsync(
-                "INSERT INTO schema_version (version, applied_at) VALUES ($version, $at)",
-                [("$version", version), ("$at", timeProvider.GetUtcNow().ToUnixTimeMilliseconds())],
-                cancellationToken).ConfigureAwait(false);
+            get
+            {
+                if (!cancellationToken.IsCancellationRequested)
+                    return false;
+                completion.TrySetCanceled(cancellationToken);
+                return true;
+            }
         }
-        await session.CommitAsync(cancellationToken).ConfigureAwait(false);
+
+        public override void Run(SqliteSession session)
+        {
+            result = operation(session);
+            ran = true;
+        }
+
+        public override void Publish()
+        {
+            if (ran)
+                completion.TrySetResult(result!);
+        }
+
+        public override void Fail(Exception error) => completion.TrySetException(error);
     }
 }

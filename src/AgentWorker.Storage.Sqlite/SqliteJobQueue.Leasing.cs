@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using AgentWorker.Core.Jobs;
 using AgentWorker.Core.Queue;
@@ -39,59 +38,69 @@ public sealed partial class SqliteJobQueue
     {
         var now = timeProvider.GetUtcNow();
         var token = Guid.NewGuid().ToString("N");
-        await using var session = await database.WriteAsync(cancellationToken).ConfigureAwait(false);
-        var recovered = await RecoverExpiredAsync(session, now, cancellationToken).ConfigureAwait(false);
-        var claimed = await session.QueryAsync(
-            $"""
-            UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = $token, lease_owner = $worker,
-                lease_expires_at = $expires, updated_at = $now
-            WHERE seq = (SELECT seq FROM jobs INDEXED BY jobs_runnable WHERE {Runnable} {LeaseOrder} LIMIT 1)
-            RETURNING id, attempts
-            """,
-            [("$token", token), ("$worker", workerId), ("$expires", Ms(now + options.LeaseDuration)), ("$now", Ms(now))],
-            reader => (Id: reader.GetString(0), Attempt: reader.GetInt32(1)),
-            cancellationToken).ConfigureAwait(false);
-        if (claimed.Count == 0)
+        (string Name, object? Value)[] claim = [("$token", token), ("$worker", workerId), ("$expires", Ms(now + options.LeaseDuration)), ("$now", Ms(now))];
+        SqliteJobLease? registered = null;
+        (SqliteJobLease? Lease, DateTimeOffset? NextRunAt, int Recovered) outcome;
+        try
         {
-            var nextRunAt = await session.ScalarAsync<long?>(
-                "SELECT min(run_at) FROM jobs INDEXED BY jobs_due WHERE state IN ('queued', 'retrying')", [], cancellationToken).ConfigureAwait(false);
-            await session.CommitAsync(cancellationToken).ConfigureAwait(false);
-            return (null, Time(nextRunAt));
+            outcome = await database.WriteAsync<(SqliteJobLease?, DateTimeOffset?, int)>(
+                session =>
+                {
+                    // Once per group commit: the leases claimed together would all find the same expired ones.
+                    var recovered = session.Scratch.TryAdd(nameof(RecoverExpired), true) ? RecoverExpired(session, now) : 0;
+                    var claimed = session.Query(
+                        $"""
+                        UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = $token, lease_owner = $worker,
+                            lease_expires_at = $expires, updated_at = $now
+                        WHERE seq = (SELECT seq FROM jobs INDEXED BY jobs_runnable WHERE {Runnable} {LeaseOrder} LIMIT 1)
+                        RETURNING {JobColumns}
+                        """,
+                        claim,
+                        ReadJob);
+                    if (claimed.Count == 0)
+                    {
+                        var nextRunAt = session.Scalar<long?>("SELECT min(run_at) FROM jobs INDEXED BY jobs_due WHERE state IN ('queued', 'retrying')", []);
+                        return (null, Time(nextRunAt), recovered);
+                    }
+
+                    var job = claimed[0];
+                    session.Execute(
+                        "INSERT INTO job_attempts (job_id, number, lease_token, worker, started_at) VALUES ($job_id, $number, $token, $worker, $now)",
+                        [("$job_id", job.Id), ("$number", job.Attempts), ("$token", token), ("$worker", workerId), ("$now", Ms(now))]);
+                    AppendState(session, job.Id, job.Attempts, JobState.Running, workerId, now);
+                    var lease = new SqliteJobLease(this, job with { AttemptHistory = ReadAttempts(session, job.Id) }, token, workerId);
+                    // Registered inside the group: a cancel commits in this group or a later one, and looks for the lease
+                    // after its commit, so it cannot miss it.
+                    leases[job.Id] = registered = lease;
+                    return (lease, null, recovered);
+                },
+                cancellationToken).ConfigureAwait(false);
         }
-
-        var (id, attempt) = claimed[0];
-        await session.ExecuteAsync(
-            "INSERT INTO job_attempts (job_id, number, lease_token, worker, started_at) VALUES ($job_id, $number, $token, $worker, $now)",
-            [("$job_id", id), ("$number", attempt), ("$token", token), ("$worker", workerId), ("$now", Ms(now))],
-            cancellationToken).ConfigureAwait(false);
-        await AppendStateAsync(session, id, attempt, JobState.Running, workerId, now, cancellationToken).ConfigureAwait(false);
-        var job = await ReadJobAsync(session, id, cancellationToken).ConfigureAwait(false) ?? throw new UnreachableException();
-        await session.CommitAsync(cancellationToken).ConfigureAwait(false);
-
-        var lease = new SqliteJobLease(this, job, token, workerId);
-        // Registered while the session still holds this instance's write gate: CancelAsync commits under
-        // the same gate, so it cannot slip in between the claim and the registration and miss the lease.
-        leases[id] = lease;
-        if (recovered > 0)
-            WakeWaiters();
-        return (lease, null);
+        catch when (registered is not null)
+        {
+            // The claim did not commit: there is no lease to cancel.
+            Forget(registered);
+            throw;
+        }
+        if (outcome.Recovered > 0)
+            waiter.WakeAll();
+        return (outcome.Lease, outcome.NextRunAt);
     }
 
     /// <summary>
     /// Gives jobs whose lease expired back to the queue (or to dead/cancelled) and closes their attempts.
     /// Returns how many.
     /// </summary>
-    private static async Task<int> RecoverExpiredAsync(SqliteSession session, DateTimeOffset now, CancellationToken cancellationToken)
+    private static int RecoverExpired(SqliteSession session, DateTimeOffset now)
     {
         // Attempts first: they are found through the lease tokens that the jobs update clears.
-        await session.ExecuteAsync(
+        session.Execute(
             $"""
             UPDATE job_attempts SET finished_at = $now, outcome = $outcome, error = $error
             WHERE lease_token IN (SELECT lease_token FROM jobs INDEXED BY jobs_lease_expiry WHERE {Expired})
             """,
-            [("$now", Ms(now)), ("$outcome", AttemptOutcome.LeaseExpired), ("$error", LeaseExpired)],
-            cancellationToken).ConfigureAwait(false);
-        var recovered = await session.QueryAsync(
+            [("$now", Ms(now)), ("$outcome", AttemptOutcome.LeaseExpired), ("$error", LeaseExpired)]);
+        var recovered = session.Query(
             $"""
             UPDATE jobs INDEXED BY jobs_lease_expiry SET state = {AfterExpiry},
                 finished_at = CASE WHEN {AfterExpiry} = 'queued' THEN NULL ELSE $now END,
@@ -100,26 +109,22 @@ public sealed partial class SqliteJobQueue
             RETURNING id, state, attempts
             """,
             [("$now", Ms(now)), ("$error", LeaseExpired)],
-            reader => (Id: reader.GetString(0), State: ParseState(reader.GetString(1)), Attempts: reader.GetInt32(2)),
-            cancellationToken).ConfigureAwait(false);
+            reader => (Id: reader.GetString(0), State: ParseState(reader.GetString(1)), Attempts: reader.GetInt32(2)));
         foreach (var (id, state, attempts) in recovered)
-            await AppendStateAsync(session, id, attempts, state, LeaseExpired, now, cancellationToken).ConfigureAwait(false);
+            AppendState(session, id, attempts, state, LeaseExpired, now);
         return recovered.Count;
     }
 
     internal async Task<bool> ExtendLeaseAsync(SqliteJobLease lease, CancellationToken cancellationToken)
     {
-        List<bool> cancelRequested;
-        await using (var session = await database.WriteAsync(cancellationToken).ConfigureAwait(false))
-        {
-            // An expired lease that nobody took over yet still owns its job, so renewing it is fine.
-            cancelRequested = await session.QueryAsync(
+        (string Name, object? Value)[] extend = [("$id", lease.Job.Id), ("$token", lease.Token), ("$expires", Ms(timeProvider.GetUtcNow() + options.LeaseDuration))];
+        // An expired lease that nobody took over yet still owns its job, so renewing it is fine.
+        var cancelRequested = await database.WriteAsync(
+            session => session.Query(
                 "UPDATE jobs SET lease_expires_at = $expires WHERE id = $id AND lease_token = $token RETURNING cancel_requested",
-                [("$id", lease.Job.Id), ("$token", lease.Token), ("$expires", Ms(timeProvider.GetUtcNow() + options.LeaseDuration))],
-                reader => reader.GetBoolean(0),
-                cancellationToken).ConfigureAwait(false);
-            await session.CommitAsync(cancellationToken).ConfigureAwait(false);
-        }
+                extend,
+                reader => reader.GetBoolean(0)),
+            cancellationToken).ConfigureAwait(false);
         if (cancelRequested.Count == 0)
         {
             Forget(lease);
@@ -134,103 +139,97 @@ public sealed partial class SqliteJobQueue
     {
         ArgumentNullException.ThrowIfNull(result);
         var now = timeProvider.GetUtcNow();
-        await using (var session = await database.WriteAsync(cancellationToken).ConfigureAwait(false))
-        {
-            var owned = await session.ExecuteAsync(
-                $"""
-                UPDATE jobs SET state = 'succeeded', result = $result, error = NULL, finished_at = $now, updated_at = $now, {ClearLease}
-                WHERE id = $id AND lease_token = $token
-                """,
-                [("$id", lease.Job.Id), ("$token", lease.Token), ("$result", JsonSerializer.Serialize(result, Json)), ("$now", Ms(now))],
-                cancellationToken).ConfigureAwait(false) == 1;
-            if (!owned)
-                throw LeaseLost(lease);
-            await CloseAttemptAsync(session, lease, now, AttemptOutcome.Succeeded, result.ExitCode, null, cancellationToken).ConfigureAwait(false);
-            await AppendStateAsync(session, lease.Job.Id, lease.Attempt, JobState.Succeeded, null, now, cancellationToken).ConfigureAwait(false);
-            await session.CommitAsync(cancellationToken).ConfigureAwait(false);
-        }
+        (string Name, object? Value)[] complete = [("$id", lease.Job.Id), ("$token", lease.Token), ("$result", JsonSerializer.Serialize(result, Json)), ("$now", Ms(now))];
+        await database.WriteAsync(
+            session =>
+            {
+                var owned = session.Execute(
+                    $"""
+                    UPDATE jobs SET state = 'succeeded', result = $result, error = NULL, finished_at = $now, updated_at = $now, {ClearLease}
+                    WHERE id = $id AND lease_token = $token
+                    """,
+                    complete) == 1;
+                if (!owned)
+                    throw LeaseLost(lease);
+                CloseAttempt(session, lease, now, AttemptOutcome.Succeeded, result.ExitCode, null);
+                AppendState(session, lease.Job.Id, lease.Attempt, JobState.Succeeded, null, now);
+                return true;
+            },
+            cancellationToken).ConfigureAwait(false);
         Forget(lease);
     }
 
     internal async Task<JobState> FailLeaseAsync(SqliteJobLease lease, JobFailure failure, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(failure);
-        var (state, outcome) = failure.Destination();
+        var (destination, outcome) = failure.Destination();
         var now = timeProvider.GetUtcNow();
-        await using (var session = await database.WriteAsync(cancellationToken).ConfigureAwait(false))
-        {
-            var maxAttempts = await session.ScalarAsync<long?>(
-                "SELECT max_attempts FROM jobs WHERE id = $id AND lease_token = $token",
-                [("$id", lease.Job.Id), ("$token", lease.Token)],
-                cancellationToken).ConfigureAwait(false);
-            if (maxAttempts is null)
-                throw LeaseLost(lease);
-            if (state == JobState.Retrying && lease.Attempt >= maxAttempts)
-                state = JobState.Dead;
-            var runAt = state == JobState.Retrying ? now + options.Backoff(lease.Attempt, Random.Shared.NextDouble()) : (DateTimeOffset?)null;
-            await session.ExecuteAsync(
-                $"""
-                UPDATE jobs SET state = $state, run_at = coalesce($run_at, run_at), error = $error, result = $result,
-                    finished_at = $finished_at, updated_at = $now, {ClearLease}
-                WHERE id = $id
-                """,
-                [
-                    ("$id", lease.Job.Id),
-                    ("$state", state.Name()),
-                    ("$run_at", runAt is { } due ? Ms(due) : null),
-                    ("$error", failure.Error),
-                    ("$result", failure.Result is { } result ? JsonSerializer.Serialize(result, Json) : null),
-                    ("$finished_at", state.IsTerminal() ? Ms(now) : null),
-                    ("$now", Ms(now)),
-                ],
-                cancellationToken).ConfigureAwait(false);
-            await CloseAttemptAsync(session, lease, now, outcome, failure.ExitCode ?? failure.Result?.ExitCode, failure.Error, cancellationToken).ConfigureAwait(false);
-            await AppendStateAsync(session, lease.Job.Id, lease.Attempt, state, failure.Error, now, cancellationToken).ConfigureAwait(false);
-            await session.CommitAsync(cancellationToken).ConfigureAwait(false);
-        }
+        var retryAt = now + options.Backoff(lease.Attempt, Random.Shared.NextDouble());
+        var result = failure.Result is { } stored ? JsonSerializer.Serialize(stored, Json) : null;
+        var state = await database.WriteAsync(
+            session =>
+            {
+                var maxAttempts = session.Scalar<long?>(
+                    "SELECT max_attempts FROM jobs WHERE id = $id AND lease_token = $token",
+                    [("$id", lease.Job.Id), ("$token", lease.Token)]);
+                if (maxAttempts is null)
+                    throw LeaseLost(lease);
+                var moved = destination == JobState.Retrying && lease.Attempt >= maxAttempts ? JobState.Dead : destination;
+                session.Execute(
+                    $"""
+                    UPDATE jobs SET state = $state, run_at = coalesce($run_at, run_at), error = $error, result = $result,
+                        finished_at = $finished_at, updated_at = $now, {ClearLease}
+                    WHERE id = $id
+                    """,
+                    [
+                        ("$id", lease.Job.Id),
+                        ("$state", moved.Name()),
+                        ("$run_at", moved == JobState.Retrying ? Ms(retryAt) : null),
+                        ("$error", failure.Error),
+                        ("$result", result),
+                        ("$finished_at", moved.IsTerminal() ? Ms(now) : null),
+                        ("$now", Ms(now)),
+                    ]);
+                CloseAttempt(session, lease, now, outcome, failure.ExitCode ?? failure.Result?.ExitCode, failure.Error);
+                AppendState(session, lease.Job.Id, lease.Attempt, moved, failure.Error, now);
+                return moved;
+            },
+            cancellationToken).ConfigureAwait(false);
         Forget(lease);
         // Sleeping leases recompute when to look again, which may now be the end of this backoff.
         if (state == JobState.Retrying)
-            WakeWaiters();
+            waiter.WakeAll();
         return state;
     }
 
     internal async Task ReleaseLeaseAsync(SqliteJobLease lease, CancellationToken cancellationToken)
     {
         var now = timeProvider.GetUtcNow();
-        bool owned;
-        await using (var session = await database.WriteAsync(cancellationToken).ConfigureAwait(false))
-        {
-            // The attempt is not counted: the worker gave the job back (shutdown), it did not fail it.
-            owned = await session.ExecuteAsync(
-                $"UPDATE jobs SET state = 'queued', attempts = attempts - 1, updated_at = $now, {ClearLease} WHERE id = $id AND lease_token = $token",
-                [("$id", lease.Job.Id), ("$token", lease.Token), ("$now", Ms(now))],
-                cancellationToken).ConfigureAwait(false) == 1;
-            // A lost lease has nothing to hand back: the job already belongs to someone else.
-            if (owned)
+        var owned = await database.WriteAsync(
+            session =>
             {
-                await CloseAttemptAsync(session, lease, now, AttemptOutcome.Released, null, null, cancellationToken).ConfigureAwait(false);
-                await AppendStateAsync(session, lease.Job.Id, lease.Attempt, JobState.Queued, $"released by {lease.WorkerId}", now, cancellationToken).ConfigureAwait(false);
-                await session.CommitAsync(cancellationToken).ConfigureAwait(false);
-            }
-        }
+                // The attempt is not counted: the worker gave the job back (shutdown), it did not fail it.
+                var owned = session.Execute(
+                    $"UPDATE jobs SET state = 'queued', attempts = attempts - 1, updated_at = $now, {ClearLease} WHERE id = $id AND lease_token = $token",
+                    [("$id", lease.Job.Id), ("$token", lease.Token), ("$now", Ms(now))]) == 1;
+                // A lost lease has nothing to hand back: the job already belongs to someone else.
+                if (owned)
+                {
+                    CloseAttempt(session, lease, now, AttemptOutcome.Released, null, null);
+                    AppendState(session, lease.Job.Id, lease.Attempt, JobState.Queued, $"released by {lease.WorkerId}", now);
+                }
+                return owned;
+            },
+            cancellationToken).ConfigureAwait(false);
         Forget(lease);
         if (owned)
-            WakeWaiters();
+            waiter.Wake();
     }
 
-    private static Task CloseAttemptAsync(
-        SqliteSession session,
-        SqliteJobLease lease,
-        DateTimeOffset now,
-        string outcome,
-        int? exitCode,
-        string? error,
-        CancellationToken cancellationToken) =>
-        session.ExecuteAsync(
+    private static void CloseAttempt(SqliteSession session, SqliteJobLease lease, DateTimeOffset now, string outcome, int? exitCode, string? error) =>
+        session.Execute(
             "UPDATE job_attempts SET finished_at = $now, outcome = $outcome, exit_code = $exit_code, error = $error WHERE lease_token = $token",
-            [("$token", lease.Token), ("$now", Ms(now)), ("$outcome", outcome), ("$exit_code", exitCode), ("$error", error)],
-            cancellationToken);
+            [("$token", lease.Token), ("$now", Ms(now)), ("$outcome", outcome), ("$exit_code", exitCode), ("$error", error)]);
 
     private LeaseLostException LeaseLost(SqliteJobLease lease)
     {
@@ -244,7 +243,4 @@ public sealed partial class SqliteJobQueue
         lease.End();
         leases.TryRemove(new KeyValuePair<string, SqliteJobLease>(lease.Job.Id, lease));
     }
-
-    private void WakeWaiters() => waiter.Wake();
-
 }

@@ -12,23 +12,25 @@ public sealed partial class SqliteJobQueue
 
     private const string JobColumns = "id, state, attempts, spec, result, error, cancel_requested, run_at, created_at, updated_at, finished_at";
 
-    private static async Task<JobRecord?> ReadJobAsync(SqliteSession session, string id, CancellationToken cancellationToken)
+    private static JobRecord? ReadJob(SqliteSession session, string id)
     {
-        var jobs = await ReadJobsAsync(session, $"SELECT {JobColumns} FROM jobs WHERE id = $id", [("$id", id)], cancellationToken).ConfigureAwait(false);
-        return jobs.Count == 0 ? null : jobs[0];
+        var jobs = session.Query($"SELECT {JobColumns} FROM jobs WHERE id = $id", [("$id", id)], ReadJob);
+        return jobs.Count == 0 ? null : jobs[0] with { AttemptHistory = ReadAttempts(session, id) };
     }
 
+    private static List<AttemptRecord> ReadAttempts(SqliteSession session, string id) =>
+        session.Query(
+            "SELECT job_id, number, worker, started_at, finished_at, outcome, exit_code, error FROM job_attempts WHERE job_id = $id ORDER BY id",
+            [("$id", id)],
+            ReadAttempt);
+
     /// <summary>Runs a query selecting <see cref="JobColumns"/> and attaches each job's attempt history (one more query for all of them).</summary>
-    private static async Task<List<JobRecord>> ReadJobsAsync(
-        SqliteSession session,
-        string sql,
-        IReadOnlyList<(string Name, object? Value)> parameters,
-        CancellationToken cancellationToken)
+    private static List<JobRecord> ReadJobs(SqliteSession session, string sql, IReadOnlyList<(string Name, object? Value)> parameters)
     {
-        var jobs = await session.QueryAsync(sql, parameters, ReadJob, cancellationToken).ConfigureAwait(false);
+        var jobs = session.Query(sql, parameters, ReadJob);
         if (jobs.Count == 0)
             return jobs;
-        var attempts = await session.QueryAsync(
+        var attempts = session.Query(
             """
             SELECT job_id, number, worker, started_at, finished_at, outcome, exit_code, error
             FROM job_attempts
@@ -36,8 +38,7 @@ public sealed partial class SqliteJobQueue
             ORDER BY id
             """,
             [("$ids", JsonSerializer.Serialize(jobs.Select(job => job.Id), Json))],
-            reader => (JobId: reader.GetString(0), Attempt: ReadAttempt(reader)),
-            cancellationToken).ConfigureAwait(false);
+            reader => (JobId: reader.GetString(0), Attempt: ReadAttempt(reader)));
         var history = attempts.ToLookup(row => row.JobId, row => row.Attempt, StringComparer.Ordinal);
         return jobs.ConvertAll(job => job with { AttemptHistory = [.. history[job.Id]] });
     }
@@ -71,42 +72,36 @@ public sealed partial class SqliteJobQueue
         JobId: reader.GetString(1),
         Attempt: reader.GetInt32(2),
         At: Time(reader.GetInt64(3)),
-        Kind: JsonSerializer.Deserialize<JobEventKind>($"\"{reader.GetString(4)}\"", Json),
+        Kind: ParseKind(reader.GetString(4)),
         Message: reader.GetString(5),
         Stream: StringOrNull(reader, 6));
 
-    private static Task InsertEventAsync(SqliteSession session, string jobId, int attempt, DateTimeOffset at, NewJobEvent jobEvent, CancellationToken cancellationToken) =>
-        session.ExecuteAsync(
+    private static void InsertEvent(SqliteSession session, string jobId, int attempt, DateTimeOffset at, NewJobEvent jobEvent) =>
+        session.Execute(
             "INSERT INTO job_events (job_id, attempt, at, kind, message, stream) VALUES ($job_id, $attempt, $at, $kind, $message, $stream)",
             [
                 ("$job_id", jobId),
                 ("$attempt", attempt),
                 ("$at", Ms(at)),
-                // The enum's JSON names ("state", "log", ...) are the stored names.
-                ("$kind", JsonSerializer.Serialize(jobEvent.Kind, Json)[1..^1]),
+                ("$kind", jobEvent.Kind.Name()),
                 ("$message", jobEvent.Message),
                 ("$stream", jobEvent.Stream),
-            ],
-            cancellationToken);
+            ]);
 
     /// <summary>Records a state change as "state" or "state: reason", so the event log tells the job's story.</summary>
-    private static Task AppendStateAsync(
-        SqliteSession session,
-        string jobId,
-        int attempt,
-        JobState state,
-        string? reason,
-        DateTimeOffset at,
-        CancellationToken cancellationToken)
+    private static void AppendState(SqliteSession session, string jobId, int attempt, JobState state, string? reason, DateTimeOffset at)
     {
         var message = string.IsNullOrWhiteSpace(reason) ? state.Name() : $"{state.Name()}: {reason}";
-        return InsertEventAsync(session, jobId, attempt, at, new NewJobEvent(JobEventKind.State, message), cancellationToken);
+        InsertEvent(session, jobId, attempt, at, new NewJobEvent(JobEventKind.State, message));
     }
 
     // GetFieldValue<string?> and friends throw on NULL in Microsoft.Data.Sqlite rather than returning null.
     private static string? StringOrNull(SqliteDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetString(ordinal);
 
     private static long? Int64OrNull(SqliteDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetInt64(ordinal);
+
+    private static JobEventKind ParseKind(string name) =>
+        JobEventKinds.TryParse(name, out var kind) ? kind : throw new InvalidDataException($"unknown event kind '{name}' in the SQLite queue");
 
     private static JobState ParseState(string name) =>
         JobStates.TryParse(name, out var state) ? state : throw new InvalidDataException($"unknown job state '{name}' in the SQLite queue");

@@ -57,41 +57,45 @@ public sealed partial class SqliteJobQueue : IJobQueue
         ArgumentNullException.ThrowIfNull(job);
         ArgumentException.ThrowIfNullOrEmpty(job.Id, nameof(job));
         var now = timeProvider.GetUtcNow();
-        bool created;
-        JobRecord record;
-        await using (var session = await database.WriteAsync(cancellationToken).ConfigureAwait(false))
-        {
-            created = await session.ExecuteAsync(
-                """
-                INSERT INTO jobs (id, agent, state, priority, run_at, max_attempts, spec, created_at, updated_at)
-                VALUES ($id, $agent, 'queued', $priority, $run_at, $max_attempts, $spec, $now, $now)
-                ON CONFLICT (id) DO NOTHING
-                """,
-                [
-                    ("$id", job.Id),
-                    ("$agent", job.Agent),
-                    ("$priority", job.Priority),
-                    ("$run_at", Ms(job.RunAt ?? now)),
-                    ("$max_attempts", job.MaxAttempts),
-                    ("$spec", JsonSerializer.Serialize(job, Json)),
-                    ("$now", Ms(now)),
-                ],
-                cancellationToken).ConfigureAwait(false) == 1;
-            if (created)
-                await AppendStateAsync(session, job.Id, 0, JobState.Queued, null, now, cancellationToken).ConfigureAwait(false);
-            record = await ReadJobAsync(session, job.Id, cancellationToken).ConfigureAwait(false) ?? throw new UnreachableException();
-            await session.CommitAsync(cancellationToken).ConfigureAwait(false);
-        }
-        if (created)
-            WakeWaiters();
-        return new EnqueueResult(record, created);
+        (string Name, object? Value)[] row =
+        [
+            ("$id", job.Id),
+            ("$agent", job.Agent),
+            ("$priority", job.Priority),
+            ("$run_at", Ms(job.RunAt ?? now)),
+            ("$max_attempts", job.MaxAttempts),
+            ("$spec", JsonSerializer.Serialize(job, Json)),
+            ("$now", Ms(now)),
+        ];
+        var result = await database.WriteAsync(
+            session =>
+            {
+                var inserted = session.Query(
+                    $"""
+                    INSERT INTO jobs (id, agent, state, priority, run_at, max_attempts, spec, created_at, updated_at)
+                    VALUES ($id, $agent, 'queued', $priority, $run_at, $max_attempts, $spec, $now, $now)
+                    ON CONFLICT (id) DO NOTHING
+                    RETURNING {JobColumns}
+                    """,
+                    row,
+                    ReadJob);
+                if (inserted.Count == 0)
+                    return new EnqueueResult(ReadJob(session, job.Id) ?? throw new UnreachableException(), Created: false);
+                AppendState(session, job.Id, 0, JobState.Queued, null, now);
+                // A new job has no attempts yet.
+                return new EnqueueResult(inserted[0], Created: true);
+            },
+            cancellationToken).ConfigureAwait(false);
+        if (result.Created)
+            waiter.Wake();
+        return result;
     }
 
     /// <inheritdoc/>
     public async Task<JobRecord?> GetAsync(string id, CancellationToken cancellationToken)
     {
-        await using var session = await database.ReadAsync(cancellationToken).ConfigureAwait(false);
-        return await ReadJobAsync(session, id, cancellationToken).ConfigureAwait(false);
+        using var session = await database.ReadAsync(cancellationToken).ConfigureAwait(false);
+        return ReadJob(session, id);
     }
 
     /// <inheritdoc/>
@@ -113,15 +117,19 @@ public sealed partial class SqliteJobQueue : IJobQueue
             conditions.Add("agent = $agent");
             parameters.Add(("$agent", agent));
         }
+        if (query.Repo is { } repo)
+        {
+            conditions.Add("instr(json_extract(spec, '$.repo.url'), $repo) > 0");
+            parameters.Add(("$repo", repo));
+        }
         var where = conditions.Count == 0 ? "" : "WHERE " + string.Join(" AND ", conditions);
 
-        await using var session = await database.ReadAsync(cancellationToken).ConfigureAwait(false);
-        var total = await session.ScalarAsync<long>($"SELECT count(*) FROM jobs {where}", parameters, cancellationToken).ConfigureAwait(false);
-        var items = await ReadJobsAsync(
+        using var session = await database.ReadAsync(cancellationToken).ConfigureAwait(false);
+        var total = session.Scalar<long>($"SELECT count(*) FROM jobs {where}", parameters);
+        var items = ReadJobs(
             session,
             $"SELECT {JobColumns} FROM jobs {where} ORDER BY seq DESC LIMIT $limit OFFSET $offset",
-            [.. parameters, ("$limit", query.Limit), ("$offset", query.Offset)],
-            cancellationToken).ConfigureAwait(false);
+            [.. parameters, ("$limit", query.Limit), ("$offset", query.Offset)]);
         return new JobPage(items, total);
     }
 
@@ -129,23 +137,21 @@ public sealed partial class SqliteJobQueue : IJobQueue
     public async Task<IReadOnlyList<JobRecord>> PeekAsync(int count, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
-        await using var session = await database.ReadAsync(cancellationToken).ConfigureAwait(false);
-        return await ReadJobsAsync(
+        using var session = await database.ReadAsync(cancellationToken).ConfigureAwait(false);
+        return ReadJobs(
             session,
             $"SELECT {JobColumns} FROM jobs INDEXED BY jobs_runnable WHERE {Runnable} {LeaseOrder} LIMIT $count",
-            [("$now", Ms(timeProvider.GetUtcNow())), ("$count", count)],
-            cancellationToken).ConfigureAwait(false);
+            [("$now", Ms(timeProvider.GetUtcNow())), ("$count", count)]);
     }
 
     /// <inheritdoc/>
     public async Task<QueueStats> GetStatsAsync(CancellationToken cancellationToken)
     {
-        await using var session = await database.ReadAsync(cancellationToken).ConfigureAwait(false);
-        var rows = await session.QueryAsync(
+        using var session = await database.ReadAsync(cancellationToken).ConfigureAwait(false);
+        var rows = session.Query(
             "SELECT state, count(*) FROM jobs GROUP BY state",
             [],
-            reader => (State: ParseState(reader.GetString(0)), Count: reader.GetInt64(1)),
-            cancellationToken).ConfigureAwait(false);
+            reader => (State: ParseState(reader.GetString(0)), Count: reader.GetInt64(1)));
         var counts = rows.ToDictionary(row => row.State, row => row.Count);
         return QueueStats.From(counts);
     }
@@ -154,81 +160,78 @@ public sealed partial class SqliteJobQueue : IJobQueue
     public async Task<CancelOutcome> CancelAsync(string id, string reason, CancellationToken cancellationToken)
     {
         var now = timeProvider.GetUtcNow();
-        await using (var session = await database.WriteAsync(cancellationToken).ConfigureAwait(false))
-        {
-            var rows = await session.QueryAsync(
-                "SELECT state, attempts FROM jobs WHERE id = $id",
-                [("$id", id)],
-                reader => (State: ParseState(reader.GetString(0)), Attempts: reader.GetInt32(1)),
-                cancellationToken).ConfigureAwait(false);
-            if (rows.Count == 0)
-                return CancelOutcome.NotFound;
-            var (state, attempts) = rows[0];
-            if (state.IsTerminal())
-                return CancelOutcome.AlreadyFinished;
-            if (state != JobState.Running)
+        var outcome = await database.WriteAsync(
+            session =>
             {
-                await session.ExecuteAsync(
-                    "UPDATE jobs SET state = 'cancelled', error = $reason, finished_at = $now, updated_at = $now WHERE id = $id",
-                    [("$id", id), ("$reason", reason), ("$now", Ms(now))],
-                    cancellationToken).ConfigureAwait(false);
-                await AppendStateAsync(session, id, attempts, JobState.Cancelled, reason, now, cancellationToken).ConfigureAwait(false);
-                await session.CommitAsync(cancellationToken).ConfigureAwait(false);
-                return CancelOutcome.Cancelled;
-            }
-            // Running: only the worker can stop the agent. Workers of other processes see the flag on their next renewal.
-            await session.ExecuteAsync(
-                "UPDATE jobs SET cancel_requested = 1, updated_at = $now WHERE id = $id",
-                [("$id", id), ("$now", Ms(now))],
-                cancellationToken).ConfigureAwait(false);
-            await InsertEventAsync(session, id, attempts, now, new NewJobEvent(JobEventKind.Log, $"cancel requested: {reason}"), cancellationToken).ConfigureAwait(false);
-            await session.CommitAsync(cancellationToken).ConfigureAwait(false);
-        }
-        if (leases.TryGetValue(id, out var lease))
+                var rows = session.Query(
+                    "SELECT state, attempts FROM jobs WHERE id = $id",
+                    [("$id", id)],
+                    reader => (State: ParseState(reader.GetString(0)), Attempts: reader.GetInt32(1)));
+                if (rows.Count == 0)
+                    return CancelOutcome.NotFound;
+                var (state, attempts) = rows[0];
+                if (state.IsTerminal())
+                    return CancelOutcome.AlreadyFinished;
+                if (state != JobState.Running)
+                {
+                    session.Execute(
+                        "UPDATE jobs SET state = 'cancelled', error = $reason, finished_at = $now, updated_at = $now WHERE id = $id",
+                        [("$id", id), ("$reason", reason), ("$now", Ms(now))]);
+                    AppendState(session, id, attempts, JobState.Cancelled, reason, now);
+                    return CancelOutcome.Cancelled;
+                }
+                // Running: only the worker can stop the agent. Workers of other processes see the flag on their next renewal.
+                session.Execute(
+                    "UPDATE jobs SET cancel_requested = 1, updated_at = $now WHERE id = $id",
+                    [("$id", id), ("$now", Ms(now))]);
+                InsertEvent(session, id, attempts, now, new NewJobEvent(JobEventKind.Log, $"cancel requested: {reason}"));
+                return CancelOutcome.CancelRequested;
+            },
+            cancellationToken).ConfigureAwait(false);
+        // A lease of this process was registered inside the group that claimed it, so it is here by now.
+        if (outcome == CancelOutcome.CancelRequested && leases.TryGetValue(id, out var lease))
             lease.RequestCancel();
-        return CancelOutcome.CancelRequested;
+        return outcome;
     }
 
     /// <inheritdoc/>
     public async Task<RetryOutcome> RetryAsync(string id, CancellationToken cancellationToken)
     {
         var now = timeProvider.GetUtcNow();
-        await using (var session = await database.WriteAsync(cancellationToken).ConfigureAwait(false))
-        {
-            var name = await session.ScalarAsync<string>("SELECT state FROM jobs WHERE id = $id", [("$id", id)], cancellationToken).ConfigureAwait(false);
-            if (name is null)
-                return RetryOutcome.NotFound;
-            var state = ParseState(name);
-            if (state == JobState.Succeeded)
-                return RetryOutcome.AlreadySucceeded;
-            if (!state.IsTerminal())
-                return RetryOutcome.NotFinished;
-            await session.ExecuteAsync(
-                """
-                UPDATE jobs SET state = 'queued', attempts = 0, run_at = $now, error = NULL, result = NULL,
-                    finished_at = NULL, cancel_requested = 0, updated_at = $now
-                WHERE id = $id
-                """,
-                [("$id", id), ("$now", Ms(now))],
-                cancellationToken).ConfigureAwait(false);
-            await AppendStateAsync(session, id, 0, JobState.Queued, "manual retry", now, cancellationToken).ConfigureAwait(false);
-            await session.CommitAsync(cancellationToken).ConfigureAwait(false);
-        }
-        WakeWaiters();
-        return RetryOutcome.Requeued;
+        var outcome = await database.WriteAsync(
+            session =>
+            {
+                var name = session.Scalar<string>("SELECT state FROM jobs WHERE id = $id", [("$id", id)]);
+                if (name is null)
+                    return RetryOutcome.NotFound;
+                var state = ParseState(name);
+                if (state == JobState.Succeeded)
+                    return RetryOutcome.AlreadySucceeded;
+                if (!state.IsTerminal())
+                    return RetryOutcome.NotFinished;
+                session.Execute(
+                    """
+                    UPDATE jobs SET state = 'queued', attempts = 0, run_at = $now, error = NULL, result = NULL,
+                        finished_at = NULL, cancel_requested = 0, updated_at = $now
+                    WHERE id = $id
+                    """,
+                    [("$id", id), ("$now", Ms(now))]);
+                AppendState(session, id, 0, JobState.Queued, "manual retry", now);
+                return RetryOutcome.Requeued;
+            },
+            cancellationToken).ConfigureAwait(false);
+        if (outcome == RetryOutcome.Requeued)
+            waiter.Wake();
+        return outcome;
     }
 
     /// <inheritdoc/>
     public async Task<int> RecoverAsync(CancellationToken cancellationToken)
     {
-        int recovered;
-        await using (var session = await database.WriteAsync(cancellationToken).ConfigureAwait(false))
-        {
-            recovered = await RecoverExpiredAsync(session, timeProvider.GetUtcNow(), cancellationToken).ConfigureAwait(false);
-            await session.CommitAsync(cancellationToken).ConfigureAwait(false);
-        }
+        var now = timeProvider.GetUtcNow();
+        var recovered = await database.WriteAsync(session => RecoverExpired(session, now), cancellationToken).ConfigureAwait(false);
         if (recovered > 0)
-            WakeWaiters();
+            waiter.WakeAll();
         return recovered;
     }
 
@@ -239,21 +242,25 @@ public sealed partial class SqliteJobQueue : IJobQueue
         if (events.Count == 0)
             return;
         var now = timeProvider.GetUtcNow();
-        await using var session = await database.WriteAsync(cancellationToken).ConfigureAwait(false);
-        // Checked here rather than left to the foreign key, whose error would not name the job.
-        if (await session.ScalarAsync<long>("SELECT 1 FROM jobs WHERE id = $id", [("$id", jobId)], cancellationToken).ConfigureAwait(false) == 0)
-            throw new KeyNotFoundException($"job {jobId}: cannot append events, no such job");
-        foreach (var jobEvent in events)
-            await InsertEventAsync(session, jobId, attempt, now, jobEvent, cancellationToken).ConfigureAwait(false);
-        await session.CommitAsync(cancellationToken).ConfigureAwait(false);
+        await database.WriteAsync(
+            session =>
+            {
+                // Checked here rather than left to the foreign key, whose error would not name the job.
+                if (session.Scalar<long>("SELECT 1 FROM jobs WHERE id = $id", [("$id", jobId)]) == 0)
+                    throw new KeyNotFoundException($"job {jobId}: cannot append events, no such job");
+                foreach (var jobEvent in events)
+                    InsertEvent(session, jobId, attempt, now, jobEvent);
+                return true;
+            },
+            cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc/>
     public async Task<IReadOnlyList<JobEvent>> ReadEventsAsync(string jobId, long afterSeq, int limit, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(limit);
-        await using var session = await database.ReadAsync(cancellationToken).ConfigureAwait(false);
-        return await session.QueryAsync(
+        using var session = await database.ReadAsync(cancellationToken).ConfigureAwait(false);
+        return session.Query(
             """
             SELECT seq, job_id, attempt, at, kind, message, stream
             FROM job_events
@@ -262,15 +269,14 @@ public sealed partial class SqliteJobQueue : IJobQueue
             LIMIT $limit
             """,
             [("$job_id", jobId), ("$after", afterSeq), ("$limit", limit)],
-            ReadEvent,
-            cancellationToken).ConfigureAwait(false);
+            ReadEvent);
     }
 
     /// <inheritdoc/>
     public async Task PingAsync(CancellationToken cancellationToken)
     {
-        await using var session = await database.ReadAsync(cancellationToken).ConfigureAwait(false);
-        await session.ScalarAsync<long>("SELECT max(version) FROM schema_version", [], cancellationToken).ConfigureAwait(false);
+        using var session = await database.ReadAsync(cancellationToken).ConfigureAwait(false);
+        session.Scalar<long>("SELECT max(version) FROM schema_version", []);
     }
 
     /// <summary>Wakes every waiting <see cref="LeaseAsync"/> with an <see cref="OperationCanceledException"/> and closes the database.</summary>

@@ -68,4 +68,24 @@ internal static class SqliteSchema
         CREATE INDEX job_events_job ON job_events (job_id, seq);
         """,
     ];
+
+    /// <summary>
+    /// Brings the database up to the latest version inside <paramref name="session"/>'s immediate transaction: processes
+    /// starting together migrate one after the other, and a migration that fails half-way leaves the previous version intact.
+    /// </summary>
+    public static int Migrate(SqliteSession session, string path, TimeProvider timeProvider)
+    {
+        session.Execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)", []);
+        var current = session.Scalar<long>("SELECT max(version) FROM schema_version", []);
+        if (current > Migrations.Count)
+            throw new InvalidOperationException($"SQLite queue {path}: schema version {current} is newer than this build understands ({Migrations.Count}); upgrade agent-worker");
+        for (var version = (int)current + 1; version <= Migrations.Count; version++)
+        {
+            session.Execute(Migrations[version - 1], []);
+            session.Execute(
+                "INSERT INTO schema_version (version, applied_at) VALUES ($version, $at)",
+                [("$version", version), ("$at", timeProvider.GetUtcNow().ToUnixTimeMilliseconds())]);
+        }
+        return Migrations.Count;
+    }
 }

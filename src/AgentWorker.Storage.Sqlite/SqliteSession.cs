@@ -3,82 +3,122 @@ using Microsoft.Data.Sqlite;
 namespace AgentWorker.Storage.Sqlite;
 
 /// <summary>
-/// One connection with one open transaction. Disposing without <see cref="CommitAsync"/> rolls back,
-/// so a method that throws half-way (a lost lease, a cancelled token) leaves no partial change behind.
+/// Statements run inside one open transaction. Synchronous on purpose: Microsoft.Data.Sqlite's async methods run
+/// synchronously anyway, and the write path runs many short statements per job, where async state machines would be
+/// most of the cost. Disposing a read session ends its transaction; write sessions belong to a
+/// <see cref="SqliteDatabase"/> group commit, which commits or rolls back.
 /// </summary>
-internal sealed class SqliteSession : IAsyncDisposable
+internal sealed class SqliteSession : IDisposable
 {
     private readonly SqliteConnection connection;
     private readonly SqliteTransaction transaction;
-    private readonly SemaphoreSlim? writeGate;
 
-    private SqliteSession(SqliteConnection connection, SqliteTransaction transaction, SemaphoreSlim? writeGate)
+    // Write sessions reuse their connection's commands, and with them the prepared statements: preparing is a
+    // large share of a short statement's cost.
+    private readonly Dictionary<string, SqliteCommand>? prepared;
+
+    private SqliteSession(SqliteConnection connection, SqliteTransaction transaction, Dictionary<string, SqliteCommand>? prepared)
     {
         this.connection = connection;
         this.transaction = transaction;
-        this.writeGate = writeGate;
+        this.prepared = prepared;
     }
 
-    /// <summary>Starts a transaction on an open connection; releases <paramref name="writeGate"/> (already taken) on dispose.</summary>
-    public static SqliteSession Begin(SqliteConnection connection, bool write, SemaphoreSlim? writeGate)
-    {
-        // BEGIN IMMEDIATE takes the database write lock up front, so two processes can never both read
-        // "job X is free" and then both claim it; a deferred transaction is enough for a consistent read.
-        var transaction = connection.BeginTransaction(deferred: !write);
-        return new SqliteSession(connection, transaction, writeGate);
-    }
+    /// <summary>Facts about the transaction that several operations of one group commit may want to know only once.</summary>
+    public Dictionary<string, object> Scratch { get; } = new(StringComparer.Ordinal);
 
-    public Task CommitAsync(CancellationToken cancellationToken) => transaction.CommitAsync(cancellationToken);
+    /// <summary>A consistent snapshot for reading on <paramref name="connection"/>, which the session owns and closes.</summary>
+    public static SqliteSession BeginRead(SqliteConnection connection) =>
+        new(connection, connection.BeginTransaction(deferred: true), prepared: null);
 
-    public async Task<int> ExecuteAsync(string sql, IReadOnlyList<(string Name, object? Value)> parameters, CancellationToken cancellationToken)
-    {
-        await using var command = Command(sql, parameters);
-        return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-    }
+    /// <summary>
+    /// An immediate transaction on the long-lived write connection, whose commands are cached in <paramref name="prepared"/>.
+    /// BEGIN IMMEDIATE takes the database write lock up front, so two processes can never both read "job X is free" and
+    /// then both claim it.
+    /// </summary>
+    public static SqliteSession BeginWrite(SqliteConnection connection, Dictionary<string, SqliteCommand> prepared) =>
+        new(connection, connection.BeginTransaction(deferred: false), prepared);
 
-    /// <summary>The first column of the first row, or default when there is no row or it is NULL.</summary>
-    public async Task<T?> ScalarAsync<T>(string sql, IReadOnlyList<(string Name, object? Value)> parameters, CancellationToken cancellationToken)
-    {
-        await using var command = Command(sql, parameters);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        return await reader.ReadAsync(cancellationToken).ConfigureAwait(false) && !reader.IsDBNull(0)
-            ? reader.GetFieldValue<T>(0)
-            : default;
-    }
+    public void Commit() => transaction.Commit();
 
-    public async Task<List<T>> QueryAsync<T>(
-        string sql,
-        IReadOnlyList<(string Name, object? Value)> parameters,
-        Func<SqliteDataReader, T> map,
-        CancellationToken cancellationToken)
-    {
-        await using var command = Command(sql, parameters);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        var rows = new List<T>();
-        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-            rows.Add(map(reader));
-        return rows;
-    }
+    public void Rollback() => transaction.Rollback();
 
-    public async ValueTask DisposeAsync()
+    public int Execute(string sql, IReadOnlyList<(string Name, object? Value)> parameters)
     {
+        var command = Command(sql, parameters);
         try
         {
-            await transaction.DisposeAsync().ConfigureAwait(false);
-            await connection.DisposeAsync().ConfigureAwait(false);
+            return command.ExecuteNonQuery();
         }
         finally
         {
-            writeGate?.Release();
+            Done(command);
         }
     }
 
+    /// <summary>The first column of the first row, or default when there is no row or it is NULL.</summary>
+    public T? Scalar<T>(string sql, IReadOnlyList<(string Name, object? Value)> parameters)
+    {
+        var command = Command(sql, parameters);
+        try
+        {
+            using var reader = command.ExecuteReader();
+            return reader.Read() && !reader.IsDBNull(0) ? reader.GetFieldValue<T>(0) : default;
+        }
+        finally
+        {
+            Done(command);
+        }
+    }
+
+    public List<T> Query<T>(string sql, IReadOnlyList<(string Name, object? Value)> parameters, Func<SqliteDataReader, T> map)
+    {
+        var command = Command(sql, parameters);
+        try
+        {
+            using var reader = command.ExecuteReader();
+            var rows = new List<T>();
+            while (reader.Read())
+                rows.Add(map(reader));
+            return rows;
+        }
+        finally
+        {
+            Done(command);
+        }
+    }
+
+    /// <summary>Ends a read session: its transaction and its pooled connection.</summary>
+    public void Dispose()
+    {
+        if (prepared is not null)
+            return;
+        transaction.Dispose();
+        connection.Dispose();
+    }
+
+    /// <summary>Ends a write session's transaction object after the group commit committed or rolled it back.</summary>
+    public void End() => transaction.Dispose();
+
     private SqliteCommand Command(string sql, IReadOnlyList<(string Name, object? Value)> parameters)
     {
-        var command = connection.CreateCommand();
-        command.CommandText = sql;
+        SqliteCommand? command = null;
+        if (prepared is null || !prepared.Remove(sql, out command))
+        {
+            command = connection.CreateCommand();
+            command.CommandText = sql;
+        }
+        command.Transaction = transaction;
+        command.Parameters.Clear();
         foreach (var (name, value) in parameters)
             command.Parameters.AddWithValue(name, value ?? DBNull.Value);
         return command;
+    }
+
+    // Taken out of the cache while in use, so a statement run while another one's reader is open gets its own command.
+    private void Done(SqliteCommand command)
+    {
+        if (prepared is null || !prepared.TryAdd(command.CommandText, command))
+            command.Dispose();
     }
 }

@@ -36,6 +36,9 @@ public abstract class JobQueueContractTests : IAsyncLifetime
     /// <summary>A new queue on a new, empty store that no other test sees.</summary>
     protected abstract Task<IJobQueue> CreateQueueAsync(QueueOptions options, TimeProvider timeProvider);
 
+    /// <summary>Whether an enqueue on one client wakes waiters of another at once (else they find it on their next poll).</summary>
+    protected virtual bool WakesOtherClients => true;
+
     /// <summary>Another client on the store of <paramref name="first"/>, as a second process would open it.</summary>
     protected abstract Task<IJobQueue> CreateSecondClientAsync(IJobQueue first, QueueOptions options, TimeProvider timeProvider);
 
@@ -109,6 +112,22 @@ public abstract class JobQueueContractTests : IAsyncLifetime
         Assert.Equal(1, (await queue.ListAsync(new JobQuery(), Token)).Total);
         Assert.NotNull(await LeaseNowAsync(queue));
         Assert.Null(await LeaseNowAsync(queue));
+    }
+
+    [Fact]
+    public async Task EnqueueAsync_ManyAtOnceWithRepeatedIds_StoresEachIdOnce()
+    {
+        var queue = await OpenAsync(NewFakeTime());
+        var ids = Enumerable.Range(1, 40).Select(n => $"job-{n:D2}").ToList();
+
+        // Every id twice, all in flight together, so a backend that groups concurrent writes sees duplicates in one group.
+        var results = await Task.WhenAll(ids.Concat(ids).Select(id => queue.EnqueueAsync(Spec(id) with { Prompt = id }, Token)));
+
+        Assert.Equal(ids, results.Where(result => result.Created).Select(result => result.Job.Id).Order());
+        Assert.All(results, result => Assert.Equal((result.Job.Id, JobState.Queued), (result.Job.Spec.Prompt, result.Job.State)));
+        Assert.Equal(40, (await queue.ListAsync(new JobQuery(), Token)).Total);
+        Assert.Equal(40, (await queue.GetStatsAsync(Token)).Queued);
+        Assert.Equal(ids, (await LeaseAllNowAsync(queue)).Order());
     }
 
     [Fact]
@@ -237,6 +256,44 @@ public abstract class JobQueueContractTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task LeaseAsync_ManyWaitersFewJobs_EachJobLeasedPromptlyAndTheRestKeepWaiting()
+    {
+        // With a poll interval as long as the wait, only wake-ups move anyone: one lost on the way strands a job.
+        var queue = await OpenAsync(TimeProvider.System, Options with { PollInterval = LongWait });
+        var waiting = Enumerable.Range(0, 10).Select(n => queue.LeaseAsync($"w{n}", LongWait, Token)).ToList();
+        await EveryWaiterLookedAsync(queue);
+
+        foreach (var id in new[] { "job-1", "job-2", "job-3" })
+            await queue.EnqueueAsync(Spec(id), Token);
+
+        var deadline = Task.Delay(Prompt, Token);
+        while (waiting.Count(task => task.IsCompleted) < 3 && !deadline.IsCompleted)
+            await Task.WhenAny([deadline, .. waiting.Where(task => !task.IsCompleted)]);
+        var leased = waiting.Where(task => task.IsCompletedSuccessfully).Select(task => task.Result?.Job.Id).Order().ToList();
+        Assert.Equal(["job-1", "job-2", "job-3"], leased);
+        Assert.Equal(7, waiting.Count(task => !task.IsCompleted));
+    }
+
+    [Fact]
+    public async Task LeaseAsync_ManyWaitersOnSecondClientBatchEnqueuedByFirst_EachJobLeasedPromptly()
+    {
+        // A backend that signals other clients must wake as many of their waiters as jobs it enqueued, even when it
+        // enqueued them together; one that does not (SQLite) is left to its poll interval.
+        var queue = await OpenAsync(TimeProvider.System);
+        var other = await OpenSecondAsync(queue, TimeProvider.System, Options with { PollInterval = WakesOtherClients ? LongWait : Options.PollInterval });
+        var waiting = Enumerable.Range(0, 8).Select(n => other.LeaseAsync($"w{n}", LongWait, Token)).ToList();
+        await EveryWaiterLookedAsync(other);
+        var ids = Enumerable.Range(1, 5).Select(n => $"job-{n}").ToList();
+
+        await Task.WhenAll(ids.Select(id => queue.EnqueueAsync(Spec(id), Token)));
+
+        var deadline = Task.Delay(Prompt, Token);
+        while (waiting.Count(task => task.IsCompleted) < ids.Count && !deadline.IsCompleted)
+            await Task.WhenAny([deadline, .. waiting.Where(task => !task.IsCompleted)]);
+        Assert.Equal(ids, waiting.Where(task => task.IsCompletedSuccessfully).Select(task => task.Result?.Job.Id).Order());
+    }
+
+    [Fact]
     public async Task LeaseAsync_WaitingForDelayedJob_LeasesItWhenDue()
     {
         var queue = await OpenAsync(TimeProvider.System, Options with { PollInterval = LongWait });
@@ -315,6 +372,40 @@ public abstract class JobQueueContractTests : IAsyncLifetime
         Assert.Equal("done", job.Result?.Summary);
         Assert.Equal([("w1", "lease_expired"), ("w2", "succeeded")], job.AttemptHistory.Select(a => (a.Worker, a.Outcome)));
         Assert.Equal(["queued", "running", "queued", "running", "succeeded"], await StateStoryAsync(queue, "job-1"));
+    }
+
+    [Fact]
+    public async Task CompleteAsync_ManyAtOnceOneLeaseLost_OnlyThatOneFailsAndTheOthersSucceed()
+    {
+        var time = NewFakeTime();
+        var queue = await OpenAsync(time);
+        var other = await OpenSecondAsync(queue, time);
+        await queue.EnqueueAsync(Spec("lost"), Token);
+        var stale = await LeaseExpectedAsync(queue, "w1");
+        time.Advance(Options.LeaseDuration + TimeSpan.FromSeconds(1));
+        var ids = Enumerable.Range(1, 9).Select(n => $"job-{n}").ToList();
+        foreach (var id in ids)
+            await queue.EnqueueAsync(Spec(id), Token);
+        var takeover = await LeaseExpectedAsync(other, "w2");
+        var leases = new List<IJobLease>();
+        foreach (var _ in ids)
+            leases.Add(await LeaseExpectedAsync(queue, "w1"));
+
+        // Sent together, so a backend that commits concurrent writes as one group gets them in one.
+        var completing = leases.Select(lease => lease.CompleteAsync(new JobResult { Summary = lease.Job.Id }, Token)).ToList();
+        var lost = stale.CompleteAsync(new JobResult { Summary = "stale" }, Token);
+        await Task.WhenAll(completing);
+
+        Assert.Equal("lost", (await Assert.ThrowsAsync<LeaseLostException>(() => lost)).JobId);
+        Assert.Equal("lost", takeover.Job.Id);
+        foreach (var id in ids)
+        {
+            var job = Assert.IsType<JobRecord>(await queue.GetAsync(id, Token));
+            Assert.Equal((JobState.Succeeded, id), (job.State, job.Result?.Summary));
+        }
+        Assert.Equal(JobState.Running, (await queue.GetAsync("lost", Token))?.State);
+        await takeover.CompleteAsync(new JobResult(), Token);
+        Assert.Equal(10, (await queue.GetStatsAsync(Token)).Succeeded);
     }
 
     [Fact]
@@ -599,6 +690,29 @@ public abstract class JobQueueContractTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ListAsync_RepoFilter_MatchesPartOfTheUrlAlongsideOtherFilters()
+    {
+        var queue = await OpenAsync(NewFakeTime());
+        foreach (var (id, agent, url) in new[]
+        {
+            ("r1", "a", "https://git.example/team/app.git"),
+            ("r2", "b", "https://git.example/team/app.git"),
+            ("r3", "a", "/srv/git/tool"),
+            ("r4", "a", "https://git.example/team/App-2.git"),
+        })
+        {
+            await queue.EnqueueAsync(Spec(id) with { Agent = agent, Repo = new RepoRef(url) }, Token);
+        }
+        await LeaseExpectedAsync(queue);
+
+        await AssertPageAsync(queue, new JobQuery(Repo: "team/app"), ["r2", "r1"], 2);
+        await AssertPageAsync(queue, new JobQuery(Repo: "git.example", Limit: 1, Offset: 1), ["r2"], 3);
+        await AssertPageAsync(queue, new JobQuery(Agent: "a", Repo: "team/"), ["r4", "r1"], 2);
+        await AssertPageAsync(queue, new JobQuery(State: JobState.Running, Repo: "app.git"), ["r1"], 1);
+        await AssertPageAsync(queue, new JobQuery(Repo: "nowhere"), [], 0);
+    }
+
+    [Fact]
     public async Task PeekAsync_RunnableJobs_ListsThemInLeaseOrderWithoutClaiming()
     {
         var time = NewFakeTime();
@@ -681,6 +795,12 @@ public abstract class JobQueueContractTests : IAsyncLifetime
         Assert.Equal(appended, read.Where(e => e.Message.StartsWith("a ", StringComparison.Ordinal)).Select(e => new NewJobEvent(e.Kind, e.Message, e.Stream)));
     }
 
+    /// <summary>
+    /// Returns once the leases already waiting on <paramref name="queue"/> have looked for work (and found none), so
+    /// what is enqueued next can only reach them by a wake-up: a lease that looks behind them finds nothing either.
+    /// </summary>
+    private async Task EveryWaiterLookedAsync(IJobQueue queue) => Assert.Null(await queue.LeaseAsync("probe", TimeSpan.Zero, Token));
+
     /// <summary>Leases with <c>wait: TimeSpan.Zero</c>, as tests on fake time must.</summary>
     protected Task<IJobLease?> LeaseNowAsync(IJobQueue queue, string workerId = "w1") => queue.LeaseAsync(workerId, TimeSpan.Zero, Token);
 
@@ -702,8 +822,8 @@ public abstract class JobQueueContractTests : IAsyncLifetime
     private async Task<IJobQueue> OpenAsync(TimeProvider timeProvider, QueueOptions? options = null) =>
         Track(await CreateQueueAsync(options ?? Options, timeProvider));
 
-    private async Task<IJobQueue> OpenSecondAsync(IJobQueue first, TimeProvider timeProvider) =>
-        Track(await CreateSecondClientAsync(first, Options, timeProvider));
+    private async Task<IJobQueue> OpenSecondAsync(IJobQueue first, TimeProvider timeProvider, QueueOptions? options = null) =>
+        Track(await CreateSecondClientAsync(first, options ?? Options, timeProvider));
 
     private IJobQueue Track(IJobQueue queue)
     {

@@ -20,6 +20,9 @@ public sealed class SqliteJobQueueTests : JobQueueContractTests
             Directory.Delete(root, recursive: true);
     }
 
+    // Processes sharing the file have no channel between them: a waiter finds another process's jobs on its next poll.
+    protected override bool WakesOtherClients => false;
+
     protected override async Task<IJobQueue> CreateQueueAsync(QueueOptions options, TimeProvider timeProvider)
     {
         var path = Path.Combine(directory, $"queue-{paths.Count}.db");
@@ -47,6 +50,20 @@ public sealed class SqliteJobQueueTests : JobQueueContractTests
         Assert.Equal(1L, await PragmaAsync<long>(connection, "foreign_keys"));
         Assert.True(await PragmaAsync<long>(connection, "busy_timeout") > 0);
         Assert.Equal("sqlite", queue.Backend);
+    }
+
+    [Fact]
+    public async Task OpenAsync_ManyOpenersOfOneFreshFileAtOnce_AllOpenIt()
+    {
+        // Workers and CLI commands started together on a new data dir all create the file, switch it to WAL and migrate it.
+        for (var round = 0; round < 10; round++)
+        {
+            var path = NewPath();
+            var opening = Enumerable.Range(0, 6).Select(_ => Task.Run(() => OpenSqliteAsync(path))).ToList();
+            var queues = await Task.WhenAll(opening);
+            foreach (var queue in queues)
+                await queue.DisposeAsync();
+        }
     }
 
     [Fact]
@@ -93,6 +110,74 @@ public sealed class SqliteJobQueueTests : JobQueueContractTests
         Assert.Contains("999", error.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task WriteAsync_OneWriteOfAGroupThrows_OnlyItIsUndoneAndTheOthersAreAnsweredAfterTheirCommit()
+    {
+        await using var queue = await OpenSqliteAsync(NewPath());
+        var database = queue.Database;
+        using var held = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        // Holds the writer inside one group, so the next three writes queue up behind it and commit as the next group.
+        var holding = Task.Run(() => database.WriteAsync(
+            session =>
+            {
+                session.Execute("CREATE TABLE t (x INTEGER)", []);
+                held.Set();
+                release.Wait(Token);
+                return 0;
+            },
+            Token));
+        held.Wait(Token);
+
+        var one = database.WriteAsync(session => session.Execute("INSERT INTO t VALUES (1)", []), Token);
+        var two = database.WriteAsync<int>(
+            session =>
+            {
+                session.Execute("INSERT INTO t VALUES (2)", []);
+                throw new InvalidOperationException("boom");
+            },
+            Token);
+        var three = database.WriteAsync(session => session.Execute("INSERT INTO t VALUES (3)", []), Token);
+        Assert.False(one.IsCompleted || three.IsCompleted, "answered before the group holding them committed");
+        release.Set();
+        await holding;
+
+        Assert.Equal(1, await one);
+        // Answered only once committed: another connection, which sees committed rows only, sees the row.
+        Assert.Contains(1L, await ValuesAsync(queue));
+        Assert.Equal("boom", (await Assert.ThrowsAsync<InvalidOperationException>(() => two)).Message);
+        Assert.Equal(1, await three);
+        Assert.Equal([1L, 3L], await ValuesAsync(queue));
+    }
+
+    [Fact]
+    public async Task WriteAsync_CancelledWhileQueued_NeverRuns()
+    {
+        await using var queue = await OpenSqliteAsync(NewPath());
+        var database = queue.Database;
+        using var held = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        var holding = Task.Run(() => database.WriteAsync(
+            session =>
+            {
+                session.Execute("CREATE TABLE t (x INTEGER)", []);
+                held.Set();
+                release.Wait(Token);
+                return 0;
+            },
+            Token));
+        held.Wait(Token);
+        using var cancel = new CancellationTokenSource();
+
+        var cancelled = database.WriteAsync(session => session.Execute("INSERT INTO t VALUES (1)", []), cancel.Token);
+        await cancel.CancelAsync();
+        release.Set();
+        await holding;
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => cancelled);
+        Assert.Empty(await ValuesAsync(queue));
+    }
+
     private string NewPath() => Path.Combine(directory, $"{Guid.NewGuid():N}.db");
 
     private Task<SqliteJobQueue> OpenSqliteAsync(string path, TimeProvider? timeProvider = null) =>
@@ -103,6 +188,12 @@ public sealed class SqliteJobQueueTests : JobQueueContractTests
         await using var command = connection.CreateCommand();
         command.CommandText = $"PRAGMA {name}";
         return (T?)await command.ExecuteScalarAsync(Token);
+    }
+
+    private async Task<List<long>> ValuesAsync(SqliteJobQueue queue)
+    {
+        using var session = await queue.Database.ReadAsync(Token);
+        return session.Query("SELECT x FROM t ORDER BY x", [], reader => reader.GetInt64(0));
     }
 
     private async Task<List<long>> SchemaVersionsAsync(SqliteJobQueue queue)

@@ -15,6 +15,37 @@ public enum JobEventKind
     [JsonStringEnumMemberName("sink")] Sink,
 }
 
+public static class JobEventKinds
+{
+    /// <summary>Stored name of a kind, the same as its JSON name, e.g. <c>log</c>.</summary>
+    public static string Name(this JobEventKind kind) => kind switch
+    {
+        JobEventKind.State => "state",
+        JobEventKind.Log => "log",
+        JobEventKind.Progress => "progress",
+        JobEventKind.Finding => "finding",
+        JobEventKind.Artifact => "artifact",
+        JobEventKind.Sink => "sink",
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown event kind"),
+    };
+
+    public static bool TryParse(string? name, out JobEventKind kind)
+    {
+        JobEventKind? known = name switch
+        {
+            "state" => JobEventKind.State,
+            "log" => JobEventKind.Log,
+            "progress" => JobEventKind.Progress,
+            "finding" => JobEventKind.Finding,
+            "artifact" => JobEventKind.Artifact,
+            "sink" => JobEventKind.Sink,
+            _ => null,
+        };
+        kind = known ?? default;
+        return known is not null;
+    }
+}
+
 /// <summary>An event to append to a job's record.</summary>
 public sealed record NewJobEvent(JobEventKind Kind, string Message, string? Stream = null);
 

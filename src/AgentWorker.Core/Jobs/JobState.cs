@@ -34,16 +34,24 @@ public static class JobStates
 
     public static bool TryParse(string? name, out JobState state)
     {
-        foreach (var candidate in Enum.GetValues<JobState>())
+        // Every stored record is read through here: the exact lowercase names first, without allocating.
+        JobState? known = name switch
         {
-            if (string.Equals(candidate.Name(), name, StringComparison.OrdinalIgnoreCase))
-            {
-                state = candidate;
-                return true;
-            }
-        }
-        state = default;
-        return false;
+            "queued" => JobState.Queued,
+            "running" => JobState.Running,
+            "retrying" => JobState.Retrying,
+            "succeeded" => JobState.Succeeded,
+            "failed" => JobState.Failed,
+            "cancelled" => JobState.Cancelled,
+            "timed_out" => JobState.TimedOut,
+            "dead" => JobState.Dead,
+            null => null,
+            _ => name.Equals(name.ToLowerInvariant(), StringComparison.Ordinal) ? null : Parse(name.ToLowerInvariant()),
+        };
+        state = known ?? default;
+        return known is not null;
+
+        static JobState? Parse(string lower) => TryParse(lower, out var parsed) ? parsed : null;
     }
 
     /// <summary>True once nothing more will happen to the job without a manual retry.</summary>

@@ -85,7 +85,8 @@ public interface IJobLease : IAsyncDisposable
 
 public sealed record EnqueueResult(JobRecord Job, bool Created);
 
-public sealed record JobQuery(JobState? State = null, string? Agent = null, int Limit = 50, int Offset = 0);
+/// <summary>A page of jobs, newest first. <see cref="Repo"/> matches jobs whose repository URL contains it (case-sensitive).</summary>
+public sealed record JobQuery(JobState? State = null, string? Agent = null, int Limit = 50, int Offset = 0, string? Repo = null);
 
 public sealed record JobPage(IReadOnlyList<JobRecord> Items, long Total);
 

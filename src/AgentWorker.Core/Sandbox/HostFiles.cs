@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.IO.Hashing;
 using System.Runtime.InteropServices;
-using System.Security.Cryptography;
 using System.Text;
 
 namespace AgentWorker.Core.Sandbox;
@@ -34,7 +34,7 @@ internal static partial class HostFiles
             .Select(f => f.FullName)
             .ToArray();
         var stamp = files.Select(f => File.GetLastWriteTimeUtc(f).Ticks).DefaultIfEmpty().Max();
-        var key = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"{directory}\n{stamp}")))[..16];
+        var key = Name(Encoding.UTF8.GetBytes($"{directory}\n{stamp}"));
         var target = Path.Combine(CopyRoot, $"app-{key}");
         if (Directory.Exists(target))
             return target;
@@ -81,7 +81,7 @@ internal static partial class HostFiles
     public static string PublicCopy(string file)
     {
         var content = File.ReadAllBytes(file);
-        var target = Path.Combine(CopyRoot, $"{Path.GetFileNameWithoutExtension(file)}-{Convert.ToHexStringLower(SHA256.HashData(content))[..16]}{Path.GetExtension(file)}");
+        var target = Path.Combine(CopyRoot, $"{Path.GetFileNameWithoutExtension(file)}-{Name(content)}{Path.GetExtension(file)}");
         if (File.Exists(target))
             return target;
         Directory.CreateDirectory(CopyRoot);
@@ -91,6 +91,10 @@ internal static partial class HostFiles
         File.Move(staging, target, overwrite: true);
         return target;
     }
+
+    // The worker's own files in a directory only root writes to: no adversary picks the content, so a fast non-cryptographic
+    // hash names them as well as SHA-256 would, without loading OpenSSL (about 5 MB of resident memory) at start-up.
+    private static string Name(byte[] content) => XxHash3.HashToUInt64(content).ToString("x16", CultureInfo.InvariantCulture);
 
     /// <summary>The login name of <paramref name="uid"/>, or null when the host has none (the process runner starts users by name).</summary>
     public static string? UserName(int uid)

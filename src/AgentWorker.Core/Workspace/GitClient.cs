@@ -5,36 +5,100 @@ using AgentWorker.Core.Jobs;
 namespace AgentWorker.Core.Workspace;
 
 /// <summary>
-/// Runs git for the worker: shallow clones, and the post-run commands on a workspace. Hooks and fsmonitor are
-/// disabled, there are no terminal prompts and no system or user git config; the token (if any) is supplied by a
-/// credential helper from the environment, SSH gets <see cref="GitSsh.Command"/>.
+/// Runs git for the worker: shallow clones (from the remote or from a clone cache mirror), the mirrors' fetches, and the
+/// post-run commands on a workspace. Hooks and fsmonitor are disabled, there are no terminal prompts and no system or user
+/// git config; the token (if any) is supplied by a credential helper from the environment, SSH gets <see cref="GitSsh.Command"/>.
 /// </summary>
 internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
 {
     private const string TokenVariable = "AGENT_WORKER_GIT_TOKEN";
     private const long MaxGitOutputBytes = 256 * 1024;
+
+    // A mirror is only ever changed by these commands, so git must not start housekeeping of its own in it: a gc deleting
+    // packs while another job clones from the mirror would break that clone. Fetched packs are kept as they arrive
+    // (no unpacking into loose objects); MirrorCache compacts them when they pile up.
+    private static readonly (string, string)[] MirrorConfig = [("gc.auto", "0"), ("maintenance.auto", "false"), ("fetch.unpackLimit", "1")];
+
+    // The workspace's own copy of the objects is throwaway: copying the mirror's compressed objects as they are, without
+    // searching for new deltas, is what makes a clone from the mirror fast.
+    private static readonly (string, string)[] CopyConfig = [("pack.window", "0")];
+
     private readonly SecretRedactor _redactor = new([options.GitToken]);
     private readonly string _sshCommand = GitSsh.Command(options);
 
     public WorkspaceOptions Options => options;
 
-    public async Task CloneAsync(RepoRef repo, string destination, string home, CancellationToken cancellationToken)
+    public Task CloneAsync(RepoRef repo, string destination, string home, CancellationToken cancellationToken)
     {
         var url = RepoUrls.ToGitUrl(repo.Url);
+        return CloneAsync(repo, url, url, mirror: null, destination, home, cancellationToken);
+    }
+
+    /// <summary>
+    /// Clones from a local mirror of <paramref name="repo"/> (see <see cref="FetchMirrorAsync"/>) instead of the remote. The
+    /// workspace gets its own copy of the objects it needs (no alternates), so it does not depend on the mirror afterwards;
+    /// its <c>origin</c> is the remote, as in a direct clone.
+    /// </summary>
+    public Task CloneFromMirrorAsync(RepoRef repo, string mirror, string destination, string home, CancellationToken cancellationToken) =>
+        CloneAsync(repo, new Uri(mirror).AbsoluteUri, RepoUrls.ToGitUrl(repo.Url), mirror, destination, home, cancellationToken);
+
+    private async Task CloneAsync(RepoRef repo, string source, string origin, string? mirror, string destination, string home, CancellationToken cancellationToken)
+    {
+        IReadOnlyList<(string, string)> copy = mirror is null ? [] : CopyConfig;
         if (repo.Commit is null)
         {
             string[] branch = repo.Branch is null ? [] : ["--branch", repo.Branch];
+            string[] reference = mirror is null ? [] : ["--reference", mirror, "--dissociate"];
             await GitAsync(new GitCall(home, Path.GetDirectoryName(destination)!,
-                ["clone", "--depth", "1", "--no-tags", "--single-branch", .. branch, "--", url, destination]), cancellationToken).ConfigureAwait(false);
+                ["clone", "--depth", "1", "--no-tags", "--single-branch", .. branch, .. reference, "--", source, destination]) { Config = copy }, cancellationToken).ConfigureAwait(false);
+            if (source != origin)
+                await GitAsync(new GitCall(home, destination, ["remote", "set-url", "origin", "--", origin]), cancellationToken).ConfigureAwait(false);
             return;
         }
         // A commit is fetched on its own so the clone stays shallow.
         Directory.CreateDirectory(destination);
         await GitAsync(new GitCall(home, destination, ["init", "--quiet"]), cancellationToken).ConfigureAwait(false);
-        await GitAsync(new GitCall(home, destination, ["remote", "add", "origin", "--", url]), cancellationToken).ConfigureAwait(false);
-        await GitAsync(new GitCall(home, destination, ["fetch", "--depth", "1", "--no-tags", "origin", repo.Commit]), cancellationToken).ConfigureAwait(false);
+        await GitAsync(new GitCall(home, destination, ["remote", "add", "origin", "--", origin]), cancellationToken).ConfigureAwait(false);
+        var alternates = Path.Combine(destination, ".git", "objects", "info", "alternates");
+        if (mirror is not null)
+            await File.WriteAllTextAsync(alternates, Path.Combine(mirror, "objects") + "\n", cancellationToken).ConfigureAwait(false);
+        await GitAsync(new GitCall(home, destination, ["fetch", "--depth", "1", "--no-tags", source == origin ? "origin" : source, repo.Commit]), cancellationToken).ConfigureAwait(false);
         await GitAsync(new GitCall(home, destination, ["checkout", "--quiet", "--detach", "FETCH_HEAD"]), cancellationToken).ConfigureAwait(false);
+        if (mirror is not null)
+        {
+            // What `clone --dissociate` does: copy the borrowed objects the shallow history reaches, then stop borrowing.
+            await GitAsync(new GitCall(home, destination, ["repack", "-a", "-d", "--quiet"]) { Config = copy }, cancellationToken).ConfigureAwait(false);
+            File.Delete(alternates);
+        }
     }
+
+    /// <summary>
+    /// Creates the bare mirror at <paramref name="mirror"/> when needed and brings every branch and tag of <paramref name="url"/>
+    /// into it, removing those the remote no longer has. The URL is given on the command line, so the mirror's config holds
+    /// neither it nor any credential.
+    /// </summary>
+    public async Task FetchMirrorAsync(string url, string mirror, string home, CancellationToken cancellationToken)
+    {
+        if (!File.Exists(Path.Combine(mirror, "HEAD")) || !File.Exists(Path.Combine(mirror, "config")))
+            await GitAsync(new GitCall(home, mirror, ["init", "--bare", "--quiet", "--template="]), cancellationToken).ConfigureAwait(false);
+        await GitAsync(new GitCall(home, mirror,
+            ["fetch", "--quiet", "--prune", "--no-tags", "--", url, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]) { Config = MirrorConfig }, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The branch the remote's HEAD names (what a clone without <c>--branch</c> checks out), or null when it names none.</summary>
+    public async Task<string?> DefaultBranchAsync(string url, string home, CancellationToken cancellationToken)
+    {
+        const string Prefix = "ref: refs/heads/";
+        var lines = await GitAsync(new GitCall(home, home, ["ls-remote", "--symref", "--", url, "HEAD"]), cancellationToken).ConfigureAwait(false);
+        return lines
+            .Where(line => line.StartsWith(Prefix, StringComparison.Ordinal) && line.EndsWith("\tHEAD", StringComparison.Ordinal))
+            .Select(line => line[Prefix.Length..^"\tHEAD".Length])
+            .FirstOrDefault();
+    }
+
+    /// <summary>Merges a mirror's packs into fewer (geometric progression, so the work stays proportional to what was fetched since).</summary>
+    public Task CompactMirrorAsync(string mirror, string home, CancellationToken cancellationToken) =>
+        GitAsync(new GitCall(home, mirror, ["repack", "-d", "--quiet", "--geometric=2"]) { Config = MirrorConfig }, cancellationToken);
 
     /// <summary>Whether <paramref name="branch"/> exists on the remote <paramref name="url"/>.</summary>
     public async Task<bool> RemoteHasBranchAsync(string url, string branch, string home, CancellationToken cancellationToken)

@@ -23,10 +23,16 @@ public sealed partial class WorkspaceManager
         ExcludeNestedRepositories(workspace);
         await _git.GitAsync(OnCopy(workspace, "add", "--all"), cancellationToken).ConfigureAwait(false);
         string[] diff = ["diff", "--cached", "--no-ext-diff", "--no-textconv", "--no-color", "--no-renames"];
-        await _git.GitAsync(OnCopy(workspace, [.. diff, "--binary", "--full-index", $"--output={diffFile}", workspace.BaseCommit, "--"]), cancellationToken).ConfigureAwait(false);
-        var shortStat = await _git.GitAsync(OnCopy(workspace, [.. diff, "--shortstat", workspace.BaseCommit, "--"]), cancellationToken).ConfigureAwait(false);
-        var numStat = await _git.GitAsync(OnCopy(workspace, [.. diff, "--numstat", workspace.BaseCommit, "--"]), cancellationToken).ConfigureAwait(false);
-        return DiffStat.Parse(shortStat.FirstOrDefault() ?? "", numStat, MaxListedFiles);
+        // One run gives both: a line per file, then the summary line (" 3 files changed, …"), absent when nothing changed.
+        var lines = await _git.GitAsync(OnCopy(workspace, [.. diff, "--numstat", "--shortstat", workspace.BaseCommit, "--"]), cancellationToken).ConfigureAwait(false);
+        var shortStat = lines.LastOrDefault(l => l.StartsWith(' ')) ?? "";
+        var stat = DiffStat.Parse(shortStat, [.. lines.Where(l => l.Length > 0 && !l.StartsWith(' '))], MaxListedFiles);
+        // Most runs of audit agents change nothing: no second git run for an empty diff.
+        if (stat.FilesChanged == 0)
+            await File.WriteAllBytesAsync(diffFile, [], cancellationToken).ConfigureAwait(false);
+        else
+            await _git.GitAsync(OnCopy(workspace, [.. diff, "--binary", "--full-index", $"--output={diffFile}", workspace.BaseCommit, "--"]), cancellationToken).ConfigureAwait(false);
+        return stat;
     }
 
     /// <summary>Commits what <see cref="DiffAsync"/> staged, as the configured author; returns the commit id.</summary>

@@ -8,6 +8,8 @@ namespace AgentWorker.Core.Workspace;
 /// Creates one directory per attempt under WORK_DIR (<c>&lt;job-id&gt;-&lt;random&gt;</c>) holding the clone,
 /// a private HOME for the agent, the sandbox's own files, and a lock file held for the attempt's lifetime. The lock is an
 /// OS file lock, so it vanishes with a crashed worker: a directory whose lock can be taken is stale and swept.
+/// With <see cref="WorkspaceOptions.CloneCache"/> set, clones come from a local mirror (<see cref="MirrorCache"/>);
+/// if that fails for any reason, the clone is made from the remote as without the cache.
 /// </summary>
 public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRunner runner, ILogger<WorkspaceManager> logger)
 {
@@ -17,6 +19,7 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
     public const string EmptyWorkspaceArtifacts = "screenshots";
     private static readonly TimeSpan UnlockedGrace = TimeSpan.FromMinutes(1);
     private readonly GitClient _git = new(options, runner);
+    private readonly MirrorCache? _cache = options.CloneCache is { } cache ? new MirrorCache(cache, new GitClient(options, runner), logger) : null;
 
     public string WorkDir => options.WorkDir;
 
@@ -38,7 +41,7 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
                     workspace.BranchExists = false;
                     repo = repo with { Branch = null };
                 }
-                await _git.CloneAsync(repo, workspace.RepoDir, workspace.HomeDir, cancellationToken).ConfigureAwait(false);
+                await CloneAsync(job.Id, repo, workspace, cancellationToken).ConfigureAwait(false);
             }
             Directory.CreateDirectory(workspace.RepoDir);
             Directory.CreateDirectory(workspace.ArtifactsDir);
@@ -52,6 +55,25 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
             workspace.Dispose();
             throw;
         }
+    }
+
+    private async Task CloneAsync(string jobId, RepoRef repo, JobWorkspace workspace, CancellationToken cancellationToken)
+    {
+        if (_cache is not null)
+        {
+            try
+            {
+                await _cache.CloneAsync(repo, workspace.RepoDir, workspace.HomeDir, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+            catch (Exception e) when (e is WorkspaceException or IOException or UnauthorizedAccessException && !cancellationToken.IsCancellationRequested)
+            {
+                // The remote has the last word: a broken mirror, a full disk or a commit only the remote has must not fail the job.
+                LogCacheMissed(logger, jobId, e.Message);
+                SafeTree.Delete(workspace.RepoDir);
+            }
+        }
+        await _git.CloneAsync(repo, workspace.RepoDir, workspace.HomeDir, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>A directory like a job's but with an empty <see cref="JobWorkspace.RepoDir"/> instead of a clone (tool runs); swept the same way.</summary>
@@ -72,9 +94,13 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
             artifactsInRepo ? Path.Combine(root, "repo", EmptyWorkspaceArtifacts) : Path.Combine(root, "artifacts"));
     }
 
-    /// <summary>Removes workspaces left behind by workers that died. Returns how many were removed.</summary>
+    /// <summary>
+    /// Removes workspaces left behind by workers that died, and (every few minutes) clone cache mirrors unused for too long
+    /// or over the cache's size. Returns how many workspaces were removed.
+    /// </summary>
     public int SweepStale()
     {
+        _cache?.SweepIfDue(DateTime.UtcNow);
         if (!Directory.Exists(options.WorkDir))
             return 0;
         var removed = 0;
@@ -137,6 +163,9 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
         var chars = id.Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' ? c : '_').ToArray();
         return new string(chars, 0, Math.Min(chars.Length, 64));
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Clone cache not used for job {JobId}, cloning from the remote: {Reason}")]
+    private static partial void LogCacheMissed(ILogger logger, string jobId, string reason);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Removed stale workspace {Path}")]
     private static partial void LogSwept(ILogger logger, string path);

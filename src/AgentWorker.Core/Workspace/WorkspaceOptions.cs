@@ -27,4 +27,19 @@ public sealed record WorkspaceOptions
     public string CommitAuthorName { get; init; } = "AgentWorker";
 
     public string CommitAuthorEmail { get; init; } = "agent-worker@localhost";
+
+    /// <summary>The local mirror cache repeat clones are made from; null clones every workspace from the remote.</summary>
+    public CloneCacheOptions? CloneCache { get; init; }
+}
+
+/// <summary>Where the bare mirrors live and when they are swept.</summary>
+public sealed record CloneCacheOptions
+{
+    public required string Dir { get; init; }
+
+    /// <summary>Above this total, the least recently used mirrors not in use are removed.</summary>
+    public long MaxBytes { get; init; } = 5L * 1024 * 1024 * 1024;
+
+    /// <summary>Mirrors unused for longer are removed.</summary>
+    public TimeSpan MaxAge { get; init; } = TimeSpan.FromDays(7);
 }

@@ -7,7 +7,7 @@ namespace AgentWorker.Cli;
 internal static class HostCommands
 {
     public static Command Serve(CommandAction action) =>
-        new Command("serve", "Run the HTTP API, /health, /ready, /metrics and the worker slots.").WithAction(action, async (context, cancellationToken) =>
+        new Command("serve", "Run the HTTP API, the dashboard at /, /health, /ready, /metrics and the worker slots.").WithAction(action, async (context, cancellationToken) =>
         {
             var config = context.Config;
             var agents = context.LoadAgents();

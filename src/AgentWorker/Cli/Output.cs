@@ -1,4 +1,7 @@
+using System.Buffers;
+using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using AgentWorker.Core.Pipeline;
 
 namespace AgentWorker.Cli;
@@ -9,6 +12,18 @@ internal static class Output
     private static readonly JsonSerializerOptions Indented = new(ResultJson.Options) { WriteIndented = true };
 
     public static void Json<T>(T value) => Console.WriteLine(JsonSerializer.Serialize(value, Indented));
+
+    /// <summary>
+    /// The same output for a document built by hand: no serializer metadata to build by reflection, which is most of what
+    /// a short command like <c>stats</c> would otherwise spend starting up.
+    /// </summary>
+    public static void Document(JsonNode value)
+    {
+        var buffer = new ArrayBufferWriter<byte>();
+        using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+            value.WriteTo(json);
+        Console.WriteLine(Encoding.UTF8.GetString(buffer.WrittenSpan));
+    }
 
     public static void Table(IReadOnlyList<string> headers, IEnumerable<IReadOnlyList<string>> rows)
     {

@@ -19,7 +19,19 @@ internal static class QueueCommands
         {
             await using var queue = await context.OpenQueueAsync(cancellationToken);
             var stats = await queue.GetStatsAsync(cancellationToken);
-            Output.Json(new { backend = queue.Backend, depth = stats.Depth, stats.Queued, stats.Running, stats.Retrying, stats.Succeeded, stats.Failed, stats.Cancelled, stats.TimedOut, stats.Dead });
+            Output.Document(new JsonObject
+            {
+                ["backend"] = queue.Backend,
+                ["depth"] = stats.Depth,
+                ["queued"] = stats.Queued,
+                ["running"] = stats.Running,
+                ["retrying"] = stats.Retrying,
+                ["succeeded"] = stats.Succeeded,
+                ["failed"] = stats.Failed,
+                ["cancelled"] = stats.Cancelled,
+                ["timedOut"] = stats.TimedOut,
+                ["dead"] = stats.Dead,
+            });
             return ExitCodes.Ok;
         });
 
@@ -118,9 +130,10 @@ internal static class QueueCommands
 
         var state = new Option<string?>("--state") { Description = "Only jobs in this state." };
         var agent = new Option<string?>("--agent") { Description = "Only jobs of this agent." };
+        var repo = new Option<string?>("--repo") { Description = "Only jobs whose repository URL contains this text." };
         var limit = new Option<int>("--limit") { Description = "Page size.", DefaultValueFactory = _ => 20 };
         var offset = new Option<int>("--offset") { Description = "Jobs to skip.", DefaultValueFactory = _ => 0 };
-        jobs.Subcommands.Add(new Command("list", "Jobs, newest first.") { state, agent, limit, offset }.WithAction(action, async (context, cancellationToken) =>
+        jobs.Subcommands.Add(new Command("list", "Jobs, newest first.") { state, agent, repo, limit, offset }.WithAction(action, async (context, cancellationToken) =>
         {
             JobState? filter = null;
             if (context.Parse.GetValue(state) is { } name)
@@ -133,7 +146,7 @@ internal static class QueueCommands
             if (size is < 1 or > 500 || skip < 0)
                 throw new Configuration.ConfigException("invalid option --limit/--offset: limit 1-500, offset not negative");
             await using var queue = await context.OpenQueueAsync(cancellationToken);
-            var page = await queue.ListAsync(new JobQuery(filter, context.Parse.GetValue(agent), size, skip), cancellationToken);
+            var page = await queue.ListAsync(new JobQuery(filter, context.Parse.GetValue(agent), size, skip, context.Parse.GetValue(repo)), cancellationToken);
             Output.Table(["ID", "STATE", "AGENT", "ATTEMPTS", "SCORE", "FINDINGS", "CREATED"], page.Items.Select(j => (IReadOnlyList<string>)
             [
                 j.Id, j.State.Name(), j.Spec.Agent ?? "(default)", $"{j.Attempts}/{j.Spec.MaxAttempts}",

@@ -91,6 +91,12 @@ internal static class Settings
     public static readonly Setting SinkRetryBaseDelay = new("sinkRetryBaseDelaySeconds", "--sink-retry-base-delay", ["SINK_RETRY_BASE_DELAY_SECONDS"], "1", "Wait before a delivery's first retry; doubles per retry, with jitter.");
     public static readonly Setting SinkTimeout = new("sinkTimeoutSeconds", "--sink-timeout", ["SINK_TIMEOUT_SECONDS"], "10", "Longest one delivery try may take.");
 
+    // Clone cache: local bare mirrors that repeat clones are made from.
+    public static readonly Setting CloneCache = new("cloneCache", "--clone-cache", ["CLONE_CACHE"], "on", "Clone from a local mirror of each repository, fetched before every clone (on), or always from the remote (off).");
+    public static readonly Setting CloneCacheDir = new("cloneCacheDir", "--clone-cache-dir", ["CLONE_CACHE_DIR"], null, "Where the clone cache keeps its mirrors (default <data-dir>/clone-cache); several workers may share it.");
+    public static readonly Setting CloneCacheMaxMb = new("cloneCacheMaxMb", "--clone-cache-max-mb", ["CLONE_CACHE_MAX_MB"], "5120", "Clone cache size; above it the least recently used mirrors are removed.");
+    public static readonly Setting CloneCacheMaxAge = new("cloneCacheMaxAge", "--clone-cache-max-age", ["CLONE_CACHE_MAX_AGE"], "168h", "Mirrors unused for this long are removed (e.g. 168h, 30m).");
+
     public static readonly IReadOnlyList<Setting> All =
     [
         ConfigFile, DataDir, Backend, RedisUrl, QueueName, PostgresUrl, PostgresSchema, WorkDir, Port, Host, Workers, ApiKey, RateLimit, MaxQueueDepth, MaxBodyBytes,
@@ -103,5 +109,6 @@ internal static class Settings
         AllocatorApiUrl, LlmApiKey, LlmBaseUrl, LlmModel,
         GitSshKey, GitSshKnownHosts, GitSshStrictHostKeyChecking, GitAuthorName, GitAuthorEmail, MaxArtifactMb,
         WebhookUrl, WebhookSecret, ResultsTable, ResultsPostgresUrl, SinkMaxAttempts, SinkRetryBaseDelay, SinkTimeout,
+        CloneCache, CloneCacheDir, CloneCacheMaxMb, CloneCacheMaxAge,
     ];
 }

@@ -97,6 +97,7 @@ internal sealed record WorkerConfig
         var knownHosts = ExistingFile(values, Settings.GitSshKnownHosts);
         var (webhookUrls, webhookSecret) = Webhooks(values);
         var orchestration = OrchestrationConfig.Load(values, dataDir);
+        var cloneCache = LoadCloneCache(values, dataDir);
 
         return new WorkerConfig
         {
@@ -138,7 +139,7 @@ internal sealed record WorkerConfig
                 Limits = limits,
                 HostUid = values.GetInt(Settings.SandboxUid, 1, int.MaxValue),
                 StateDir = Path.Combine(dataDir, "sandbox"),
-                HiddenPaths = [dataDir, workDir, orchestration.Tools.WorkspaceRoot, .. new[] { values.Get(Settings.ConfigFile), agentsFile, sshKey, knownHosts }.OfType<string>().Select(Path.GetFullPath)],
+                HiddenPaths = [dataDir, workDir, orchestration.Tools.WorkspaceRoot, .. OutsideOf(dataDir, cloneCache.Dir), .. new[] { values.Get(Settings.ConfigFile), agentsFile, sshKey, knownHosts }.OfType<string>().Select(Path.GetFullPath)],
             },
             Workspace = new WorkspaceOptions
             {
@@ -154,6 +155,7 @@ internal sealed record WorkerConfig
                 SshStrictHostKeyChecking = values.GetChoice(Settings.GitSshStrictHostKeyChecking, GitSsh.Strict, GitSsh.AcceptNew),
                 CommitAuthorName = Identity(values, Settings.GitAuthorName),
                 CommitAuthorEmail = Identity(values, Settings.GitAuthorEmail),
+                CloneCache = values.GetChoice(Settings.CloneCache, "on", "off") == "on" ? cloneCache : null,
             },
             Sinks = new SinkOptions
             {
@@ -178,6 +180,21 @@ internal sealed record WorkerConfig
             Integrations = integrations,
         };
     }
+
+    /// <summary>
+    /// <paramref name="path"/> unless it lies in <paramref name="directory"/>: covering both would leave an empty mount point
+    /// for the inner one in the outer one's cover, an entry the agent could see.
+    /// </summary>
+    private static string[] OutsideOf(string directory, string path) =>
+        path == directory || path.StartsWith(directory.TrimEnd('/') + "/", StringComparison.Ordinal) ? [] : [path];
+
+    /// <summary>The clone cache settings, checked even when the cache is off so a typo shows before someone turns it on.</summary>
+    private static CloneCacheOptions LoadCloneCache(ConfigValues values, string dataDir) => new()
+    {
+        Dir = values.Get(Settings.CloneCacheDir) is { Length: > 0 } dir ? Path.GetFullPath(dir) : Path.Combine(dataDir, "clone-cache"),
+        MaxBytes = values.GetLong(Settings.CloneCacheMaxMb, 1, 1L << 30) * 1024 * 1024,
+        MaxAge = values.GetDuration(Settings.CloneCacheMaxAge, TimeSpan.FromMinutes(1), TimeSpan.FromDays(3650)),
+    };
 
     private static string? ExistingFile(ConfigValues values, Setting setting) =>
         values.Get(setting) is { Length: > 0 } file

@@ -29,3 +29,16 @@ internal sealed class BearerAuthFilter(string? apiKey) : IEndpointFilter
         return CryptographicOperations.FixedTimeEquals(presented, _expected);
     }
 }
+
+internal static class BearerAuth
+{
+    /// <summary>
+    /// Puts the group's endpoints behind <see cref="BearerAuthFilter"/>. The filter is also endpoint metadata, which is how
+    /// the OpenAPI document knows which operations need the token.
+    /// </summary>
+    public static RouteGroupBuilder RequireBearer(this RouteGroupBuilder group, string? apiKey)
+    {
+        var filter = new BearerAuthFilter(apiKey);
+        return group.AddEndpointFilter(filter).WithMetadata(filter).ProducesProblem(StatusCodes.Status401Unauthorized);
+    }
+}

@@ -18,7 +18,11 @@ internal static partial class HttpHost
 
     public static WebApplication Build(WorkerConfig config, IJobQueue queue, AgentRegistry agents, bool runWorkers = true)
     {
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
+        // Empty rather than slim: the worker reads its own settings (WorkerConfig), so the host needs no appsettings.json,
+        // environment or command-line sources and no file watchers for them; only Kestrel and routing are added back.
+        var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { Args = [] });
+        builder.WebHost.UseKestrelCore();
+        builder.Services.AddRoutingCore();
         builder.Logging.AddWorkerLogging(config);
         var registry = Metrics.NewCustomRegistry();
         builder.Services.AddSingleton<IJobMetrics>(new PrometheusJobMetrics(registry));
@@ -34,14 +38,22 @@ internal static partial class HttpHost
         builder.Services.ConfigureHttpJsonOptions(o =>
         {
             o.SerializerOptions.DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull;
+            // No route binds a JSON body (intake parses its three shapes itself), so this only keeps numbers numbers in the OpenAPI schemas.
+            o.SerializerOptions.NumberHandling = JsonNumberHandling.Strict;
         });
         builder.Services.AddRateLimiter(o => ConfigureRateLimits(o, config.RateLimitPerMinute));
+        builder.Services.AddApiDocs();
+        builder.Services.AddQueueHistory();
 
         var app = builder.Build();
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         app.UseRateLimiter();
         app.MapJobs(config);
+        app.MapAgents(config.ApiKey);
+        app.MapQueueHistory(config.ApiKey);
+        app.MapApiDocs();
+        app.MapDashboard();
         app.MapJobOutputs(config);
         app.MapHealth(queue, config);
         ExportQueueGauges(registry, queue, app.Services.GetRequiredService<BackendHealth>());

@@ -11,11 +11,11 @@ internal static class JobOutputsApi
 {
     public static void MapJobOutputs(this IEndpointRouteBuilder app, WorkerConfig config)
     {
-        var secured = app.MapGroup("/v1/jobs/{id}").AddEndpointFilter(new BearerAuthFilter(config.ApiKey));
-        secured.MapGet("/receipt", ReceiptAsync);
-        secured.MapGet("/artifacts", ArtifactsAsync);
-        secured.MapGet("/artifacts/{**name}", ArtifactAsync);
-        secured.MapGet("/deliveries", DeliveriesAsync);
+        var secured = app.MapGroup("/v1/jobs/{id}").RequireBearer(config.ApiKey).WithTags("jobs");
+        secured.MapGet("/receipt", ReceiptAsync).WithSummary("Get the job's run receipt");
+        secured.MapGet("/artifacts", ArtifactsAsync).WithSummary("List the job's stored artifacts");
+        secured.MapGet("/artifacts/{**name}", ArtifactAsync).WithSummary("Download one stored artifact");
+        secured.MapGet("/deliveries", DeliveriesAsync).WithSummary("List the job's webhook deliveries");
     }
 
     private static async Task<IResult> ReceiptAsync(IJobQueue queue, string id, CancellationToken cancellationToken) =>

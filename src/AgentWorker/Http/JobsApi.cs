@@ -19,14 +19,33 @@ internal static class JobsApi
 
     public static void MapJobs(this IEndpointRouteBuilder app, WorkerConfig config)
     {
-        var secured = app.MapGroup("").AddEndpointFilter(new BearerAuthFilter(config.ApiKey));
+        var secured = app.MapGroup("").RequireBearer(config.ApiKey).WithTags("jobs");
         foreach (var route in new[] { "/v1/jobs", "/queue", "/api/tasks" })
-            secured.MapPost(route, SubmitAsync).RequireRateLimiting(IntakePolicy);
-        secured.MapGet("/v1/jobs", ListAsync);
-        secured.MapGet("/v1/jobs/{id}", GetAsync);
-        secured.MapGet("/v1/jobs/{id}/logs", LogsAsync);
-        secured.MapPost("/v1/jobs/{id}/cancel", CancelAsync);
-        secured.MapPost("/v1/jobs/{id}/retry", RetryAsync);
+        {
+            secured.MapPost(route, SubmitAsync).RequireRateLimiting(IntakePolicy)
+                .WithSummary(route == "/v1/jobs" ? "Queue a job" : $"Queue a job ({route}, seed-compatible route)")
+                .WithDescription("Accepts the three job shapes (native, seed /queue, seed reliable-queue); the same id again answers with the existing job.")
+                .WithMetadata(ApiDocs.JobIntake)
+                .Produces<SubmitAnswer>(StatusCodes.Status202Accepted)
+                .ProducesValidationProblem()
+                .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
+                .ProducesProblem(StatusCodes.Status429TooManyRequests)
+                .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
+        }
+        secured.MapGet("/v1/jobs", ListAsync)
+            .WithSummary("List jobs, newest first").Produces<JobPageView>().ProducesValidationProblem();
+        secured.MapGet("/v1/jobs/{id}", GetAsync)
+            .WithSummary("Get a job with its attempts and result").Produces<JobView>().ProducesProblem(StatusCodes.Status404NotFound);
+        secured.MapGet("/v1/jobs/{id}/logs", LogsAsync)
+            .WithSummary("Read a job's events, or follow them live")
+            .WithDescription("With follow=true the answer is text/event-stream: one event per stored event (id = seq, event = kind), then `event: end` once the job has ended. Honours Last-Event-ID.")
+            .Produces<EventPage>(StatusCodes.Status200OK, "application/json", "text/event-stream").ProducesProblem(StatusCodes.Status404NotFound);
+        secured.MapPost("/v1/jobs/{id}/cancel", CancelAsync)
+            .WithSummary("Cancel a job").Produces<CancelAnswer>(StatusCodes.Status202Accepted)
+            .ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict);
+        secured.MapPost("/v1/jobs/{id}/retry", RetryAsync)
+            .WithSummary("Queue a failed, dead, cancelled or timed-out job again").Produces<RetryAnswer>(StatusCodes.Status202Accepted)
+            .ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict);
     }
 
     private static async Task<IResult> SubmitAsync(HttpContext http, IJobQueue queue, AgentRegistry agents, WorkerConfig config, BackendRetry retry, JobNotifier notifier, CancellationToken cancellationToken)
@@ -76,9 +95,9 @@ internal static class JobsApi
     }
 
     private static IResult Accepted(JobRecord job, bool created) =>
-        TypedResults.Accepted($"/v1/jobs/{Uri.EscapeDataString(job.Id)}", new { id = job.Id, state = job.State, created });
+        TypedResults.Accepted($"/v1/jobs/{Uri.EscapeDataString(job.Id)}", new SubmitAnswer(job.Id, job.State, created));
 
-    private static async Task<IResult> ListAsync(IJobQueue queue, string? state, string? agent, int? limit, int? offset, CancellationToken cancellationToken)
+    private static async Task<IResult> ListAsync(IJobQueue queue, string? state, string? agent, string? repo, int? limit, int? offset, CancellationToken cancellationToken)
     {
         JobState? filter = null;
         if (state is not null)
@@ -91,8 +110,8 @@ internal static class JobsApi
             return Problems.Invalid(new Dictionary<string, string[]> { ["limit"] = ["must be from 1 to 500"] });
         if (offset is < 0)
             return Problems.Invalid(new Dictionary<string, string[]> { ["offset"] = ["must not be negative"] });
-        var page = await queue.ListAsync(new JobQuery(filter, agent, limit ?? 50, offset ?? 0), cancellationToken);
-        return TypedResults.Ok(new { items = page.Items.Select(JobView.From), total = page.Total, limit = limit ?? 50, offset = offset ?? 0 });
+        var page = await queue.ListAsync(new JobQuery(filter, agent, limit ?? 50, offset ?? 0, string.IsNullOrEmpty(repo) ? null : repo), cancellationToken);
+        return TypedResults.Ok(new JobPageView(page.Items.Select(JobView.From), page.Total, limit ?? 50, offset ?? 0));
     }
 
     private static async Task<IResult> GetAsync(IJobQueue queue, string id, CancellationToken cancellationToken) =>
@@ -108,7 +127,7 @@ internal static class JobsApi
         {
             CancelOutcome.NotFound => Problems.NotFound(id),
             CancelOutcome.AlreadyFinished => Problems.Create(StatusCodes.Status409Conflict, "Job already finished", $"job '{id}' has already ended"),
-            _ => TypedResults.Accepted($"/v1/jobs/{Uri.EscapeDataString(id)}", new { id, outcome = outcome == CancelOutcome.Cancelled ? "cancelled" : "cancel_requested" }),
+            _ => TypedResults.Accepted($"/v1/jobs/{Uri.EscapeDataString(id)}", new CancelAnswer(id, outcome == CancelOutcome.Cancelled ? "cancelled" : "cancel_requested")),
         };
     }
 
@@ -122,7 +141,7 @@ internal static class JobsApi
             RetryOutcome.NotFound => Problems.NotFound(id),
             RetryOutcome.NotFinished => Problems.Create(StatusCodes.Status409Conflict, "Job not finished", $"job '{id}' is still queued or running"),
             RetryOutcome.AlreadySucceeded => Problems.Create(StatusCodes.Status409Conflict, "Job succeeded", $"job '{id}' succeeded; a succeeded job is not run again (enqueue a new id)"),
-            _ => TypedResults.Accepted($"/v1/jobs/{Uri.EscapeDataString(id)}", new { id, state = JobState.Queued }),
+            _ => TypedResults.Accepted($"/v1/jobs/{Uri.EscapeDataString(id)}", new RetryAnswer(id, JobState.Queued)),
         };
     }
 
@@ -137,7 +156,7 @@ internal static class JobsApi
         if (follow != true)
         {
             var events = await queue.ReadEventsAsync(id, cursor, 10_000, cancellationToken);
-            await TypedResults.Ok(new { items = events, next = events.Count > 0 ? events[^1].Seq : cursor }).ExecuteAsync(http);
+            await TypedResults.Ok(new EventPage(events, events.Count > 0 ? events[^1].Seq : cursor)).ExecuteAsync(http);
             return;
         }
 

@@ -124,7 +124,7 @@ public sealed class WorkspaceManagerTests : IDisposable
     }
 
     /// <summary>An HTTP server that asks for credentials on every request and records what it was sent.</summary>
-    private static async Task AnswerUnauthorizedAsync(System.Net.Sockets.TcpListener server, System.Collections.Concurrent.ConcurrentQueue<string> requests, CancellationToken cancellationToken)
+    internal static async Task AnswerUnauthorizedAsync(System.Net.Sockets.TcpListener server, System.Collections.Concurrent.ConcurrentQueue<string> requests, CancellationToken cancellationToken)
     {
         try
         {

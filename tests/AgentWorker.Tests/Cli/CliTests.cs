@@ -61,7 +61,8 @@ public sealed class CliTests : IDisposable
 
         var (_, stats) = await RunAsync(null, "stats");
         var (_, peek) = await RunAsync(null, "peek");
-        var (_, list) = await RunAsync(null, "jobs", "list");
+        var (_, list) = await RunAsync(null, "jobs", "list", "--repo", "/repo");
+        var (_, otherRepo) = await RunAsync(null, "jobs", "list", "--repo", "/elsewhere");
         var (cancelExit, cancel) = await RunAsync(null, "jobs", "cancel", "job-123");
         var (retryExit, retry) = await RunAsync(null, "jobs", "retry", "job-123");
         var (missingExit, missing) = await RunAsync(null, "jobs", "show", "ghost");
@@ -71,6 +72,7 @@ public sealed class CliTests : IDisposable
         Assert.Contains("\"id\": \"job-123\"", peek, StringComparison.Ordinal);
         Assert.Contains("\"branch\": \"feature-branch\"", peek, StringComparison.Ordinal);
         Assert.Contains("job-123  queued  ssot_auditor", list, StringComparison.Ordinal);
+        Assert.Equal("0 of 0", otherRepo.Trim().Split('\n')[^1]);
         Assert.Equal((0, "cancelled job-123"), (cancelExit, cancel.Trim()));
         Assert.Equal((0, "queued job-123 again"), (retryExit, retry.Trim()));
         Assert.Equal((1, "agent-worker: no job with id 'ghost'"), (missingExit, missing.Trim()));

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using AgentWorker.Testing;
 using AgentWorker.Tests.EndToEnd;
 
 namespace AgentWorker.Tests.Sandbox;
@@ -14,6 +15,9 @@ public sealed class SecretAttackFixture : SandboxWorkerFixture
 
     /// <summary>The one worker variable an agent's allow-list names; it must arrive, so the dump is known to work.</summary>
     public string AllowedValue { get; } = $"allowed-{Guid.NewGuid():N}";
+
+    /// <summary>Gets every job's signed webhooks; their bodies and headers are searched too.</summary>
+    public WebhookReceiver Webhooks { get; } = WebhookReceiver.Start(_ => 200);
 
     /// <summary>
     /// One marker per environment name of every secret setting (Setting.cs: apiKey, gitToken, redisUrl, postgresUrl),
@@ -29,18 +33,21 @@ public sealed class SecretAttackFixture : SandboxWorkerFixture
         ["MINIO_SECRET_KEY"] = $"awminio-{Guid.NewGuid():N}",
         ["OPENROUTER_API_KEY"] = $"awor-{Guid.NewGuid():N}",
         ["LLM_API_KEY"] = $"awllm-{Guid.NewGuid():N}",
+        ["WEBHOOK_SECRET"] = $"awwhs-{Guid.NewGuid():N}",
+        // Nothing listens there: the results sink fails and records why, which must not quote the password.
+        ["RESULTS_POSTGRES_URL"] = $"postgresql://agent:awres{Guid.NewGuid():N}@127.0.0.1:1/agent",
     };
 
     /// <summary>The markers to look for: whole values, and the passwords inside the connection strings on their own.</summary>
     public IReadOnlyList<string> Secrets =>
     [
         ApiKey, GitToken, DatabasePassword, SecretSettings["AGENT_WEBHOOK_SECRET"], SecretSettings["GITHUB_TOKEN"],
-        SecretSettings["MINIO_SECRET_KEY"], SecretSettings["OPENROUTER_API_KEY"], SecretSettings["LLM_API_KEY"],
-        .. new[] { "REDIS_URL", "POSTGRES_URL", "POSTGRES_DSN" }.SelectMany(name => new[] { SecretSettings[name], Password(SecretSettings[name]) }),
+        SecretSettings["MINIO_SECRET_KEY"], SecretSettings["OPENROUTER_API_KEY"], SecretSettings["LLM_API_KEY"], SecretSettings["WEBHOOK_SECRET"],
+        .. new[] { "REDIS_URL", "POSTGRES_URL", "POSTGRES_DSN", "RESULTS_POSTGRES_URL" }.SelectMany(name => new[] { SecretSettings[name], Password(SecretSettings[name]) }),
     ];
 
     private static string Password(string connection) =>
-        System.Text.RegularExpressions.Regex.Match(connection, "(awredis|awpg|awdsn)[0-9a-f]{32}").Value;
+        System.Text.RegularExpressions.Regex.Match(connection, "(awredis|awpg|awdsn|awres)[0-9a-f]{32}").Value;
 
     protected override IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>(SecretSettings)
     {
@@ -51,7 +58,15 @@ public sealed class SecretAttackFixture : SandboxWorkerFixture
         ["AGENT_WORKER_BACKEND"] = "sqlite",
         ["SOME_DATABASE_URL"] = $"postgres://app:{DatabasePassword}@127.0.0.1:5432/app",
         ["AW_ALLOWED_VARIABLE"] = AllowedValue,
+        ["WEBHOOK_URL"] = Webhooks.Url.ToString(),
+        ["RESULTS_TABLE"] = "audit_results",
     };
+
+    protected override ValueTask ReleaseAsync()
+    {
+        Webhooks.Dispose();
+        return ValueTask.CompletedTask;
+    }
 
     // Every dump is printed as is and reversed: the worker masks the secrets it knows in agent output, and
     // an attacker would not hand them over in a form the mask recognises.
@@ -147,8 +162,23 @@ public sealed class SecretAttackTests(SecretAttackFixture fixture) : IClassFixtu
         Assert.Equal("succeeded", builtIn.State);
         Assert.Contains(clone.State, new[] { "failed", "dead" });
 
+        // Both sinks ran for the job: the webhook was delivered, the results table's failure logged with its reason.
+        await Eventually.UntilAsync(
+            () => Task.FromResult(fixture.Webhooks.Requests.Count(r => Encoding.UTF8.GetString(r.Body).Contains(reported.Id, StringComparison.Ordinal))),
+            count => count >= 2,
+            TimeSpan.FromSeconds(30),
+            $"webhooks of {reported.Id}");
+        var sinkLog = await Eventually.UntilAsync(
+            () => fixture.Client.GetStringAsync($"/v1/jobs/{reported.Id}/logs"),
+            log => log.Contains("results table", StringComparison.Ordinal) && log.Contains("retrying", StringComparison.Ordinal),
+            TimeSpan.FromSeconds(30),
+            $"results sink failure of {reported.Id} logged");
+
         var places = new Dictionary<string, string>
         {
+            ["delivery log"] = sinkLog,
+            ["webhook requests"] = string.Join('\n', fixture.Webhooks.Requests.Select(r =>
+                $"{r.PathAndQuery} {string.Join(' ', r.Headers.Select(h => $"{h.Key}: {h.Value}"))} {Encoding.UTF8.GetString(r.Body)}")),
             ["worker log (stdout and stderr)"] = fixture.Worker.Output,
             ["GET /v1/jobs"] = await fixture.Client.GetStringAsync("/v1/jobs?limit=500"),
             ["GET /health"] = await fixture.Client.GetStringAsync("/health"),

@@ -3,24 +3,22 @@ using System.Diagnostics;
 using AgentWorker.Core.Jobs;
 using AgentWorker.Core.Queue;
 using AgentWorker.Core.Results;
-using AgentWorker.Storage.Sqlite;
 
 namespace AgentWorker.Bench;
 
 /// <summary>
-/// No-op jobs through the SQLite queue, measured the way the Hangfire peer measures
-/// (/work/shared/bench/peers/hangfire/Program.cs): sequential enqueue, a concurrent drain, then
-/// latency of single jobs sent one at a time to idle workers.
+/// No-op jobs through one backend's queue, measured the way the peers measure
+/// (/work/shared/bench/peers: hangfire/Program.cs, bullmq/bench.mjs): sequential enqueue, a concurrent drain,
+/// then latency of single jobs sent one at a time to idle workers.
 /// </summary>
-internal sealed class SqliteQueueBench
+internal sealed class QueueBench
 {
-    private const string Peer = "agent-worker-sqlite";
     private const int LatencySamples = 200;
 
     // Only bounds one LeaseAsync call: a waiting worker is woken by the enqueue, so this never adds latency.
     private static readonly TimeSpan LeaseWait = TimeSpan.FromSeconds(5);
 
-    private readonly SqliteJobQueue queue;
+    private readonly IJobQueue queue;
     private readonly int jobs;
 
     // Latency jobs by id; the worker that leased one reports the Stopwatch timestamp taken as LeaseAsync returned.
@@ -28,31 +26,23 @@ internal sealed class SqliteQueueBench
     private readonly TaskCompletionSource<long> drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int completed;
 
-    private SqliteQueueBench(SqliteJobQueue queue, int jobs)
+    private QueueBench(IJobQueue queue, int jobs)
     {
         this.queue = queue;
         this.jobs = jobs;
     }
 
-    public static async Task<BenchResult> RunAsync(BenchArguments arguments, CancellationToken cancellationToken)
+    public static async Task<BenchResult> RunAsync(BenchStore store, int jobs, int workers, CancellationToken cancellationToken)
     {
-        // A fresh directory per run: an empty database, and nothing of ours left behind to delete by pattern.
-        var directory = Path.Combine(arguments.DataDir, $"agent-worker-bench-{Guid.NewGuid():N}");
-        try
+        await using (store)
         {
-            // Product defaults (QueueOptions and the durability pragmas SqliteDatabase applies), nothing tuned for the bench.
-            var queue = await SqliteJobQueue.OpenAsync(Path.Combine(directory, "queue.db"), new QueueOptions(), TimeProvider.System, cancellationToken);
+            var queue = await store.OpenAsync(cancellationToken);
             await using (queue)
-                return await new SqliteQueueBench(queue, arguments.Jobs).MeasureAsync(arguments.Workers, cancellationToken);
-        }
-        finally
-        {
-            if (Directory.Exists(directory))
-                Directory.Delete(directory, recursive: true);
+                return await new QueueBench(queue, jobs).MeasureAsync($"agent-worker-{store.Backend}", workers, cancellationToken);
         }
     }
 
-    private async Task<BenchResult> MeasureAsync(int workers, CancellationToken cancellationToken)
+    private async Task<BenchResult> MeasureAsync(string peer, int workers, CancellationToken cancellationToken)
     {
         var enqueueStart = Stopwatch.GetTimestamp();
         for (var i = 0; i < jobs; i++)
@@ -60,7 +50,7 @@ internal sealed class SqliteQueueBench
         var enqueueSeconds = Stopwatch.GetElapsedTime(enqueueStart).TotalSeconds;
 
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        // Like the peer's drain clock, this one includes starting the workers.
+        // Like the peers' drain clock, this one includes starting the workers.
         var drainStart = Stopwatch.GetTimestamp();
         var loops = Enumerable.Range(1, workers).Select(i => Task.Run(() => WorkAsync($"bench-{i}", stop.Token), CancellationToken.None)).ToArray();
         // A loop only ends early by throwing; without this the run would wait forever for jobs nobody takes.
@@ -83,7 +73,7 @@ internal sealed class SqliteQueueBench
 
             var (p50, p99) = Percentiles.Of(latencies);
             return new BenchResult(
-                Peer,
+                peer,
                 jobs,
                 workers,
                 EnqueuePerSecond: jobs / enqueueSeconds,
@@ -131,5 +121,5 @@ internal sealed class SqliteQueueBench
         throw new InvalidOperationException("a worker loop stopped before the run was done");
     }
 
-    private static JobSpec Noop(string id) => new() { Id = id, Agent = "noop", Repo = new RepoRef("/srv/noop") };
+    internal static JobSpec Noop(string id) => new() { Id = id, Agent = "noop", Repo = new RepoRef("/srv/noop") };
 }
