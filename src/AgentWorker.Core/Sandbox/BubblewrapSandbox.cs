@@ -34,15 +34,9 @@ public sealed class BubblewrapSandbox : ISandbox
         exec "$@" 3< "$bpf"
         """;
 
-    private const string Hosts = "127.0.0.1 localhost\n::1 localhost\n";
+    internal const string Hosts = "127.0.0.1 localhost\n::1 localhost\n";
 
     private static readonly string[] TopLevelSystemPaths = ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
-    private static readonly string[] EtcFiles =
-    [
-        "/etc/ssl", "/etc/ca-certificates", "/etc/alternatives", "/etc/localtime", "/etc/nsswitch.conf",
-        "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/gitconfig.d",
-    ];
-    private static readonly string[] NetworkEtcFiles = ["/etc/resolv.conf", "/etc/gai.conf", "/etc/host.conf"];
 
     private readonly SandboxOptions _options;
     private readonly Cgroups _cgroups;
@@ -50,7 +44,7 @@ public sealed class BubblewrapSandbox : ISandbox
     private readonly string _seccompFile;
     private readonly IReadOnlyList<(string Source, string Target)> _readOnlyExtras;
     private readonly IReadOnlyList<string> _selfCommand;
-    private readonly Dictionary<string, string> _stubFiles;
+    private readonly SandboxEtc _etc;
 
     // A root worker hands the agent to an unprivileged host user before bubblewrap starts: the process runner starts
     // the launcher as that user (one exec less than setpriv) when the user has a name and the launcher may join the
@@ -86,8 +80,9 @@ public sealed class BubblewrapSandbox : ISandbox
         {
             throw new SandboxException($"cannot build the seccomp filter ({e.Message}): apt-get install libseccomp2, or run with --sandbox none (no isolation)");
         }
-        // bubblewrap opens them after the launcher dropped to the sandbox user.
-        _stubFiles = WriteStubFiles(options.StateDir, publicCopies: _dropTo is not null);
+        // bubblewrap opens it after the launcher dropped to the sandbox user: a root worker's copy is world-readable.
+        _etc = new SandboxEtc(_dropTo is null ? options.StateDir : null);
+        _etc.Current();
     }
 
     public string Name => SandboxOptions.Bubblewrap;
@@ -116,6 +111,7 @@ public sealed class BubblewrapSandbox : ISandbox
             }
             if (forwarder is not null)
                 File.WriteAllText(Path.Combine(request.Scratch, "hosts"), $"{Hosts}127.0.0.1 {forwarder.Host}\n");
+            var etc = _etc.Current();
             if (_dropTo is { } uid)
             {
                 HostFiles.ChangeOwner(request.Workspace, uid);
@@ -123,7 +119,7 @@ public sealed class BubblewrapSandbox : ISandbox
                 if (request.Artifacts is { } artifacts && !IsUnder(artifacts, request.Workspace))
                     HostFiles.ChangeOwner(artifacts, uid);
             }
-            return new Run(this, request, group, forwarder);
+            return new Run(this, request, group, forwarder, etc);
         }
         catch (Exception e)
         {
@@ -133,27 +129,7 @@ public sealed class BubblewrapSandbox : ISandbox
         }
     }
 
-    /// <summary>
-    /// The stub /etc/passwd, /etc/group and /etc/hosts every run sees, written once per worker (world-readable copies when
-    /// the launcher runs as the sandbox user): a run of mcp_only gets its own hosts file naming the MCP host.
-    /// </summary>
-    private static Dictionary<string, string> WriteStubFiles(string stateDir, bool publicCopies)
-    {
-        var stubs = new Dictionary<string, string>
-        {
-            ["passwd"] = $"root:x:0:0:root:/nonexistent:/usr/sbin/nologin\nagent:x:{InsideUid}:{InsideUid}:agent:{InsideHome}:/bin/sh\n",
-            ["group"] = $"root:x:0:\nagent:x:{InsideUid}:\n",
-            ["hosts"] = Hosts,
-        };
-        return stubs.ToDictionary(stub => stub.Key, stub =>
-        {
-            var path = Path.Combine(stateDir, stub.Key);
-            File.WriteAllText(path, stub.Value);
-            return publicCopies ? HostFiles.PublicCopy(path) : path;
-        });
-    }
-
-    private List<string> BubblewrapArguments(SandboxRequest request, McpForwarder? forwarder)
+    private List<string> BubblewrapArguments(SandboxRequest request, McpForwarder? forwarder, string etc)
     {
         List<string> args =
         [
@@ -174,10 +150,12 @@ public sealed class BubblewrapSandbox : ISandbox
             else if (Directory.Exists(path))
                 args.AddRange(["--ro-bind", path, path]);
         }
-        foreach (var path in request.Network == NetworkMode.Full ? [.. EtcFiles, .. NetworkEtcFiles] : EtcFiles)
+        // One bind for /etc (stubs and small copies), then the host directories and, for full, the network files over it.
+        args.AddRange(["--ro-bind", etc, "/etc"]);
+        foreach (var path in request.Network == NetworkMode.Full ? [.. SandboxEtc.LiveDirectories, .. SandboxEtc.NetworkFiles] : SandboxEtc.LiveDirectories)
             args.AddRange(["--ro-bind-try", path, path]);
-        foreach (var (stub, path) in _stubFiles)
-            args.AddRange(["--ro-bind", stub == "hosts" && forwarder is not null ? Path.Combine(request.Scratch, stub) : path, $"/etc/{stub}"]);
+        if (forwarder is not null)
+            args.AddRange(["--ro-bind", Path.Combine(request.Scratch, "hosts"), "/etc/hosts"]);
         // Mounts apply in order: /tmp first, so binaries that live under /tmp on the host stay visible above it.
         // Kernel knobs stay read-only even if the uid mapping ever gave the agent a host owner again.
         args.AddRange(["--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger", "--dev", "/dev"]);
@@ -217,7 +195,7 @@ public sealed class BubblewrapSandbox : ISandbox
             .Select(dir => Path.Combine(dir, program))
             .FirstOrDefault(File.Exists);
 
-    private sealed class Run(BubblewrapSandbox sandbox, SandboxRequest request, RunGroup? group, McpForwarder? forwarder) : SandboxRun
+    private sealed class Run(BubblewrapSandbox sandbox, SandboxRequest request, RunGroup? group, McpForwarder? forwarder, string etc) : SandboxRun
     {
         public override string WorkspacePath => InsideWorkspace;
         public override string HomePath => InsideHome;
@@ -257,7 +235,7 @@ public sealed class BubblewrapSandbox : ISandbox
                 var id = uid.ToString(CultureInfo.InvariantCulture);
                 argv.AddRange(["setpriv", $"--reuid={id}", $"--regid={id}", "--clear-groups", "--"]);
             }
-            argv.AddRange([sandbox._bwrap, .. sandbox.BubblewrapArguments(request, forwarder), "--", .. inside]);
+            argv.AddRange([sandbox._bwrap, .. sandbox.BubblewrapArguments(request, forwarder, etc), "--", .. inside]);
             return agent with { Argv = argv, WorkingDirectory = request.Workspace, UserName = sandbox._launchAs };
         }
 
