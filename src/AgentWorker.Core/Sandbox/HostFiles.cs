@@ -109,9 +109,8 @@ internal static partial class HostFiles
         var target = Path.Combine(root, $"{prefix}-{key.GetCurrentHashAsUInt64().ToString("x16", CultureInfo.InvariantCulture)}");
         if (Directory.Exists(target))
             return target;
-        var staging = $"{target}.{Environment.ProcessId}.tmp";
-        if (Directory.Exists(staging))
-            Directory.Delete(staging, recursive: true);
+        // Sandboxes of one process may build the same directory at once: each stages its own.
+        var staging = $"{target}.{Guid.NewGuid():N}.tmp";
         var directoryMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead |
             UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute;
         Directory.CreateDirectory(staging, directoryMode);
