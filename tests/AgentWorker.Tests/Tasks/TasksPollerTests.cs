@@ -14,7 +14,7 @@ namespace AgentWorker.Tests.Tasks;
 /// in both of the seed's column variants, with artifacts going to the real S3-compatible server of the test script.
 /// The agent runs sandboxed and waits for a file the test drops into its workspace, so "while it runs" is a fact, not a timing.
 /// </summary>
-public sealed class TasksPollerTests(PrivatePostgres postgres) : IClassFixture<PrivatePostgres>, IDisposable
+public sealed class TasksPollerTests(TasksPostgres fixture) : IClassFixture<TasksPostgres>, IDisposable
 {
     private const string ApiKey = "tasks-test-key";
     private const string AgentId = "7";
@@ -84,8 +84,8 @@ public sealed class TasksPollerTests(PrivatePostgres postgres) : IClassFixture<P
 
     private async Task<Database> CreateDatabaseAsync(bool variantA)
     {
-        var url = postgres.Url(await postgres.CreateDatabaseAsync());
-        var source = NpgsqlDataSource.Create(PrivatePostgres.PostgresSettings(url));
+        var url = fixture.Server.DatabaseUrl(await fixture.Server.CreateDatabaseAsync());
+        var source = NpgsqlDataSource.Create(Storage.Postgres.PostgresConnectionString.Parse(url).ConnectionString);
         await using (var command = source.CreateCommand(variantA ? SchemaA : SchemaB))
             await command.ExecuteNonQueryAsync();
         return new Database(source, url, variantA);
@@ -238,9 +238,9 @@ public sealed class TasksPollerTests(PrivatePostgres postgres) : IClassFixture<P
         using (client)
         {
             var before = Heartbeats(await WaitForProgressAsync(db, taskId, rows => Heartbeats(rows) >= 2, "heartbeats before the outage", worker));
-            await postgres.StopAsync();
+            await fixture.Server.StopAsync();
             await Eventually.UntilAsync(() => worker.Output.Contains("Tasks database unreachable", StringComparison.Ordinal), Deadline, $"outage noticed\n{worker.Output}");
-            await postgres.StartAsync();
+            await fixture.Server.StartAgainAsync();
             // The test's own pooled connections died with the server too.
             db.Source.Clear();
 
@@ -264,7 +264,7 @@ public sealed class TasksPollerTests(PrivatePostgres postgres) : IClassFixture<P
         await using var process = WorkerProcess.Start(new Dictionary<string, string>
         {
             ["AGENT_WORKER_DATA"] = _dir.Combine("data"),
-            ["POSTGRES_URL"] = postgres.Url("postgres"),
+            ["POSTGRES_URL"] = fixture.Server.DatabaseUrl("postgres"),
             ["DEFAULT_AGENT"] = "ssot_auditor",
         }, "tasks-poller");
 
