@@ -10,7 +10,9 @@ namespace AgentWorker.Bench;
 /// <summary>
 /// What the sandbox costs a job: a no-op agent (<c>/bin/true</c>) started through the worker's own process runner
 /// without a sandbox and inside bubblewrap (cgroups, seccomp, namespaces, set-up and tear-down included), one at a
-/// time for latency, then many at once for sandboxed runs per second.
+/// time for latency, then many at once for sandboxed runs per second. Alternating with both, the same no-op runs
+/// under bare bubblewrap (the same namespaces, as the same host user, only the mounts <c>true</c> needs) through the
+/// same runner, so the sandbox's cost above bubblewrap's own is reported from the same run.
 /// </summary>
 internal static class SandboxBench
 {
@@ -24,11 +26,14 @@ internal static class SandboxBench
             var runner = new ProcessRunner(TimeProvider.System);
             var plainTimes = new List<double>();
             var sandboxedTimes = new List<double>();
-            // Alternate, so drift of the machine hits both sides alike.
+            var bareTimes = new List<double>();
+            var bare = BareBubblewrap();
+            // Alternate, so drift of the machine hits all sides alike.
             for (var i = 0; i < runs; i++)
             {
-                plainTimes.Add(await TimeOneAsync(runner, plain, root, $"p{i}", cancellationToken));
-                sandboxedTimes.Add(await TimeOneAsync(runner, bubblewrap, root, $"s{i}", cancellationToken));
+                plainTimes.Add(await TimeOneAsync(runner, plain, root, $"p{i}", ["true"], cancellationToken));
+                sandboxedTimes.Add(await TimeOneAsync(runner, bubblewrap, root, $"s{i}", ["true"], cancellationToken));
+                bareTimes.Add(await TimeOneAsync(runner, plain, root, $"b{i}", bare, cancellationToken, Environment.IsPrivilegedProcess ? "nobody" : null));
             }
 
             var clock = Stopwatch.StartNew();
@@ -37,13 +42,15 @@ internal static class SandboxBench
             {
                 int mine;
                 while ((mine = Interlocked.Increment(ref next)) < runs)
-                    await TimeOneAsync(runner, bubblewrap, root, $"c{mine}", cancellationToken);
+                    await TimeOneAsync(runner, bubblewrap, root, $"c{mine}", ["true"], cancellationToken);
             }));
             var perSecond = runs / clock.Elapsed.TotalSeconds;
 
             var (plainP50, plainP99) = Percentiles.Of(plainTimes);
             var (sandboxedP50, sandboxedP99) = Percentiles.Of(sandboxedTimes);
+            var (bareP50, bareP99) = Percentiles.Of(bareTimes);
             var overhead = Percentiles.Of(sandboxedTimes.Zip(plainTimes, (s, p) => s - p));
+            var bareOverhead = Percentiles.Of(bareTimes.Zip(plainTimes, (b, p) => b - p));
             return new JsonObject
             {
                 ["bench"] = "sandbox",
@@ -57,6 +64,12 @@ internal static class SandboxBench
                 ["sandboxed_ms_p99"] = Round(sandboxedP99),
                 ["overhead_ms_p50"] = Round(overhead.P50),
                 ["overhead_ms_p99"] = Round(overhead.P99),
+                ["bare_bwrap_ms_p50"] = Round(bareP50),
+                ["bare_bwrap_ms_p99"] = Round(bareP99),
+                ["bare_bwrap_overhead_ms_p50"] = Round(bareOverhead.P50),
+                ["bare_bwrap_overhead_ms_p99"] = Round(bareOverhead.P99),
+                ["ratio_sandboxed_vs_bare_bwrap_p50"] = Math.Round(sandboxedP50 / bareP50, 3),
+                ["ratio_overhead_vs_bare_bwrap_p50"] = Math.Round(overhead.P50 / bareOverhead.P50, 3),
                 ["sandboxed_per_s"] = Math.Round(perSecond, 1),
             }.ToJsonString();
         }
@@ -68,8 +81,30 @@ internal static class SandboxBench
 
     private static double Round(double value) => Math.Round(value, 2);
 
+    /// <summary>
+    /// bubblewrap with the namespaces, session and capability drop of our sandbox but nothing else: /usr and the
+    /// top-level links into it, a fresh /proc and /dev. A root bench starts it as nobody, as the sandbox starts its launcher.
+    /// </summary>
+    private static List<string> BareBubblewrap()
+    {
+        List<string> argv =
+        [
+            "bwrap", "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--unshare-net",
+            "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--ro-bind", "/usr", "/usr",
+        ];
+        foreach (var path in new[] { "/bin", "/sbin", "/lib", "/lib64" })
+        {
+            if (new FileInfo(path).LinkTarget is { } target)
+                argv.AddRange(["--symlink", target, path]);
+            else if (Directory.Exists(path))
+                argv.AddRange(["--ro-bind", path, path]);
+        }
+        argv.AddRange(["--proc", "/proc", "--dev", "/dev", "--", "true"]);
+        return argv;
+    }
+
     /// <summary>Milliseconds from preparing the run to having torn it down, as a job pays them.</summary>
-    private static async Task<double> TimeOneAsync(ProcessRunner runner, ISandbox sandbox, string root, string name, CancellationToken cancellationToken)
+    private static async Task<double> TimeOneAsync(ProcessRunner runner, ISandbox sandbox, string root, string name, IReadOnlyList<string> argv, CancellationToken cancellationToken, string? userName = null)
     {
         var dir = Path.Combine(root, name);
         foreach (var sub in new[] { "repo", "home", "sandbox" })
@@ -78,7 +113,7 @@ internal static class SandboxBench
         using (var run = sandbox.Prepare(new SandboxRequest($"bench-{Environment.ProcessId}-{name}", Path.Combine(dir, "repo"), Path.Combine(dir, "home"), Path.Combine(dir, "sandbox"), NetworkMode.None, null, new SandboxLimits())))
         {
             var outcome = await runner.RunAsync(
-                new ProcessSpec(["true"], run.WorkspacePath, new Dictionary<string, string> { ["PATH"] = "/usr/bin:/bin" }, TimeSpan.FromSeconds(30), 64 * 1024),
+                new ProcessSpec(argv, run.WorkspacePath, new Dictionary<string, string> { ["PATH"] = "/usr/bin:/bin" }, TimeSpan.FromSeconds(30), 64 * 1024, userName),
                 _ => ValueTask.CompletedTask, cancellationToken, run);
             if (outcome.ExitCode != 0)
                 throw new InvalidOperationException($"no-op agent exited with {outcome.ExitCode?.ToString(CultureInfo.InvariantCulture) ?? outcome.End.ToString()} ({sandbox.Name})");

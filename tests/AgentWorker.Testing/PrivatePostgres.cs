@@ -24,7 +24,17 @@ public sealed class PrivatePostgres : IAsyncDisposable
 
     public int Port { get; }
 
-    public string Url => $"postgresql://postgres@127.0.0.1:{Port}/{Database}";
+    public string Url => DatabaseUrl(Database);
+
+    public string DatabaseUrl(string database) => $"postgresql://postgres@127.0.0.1:{Port}/{database}";
+
+    /// <summary>Creates an empty database of a fresh name on this server; returns the name.</summary>
+    public async Task<string> CreateDatabaseAsync()
+    {
+        var name = $"db_{Guid.NewGuid():N}"[..24];
+        await ServerCommandAsync("createdb", "-h", "127.0.0.1", "-p", PortText, "-U", "postgres", name);
+        return name;
+    }
 
     private string DataDir => _dir.Combine("data");
 

@@ -7,6 +7,8 @@ namespace AgentWorker.Core.Execution;
 /// Runs a child process in its own session with a cleared environment, streams its output line by line
 /// with a byte cap (excess output is drained and dropped, so neither the child blocks nor the worker's
 /// memory grows), and kills the whole process tree on timeout, cancellation, or when the main process exits.
+/// A sandboxed run whose control group holds all its processes is killed through that group instead, and starts
+/// without setsid when the worker has no terminal (one exec less per job).
 /// </summary>
 public sealed class ProcessRunner(TimeProvider timeProvider)
 {
@@ -14,6 +16,20 @@ public sealed class ProcessRunner(TimeProvider timeProvider)
     private const int MaxLineBytes = 64 * 1024;
     private const int MinLineCost = 64;
     private static readonly TimeSpan DrainGrace = TimeSpan.FromSeconds(2);
+
+    /// <summary>Whether the worker has a terminal that could send Ctrl-C to its foreground process group (a service has none).</summary>
+    private static readonly Lazy<bool> HasControllingTerminal = new(() =>
+    {
+        try
+        {
+            using var tty = File.OpenHandle("/dev/tty", FileMode.Open, FileAccess.Read);
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    });
 
     /// <summary>Runs <paramref name="spec"/> (paths and environment as the agent sees them) inside <paramref name="sandbox"/>, or directly when null.</summary>
     public async Task<ProcessOutcome> RunAsync(
@@ -28,7 +44,11 @@ public sealed class ProcessRunner(TimeProvider timeProvider)
             ?? throw new ProcessStartException($"command '{program}' not found (PATH of the agent: {path ?? "unset"})");
         var launch = sandbox?.Wrap(spec) ?? spec with { Argv = [executable, .. spec.Argv.Skip(1)] };
         var cookie = ProcessTree.NewCookie();
-        var startInfo = new ProcessStartInfo(SetsidPath)
+        // A run whose control group holds every process it starts needs neither the group kill nor the cookie sweep, and
+        // its own session only to keep a terminal's Ctrl-C from the launcher (bubblewrap puts the agent in a new session).
+        var contained = sandbox?.HoldsAllProcesses == true;
+        var ownSession = !contained || HasControllingTerminal.Value;
+        var startInfo = new ProcessStartInfo(ownSession ? SetsidPath : launch.Argv[0])
         {
             WorkingDirectory = launch.WorkingDirectory,
             UserName = launch.UserName,
@@ -37,8 +57,9 @@ public sealed class ProcessRunner(TimeProvider timeProvider)
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        startInfo.ArgumentList.Add("--");
-        foreach (var arg in launch.Argv)
+        if (ownSession)
+            startInfo.ArgumentList.Add("--");
+        foreach (var arg in ownSession ? launch.Argv : launch.Argv.Skip(1))
             startInfo.ArgumentList.Add(arg);
         startInfo.Environment.Clear();
         foreach (var (name, value) in launch.Environment)
@@ -54,7 +75,7 @@ public sealed class ProcessRunner(TimeProvider timeProvider)
         }
         catch (System.ComponentModel.Win32Exception e)
         {
-            throw new ProcessStartException($"cannot start {SetsidPath}: {e.Message}", e);
+            throw new ProcessStartException($"cannot start {startInfo.FileName}: {e.Message}", e);
         }
         process.StandardInput.Close();
 
@@ -76,7 +97,10 @@ public sealed class ProcessRunner(TimeProvider timeProvider)
         finally
         {
             // Also after a normal exit: whatever the agent left running in the background dies with it.
-            ProcessTree.Kill(process.Id, cookie);
+            if (contained)
+                process.Kill();
+            else
+                ProcessTree.Kill(process.Id, cookie);
             sandbox?.KillAll();
         }
         await process.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);

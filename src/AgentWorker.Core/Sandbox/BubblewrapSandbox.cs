@@ -19,28 +19,24 @@ public sealed class BubblewrapSandbox : ISandbox
     public const string InsideArtifacts = "/artifacts";
     public const int InsideUid = 65534;
 
-    // Sets the rlimits (hard and soft, with the shell's builtin: one exec less than prlimit), joins the control
-    // groups named before "--", then runs the rest with the seccomp program open as fd 3.
+    // Sets the rlimits (hard and soft, with the shell's builtin: one exec less than prlimit), moves itself into the
+    // control groups named before "--" (0 names the writer), then runs the rest with the seccomp program open as fd 3.
     private const string Launcher = """
         ulimit -n "$1" && ulimit -f "$2" && ulimit -c 0 || { echo "agent-worker sandbox: cannot set rlimits" >&2; exit 125; }
         [ -z "$3" ] || ulimit -p "$3" || exit 125
         shift 3
         bpf="$1"; shift
         while [ "$1" != "--" ]; do
-          echo $$ > "$1" || { echo "agent-worker sandbox: cannot join control group $1" >&2; exit 125; }
+          echo 0 > "$1" || { echo "agent-worker sandbox: cannot join control group $1" >&2; exit 125; }
           shift
         done
         shift
         exec "$@" 3< "$bpf"
         """;
 
+    internal const string Hosts = "127.0.0.1 localhost\n::1 localhost\n";
+
     private static readonly string[] TopLevelSystemPaths = ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
-    private static readonly string[] EtcFiles =
-    [
-        "/etc/ssl", "/etc/ca-certificates", "/etc/alternatives", "/etc/localtime", "/etc/nsswitch.conf",
-        "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/gitconfig.d",
-    ];
-    private static readonly string[] NetworkEtcFiles = ["/etc/resolv.conf", "/etc/gai.conf", "/etc/host.conf"];
 
     private readonly SandboxOptions _options;
     private readonly Cgroups _cgroups;
@@ -48,6 +44,7 @@ public sealed class BubblewrapSandbox : ISandbox
     private readonly string _seccompFile;
     private readonly IReadOnlyList<(string Source, string Target)> _readOnlyExtras;
     private readonly IReadOnlyList<string> _selfCommand;
+    private readonly SandboxEtc _etc;
 
     // A root worker hands the agent to an unprivileged host user before bubblewrap starts: the process runner starts
     // the launcher as that user (one exec less than setpriv) when the user has a name and the launcher may join the
@@ -83,6 +80,9 @@ public sealed class BubblewrapSandbox : ISandbox
         {
             throw new SandboxException($"cannot build the seccomp filter ({e.Message}): apt-get install libseccomp2, or run with --sandbox none (no isolation)");
         }
+        // bubblewrap opens it after the launcher dropped to the sandbox user: a root worker's copy is world-readable.
+        _etc = new SandboxEtc(_dropTo is null ? options.StateDir : null);
+        _etc.Current();
     }
 
     public string Name => SandboxOptions.Bubblewrap;
@@ -99,8 +99,8 @@ public sealed class BubblewrapSandbox : ISandbox
             group = _cgroups.Version > 0 ? _cgroups.Create(request.RunId, request.Limits) : null;
             if (_launchAs is not null && _dropTo is { } joiner)
             {
-                foreach (var procs in group?.ProcsFiles ?? [])
-                    HostFiles.Chown(procs, joiner);
+                foreach (var join in group?.JoinFiles ?? [])
+                    HostFiles.Chown(join, joiner);
             }
             if (request.Network == NetworkMode.McpOnly)
             {
@@ -109,7 +109,9 @@ public sealed class BubblewrapSandbox : ISandbox
                     request.McpUrl ?? throw new SandboxException("network mcp_only needs an MCP URL"),
                     Path.Combine(Path.GetTempPath(), $"aw-mcp-{Guid.NewGuid():N}.sock"));
             }
-            WriteStubFiles(request, forwarder);
+            if (forwarder is not null)
+                File.WriteAllText(Path.Combine(request.Scratch, "hosts"), $"{Hosts}127.0.0.1 {forwarder.Host}\n");
+            var etc = _etc.Current();
             if (_dropTo is { } uid)
             {
                 HostFiles.ChangeOwner(request.Workspace, uid);
@@ -117,7 +119,7 @@ public sealed class BubblewrapSandbox : ISandbox
                 if (request.Artifacts is { } artifacts && !IsUnder(artifacts, request.Workspace))
                     HostFiles.ChangeOwner(artifacts, uid);
             }
-            return new Run(this, request, group, forwarder);
+            return new Run(this, request, group, forwarder, etc);
         }
         catch (Exception e)
         {
@@ -127,18 +129,7 @@ public sealed class BubblewrapSandbox : ISandbox
         }
     }
 
-    private static void WriteStubFiles(SandboxRequest request, McpForwarder? forwarder)
-    {
-        File.WriteAllText(Path.Combine(request.Scratch, "passwd"),
-            $"root:x:0:0:root:/nonexistent:/usr/sbin/nologin\nagent:x:{InsideUid}:{InsideUid}:agent:{InsideHome}:/bin/sh\n");
-        File.WriteAllText(Path.Combine(request.Scratch, "group"), $"root:x:0:\nagent:x:{InsideUid}:\n");
-        var hosts = "127.0.0.1 localhost\n::1 localhost\n";
-        if (forwarder is not null)
-            hosts += $"127.0.0.1 {forwarder.Host}\n";
-        File.WriteAllText(Path.Combine(request.Scratch, "hosts"), hosts);
-    }
-
-    private List<string> BubblewrapArguments(SandboxRequest request, McpForwarder? forwarder)
+    private List<string> BubblewrapArguments(SandboxRequest request, McpForwarder? forwarder, string etc)
     {
         List<string> args =
         [
@@ -159,10 +150,12 @@ public sealed class BubblewrapSandbox : ISandbox
             else if (Directory.Exists(path))
                 args.AddRange(["--ro-bind", path, path]);
         }
-        foreach (var path in request.Network == NetworkMode.Full ? [.. EtcFiles, .. NetworkEtcFiles] : EtcFiles)
+        // One bind for /etc (stubs and small copies), then the host directories and, for full, the network files over it.
+        args.AddRange(["--ro-bind", etc, "/etc"]);
+        foreach (var path in request.Network == NetworkMode.Full ? [.. SandboxEtc.LiveDirectories, .. SandboxEtc.NetworkFiles] : SandboxEtc.LiveDirectories)
             args.AddRange(["--ro-bind-try", path, path]);
-        foreach (var stub in new[] { "passwd", "group", "hosts" })
-            args.AddRange(["--ro-bind", Path.Combine(request.Scratch, stub), $"/etc/{stub}"]);
+        if (forwarder is not null)
+            args.AddRange(["--ro-bind", Path.Combine(request.Scratch, "hosts"), "/etc/hosts"]);
         // Mounts apply in order: /tmp first, so binaries that live under /tmp on the host stay visible above it.
         // Kernel knobs stay read-only even if the uid mapping ever gave the agent a host owner again.
         args.AddRange(["--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger", "--dev", "/dev"]);
@@ -202,7 +195,7 @@ public sealed class BubblewrapSandbox : ISandbox
             .Select(dir => Path.Combine(dir, program))
             .FirstOrDefault(File.Exists);
 
-    private sealed class Run(BubblewrapSandbox sandbox, SandboxRequest request, RunGroup? group, McpForwarder? forwarder) : SandboxRun
+    private sealed class Run(BubblewrapSandbox sandbox, SandboxRequest request, RunGroup? group, McpForwarder? forwarder, string etc) : SandboxRun
     {
         public override string WorkspacePath => InsideWorkspace;
         public override string HomePath => InsideHome;
@@ -231,7 +224,7 @@ public sealed class BubblewrapSandbox : ISandbox
                 (limits.FileSizeBytes / 512).ToString(CultureInfo.InvariantCulture),
                 // RLIMIT_NPROC counts every process of the host user, so with a control group the pids limit is the better bound.
                 group is null ? limits.Pids.ToString(CultureInfo.InvariantCulture) : "",
-                sandbox._seccompFile, .. group?.ProcsFiles ?? [],
+                sandbox._seccompFile, .. group?.JoinFiles ?? [],
             ];
             IEnumerable<string> inside = forwarder is null
                 ? agent.Argv
@@ -242,9 +235,12 @@ public sealed class BubblewrapSandbox : ISandbox
                 var id = uid.ToString(CultureInfo.InvariantCulture);
                 argv.AddRange(["setpriv", $"--reuid={id}", $"--regid={id}", "--clear-groups", "--"]);
             }
-            argv.AddRange([sandbox._bwrap, .. sandbox.BubblewrapArguments(request, forwarder), "--", .. inside]);
+            argv.AddRange([sandbox._bwrap, .. sandbox.BubblewrapArguments(request, forwarder, etc), "--", .. inside]);
             return agent with { Argv = argv, WorkingDirectory = request.Workspace, UserName = sandbox._launchAs };
         }
+
+        // The launcher moves itself into the group before it starts bubblewrap, and never forks before that.
+        public override bool HoldsAllProcesses => group is not null;
 
         public override void KillAll() => group?.KillAll();
 

@@ -92,6 +92,51 @@ internal static partial class HostFiles
         return target;
     }
 
+    /// <summary>
+    /// A directory holding exactly <paramref name="entries"/> (relative name and content; null content: an empty directory),
+    /// named by all of them under <paramref name="parent"/> or, when null, under /var/lib/agent-worker (world-readable, for a
+    /// sandbox user); built once, then reused by every worker that needs the same content.
+    /// </summary>
+    public static string ContentDirectory(string? parent, string prefix, IReadOnlyList<(string Name, byte[]? Content)> entries)
+    {
+        var key = new XxHash3();
+        foreach (var (name, content) in entries)
+        {
+            key.Append(Encoding.UTF8.GetBytes($"{name}\n{(content is null ? -1 : content.Length)}\n"));
+            key.Append(content ?? []);
+        }
+        var root = parent ?? CopyRoot;
+        var target = Path.Combine(root, $"{prefix}-{key.GetCurrentHashAsUInt64().ToString("x16", CultureInfo.InvariantCulture)}");
+        if (Directory.Exists(target))
+            return target;
+        // Sandboxes of one process may build the same directory at once: each stages its own.
+        var staging = $"{target}.{Guid.NewGuid():N}.tmp";
+        var directoryMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead |
+            UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute;
+        Directory.CreateDirectory(staging, directoryMode);
+        foreach (var (name, content) in entries)
+        {
+            var path = Path.Combine(staging, name);
+            if (content is null)
+            {
+                Directory.CreateDirectory(path, directoryMode);
+                continue;
+            }
+            File.WriteAllBytes(path, content);
+            File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+        }
+        try
+        {
+            Directory.Move(staging, target);
+        }
+        catch (IOException) when (Directory.Exists(target))
+        {
+            // Another worker built the same directory first.
+            Directory.Delete(staging, recursive: true);
+        }
+        return target;
+    }
+
     // The worker's own files in a directory only root writes to: no adversary picks the content, so a fast non-cryptographic
     // hash names them as well as SHA-256 would, without loading OpenSSL (about 5 MB of resident memory) at start-up.
     private static string Name(byte[] content) => XxHash3.HashToUInt64(content).ToString("x16", CultureInfo.InvariantCulture);

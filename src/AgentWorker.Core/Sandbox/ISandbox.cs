@@ -43,6 +43,12 @@ public abstract class SandboxRun : IDisposable
     /// <summary>The process to start on the host for <paramref name="agent"/> (argv and environment as seen inside).</summary>
     public abstract ProcessSpec Wrap(ProcessSpec agent);
 
+    /// <summary>
+    /// True when <see cref="KillAll"/> alone ends every process the run started (its control group holds them all), so the
+    /// process runner skips its own process-group kill and /proc sweep, and the separate session when nothing needs it.
+    /// </summary>
+    public virtual bool HoldsAllProcesses => false;
+
     /// <summary>Kills everything the run started (called on timeout, cancel and exit).</summary>
     public virtual void KillAll()
     {

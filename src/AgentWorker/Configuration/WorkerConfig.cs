@@ -191,7 +191,7 @@ internal sealed record WorkerConfig
     /// <summary>The clone cache settings, checked even when the cache is off so a typo shows before someone turns it on.</summary>
     private static CloneCacheOptions LoadCloneCache(ConfigValues values, string dataDir) => new()
     {
-        Dir = values.Get(Settings.CloneCacheDir) is { Length: > 0 } dir ? Path.GetFullPath(dir) : Path.Combine(dataDir, "clone-cache"),
+        Dir = values.Get(Settings.CloneCacheDir) is { Length: > 0 } ? values.GetDirectory(Settings.CloneCacheDir) : Path.Combine(dataDir, "clone-cache"),
         MaxBytes = values.GetLong(Settings.CloneCacheMaxMb, 1, 1L << 30) * 1024 * 1024,
         MaxAge = values.GetDuration(Settings.CloneCacheMaxAge, TimeSpan.FromMinutes(1), TimeSpan.FromDays(3650)),
     };

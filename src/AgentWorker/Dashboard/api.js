@@ -1,26 +1,6 @@
 // API reference: renders this worker's OpenAPI document (/openapi/v1.json) as a page. No dependencies, no CDN.
 'use strict';
 
-function h(tag, attrs, ...children) {
-  const el = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs || {})) {
-    if (value === undefined || value === null || value === false) continue;
-    if (name === 'class') el.className = value;
-    else el.setAttribute(name, value === true ? '' : String(value));
-  }
-  for (const child of children.flat(Infinity)) {
-    if (child === undefined || child === null || child === false) continue;
-    el.append(child instanceof Node ? child : String(child));
-  }
-  return el;
-}
-
-
-/** Replaces an element's content; arrays are flattened and null, undefined and false are skipped, as in h(). */
-function fill(el, ...children) {
-  el.replaceChildren(...children.flat(Infinity).filter(c => c !== undefined && c !== null && c !== false).map(c => (c instanceof Node ? c : String(c))));
-}
-
 /** Text with `code` spans, as the OpenAPI descriptions write them. */
 function rich(text) {
   return (text || '').split('`').map((part, i) => (i % 2 ? h('code', {}, part) : part));

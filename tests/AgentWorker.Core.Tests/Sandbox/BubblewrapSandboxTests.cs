@@ -100,6 +100,35 @@ public sealed class BubblewrapSandboxTests : IDisposable
         Assert.Equal(["done"], lines);
     }
 
+    [Fact]
+    public async Task Run_Etc_HoldsOnlyTheStubsAndWhatProgramsNeed_ReadOnly()
+    {
+        const string Script = "ls -A /etc | tr '\\n' ' '; echo; grep -c . /etc/passwd; head -c 4 /etc/ld.so.cache | od -An -c | tr -d ' '; " +
+            "test -s /etc/ssl/certs/ca-certificates.crt && echo certs; test -s /etc/resolv.conf && echo resolver; " +
+            "(echo x > /etc/passwd) 2>/dev/null && echo WROTE; (echo x > /etc/new) 2>/dev/null && echo CREATED; echo done";
+        var (none, noneLines, _) = await RunAsync(Script);
+        var (full, fullLines, _) = await RunAsync(Script, Request(NetworkMode.Full));
+
+        Assert.Equal(0, none.ExitCode);
+        // The host's /etc (shadow, the worker's config, ssh keys) is not there; only the stubs, copies and mount points.
+        string[] expected =
+        [
+            "passwd", "group", "hosts", "resolv.conf", "gai.conf", "host.conf",
+            .. new[] { "localtime", "nsswitch.conf", "ld.so.cache", "ld.so.conf" }.Where(f => File.Exists($"/etc/{f}")),
+            .. new[] { "ssl", "ca-certificates", "alternatives", "ld.so.conf.d", "gitconfig.d" }.Where(d => Directory.Exists($"/etc/{d}")),
+        ];
+        Assert.Equal(expected.Order(StringComparer.Ordinal), noneLines[0].Split(' ', StringSplitOptions.RemoveEmptyEntries).Order(StringComparer.Ordinal));
+        Assert.Equal("2", noneLines[1]);
+        // The linker cache is the host's (a copy: its first bytes name the format).
+        Assert.Equal(Encoding.ASCII.GetString(File.ReadAllBytes("/etc/ld.so.cache").AsSpan(0, 4)), noneLines[2]);
+        Assert.Equal(["certs", "done"], noneLines[3..]);
+        // Network full binds the host's resolver configuration over the empty placeholder.
+        Assert.Equal(0, full.ExitCode);
+        Assert.Equal(File.Exists("/etc/resolv.conf") && new FileInfo("/etc/resolv.conf").Length > 0, fullLines.Contains("resolver"));
+        Assert.DoesNotContain("WROTE", fullLines);
+        Assert.DoesNotContain("CREATED", fullLines);
+    }
+
     private static int OwnerOf(string path)
     {
         // stat -c %u: .NET has no managed way to read a file's owner.

@@ -43,6 +43,7 @@ public sealed class CloneCacheConfigTests : IDisposable
     [InlineData("CLONE_CACHE_MAX_MB", "lots", "--clone-cache-max-mb / CLONE_CACHE_MAX_MB")]
     [InlineData("CLONE_CACHE_MAX_AGE", "1s", "--clone-cache-max-age / CLONE_CACHE_MAX_AGE")]
     [InlineData("CLONE_CACHE_MAX_AGE", "soon", "--clone-cache-max-age / CLONE_CACHE_MAX_AGE")]
+    [InlineData("CLONE_CACHE_DIR", "mirrors\0x", "--clone-cache-dir / CLONE_CACHE_DIR")]
     public void Load_BadValue_NamesTheSetting(string name, string value, string expected)
     {
         // Checked even with the cache off, so a typo shows before someone turns it on.

@@ -106,7 +106,7 @@ internal static class FuzzInputs
     }
 
     /// <summary>Text a store can keep: no NUL, no lone surrogate.</summary>
-    private static readonly Gen<string> StorableText = Text.Where(t => !t.Contains('\0', StringComparison.Ordinal) && !HasLoneSurrogate(t));
+    public static readonly Gen<string> StorableText = Text.Where(t => !t.Contains('\0', StringComparison.Ordinal) && !HasLoneSurrogate(t));
 
     private static bool HasLoneSurrogate(string text)
     {

@@ -5,6 +5,9 @@ using System.Text.Json;
 using AgentWorker.Testing;
 using AgentWorker.Tests.Artifacts;
 using AgentWorker.Tests.EndToEnd;
+using AgentWorker.Tests.Fuzz;
+using FsCheck;
+using FsCheck.Fluent;
 using Npgsql;
 
 namespace AgentWorker.Tests.Tasks;
@@ -14,7 +17,7 @@ namespace AgentWorker.Tests.Tasks;
 /// in both of the seed's column variants, with artifacts going to the real S3-compatible server of the test script.
 /// The agent runs sandboxed and waits for a file the test drops into its workspace, so "while it runs" is a fact, not a timing.
 /// </summary>
-public sealed class TasksPollerTests(PrivatePostgres postgres) : IClassFixture<PrivatePostgres>, IDisposable
+public sealed class TasksPollerTests(TasksPostgres fixture) : IClassFixture<TasksPostgres>, IDisposable
 {
     private const string ApiKey = "tasks-test-key";
     private const string AgentId = "7";
@@ -84,8 +87,8 @@ public sealed class TasksPollerTests(PrivatePostgres postgres) : IClassFixture<P
 
     private async Task<Database> CreateDatabaseAsync(bool variantA)
     {
-        var url = postgres.Url(await postgres.CreateDatabaseAsync());
-        var source = NpgsqlDataSource.Create(PrivatePostgres.PostgresSettings(url));
+        var url = fixture.Server.DatabaseUrl(await fixture.Server.CreateDatabaseAsync());
+        var source = NpgsqlDataSource.Create(Storage.Postgres.PostgresConnectionString.Parse(url).ConnectionString);
         await using (var command = source.CreateCommand(variantA ? SchemaA : SchemaB))
             await command.ExecuteNonQueryAsync();
         return new Database(source, url, variantA);
@@ -93,12 +96,12 @@ public sealed class TasksPollerTests(PrivatePostgres postgres) : IClassFixture<P
 
     private string WorkDir => _dir.Combine("work");
 
-    private async Task<(WorkerProcess Worker, HttpClient Client)> ServeAsync(Database db)
+    private async Task<(WorkerProcess Worker, HttpClient Client)> ServeAsync(Database db, string script = Script)
     {
         File.WriteAllText(_dir.Combine("agents.yaml"), $$"""
             agents:
               - id: cua
-                command: ["sh", "-c", {{JsonSerializer.Serialize(Script)}}, "agent", "{prompt}"]
+                command: ["sh", "-c", {{JsonSerializer.Serialize(script)}}, "agent", "{prompt}"]
             """);
         var port = WorkerProcess.FreePort();
         var environment = new Dictionary<string, string>
@@ -238,9 +241,9 @@ public sealed class TasksPollerTests(PrivatePostgres postgres) : IClassFixture<P
         using (client)
         {
             var before = Heartbeats(await WaitForProgressAsync(db, taskId, rows => Heartbeats(rows) >= 2, "heartbeats before the outage", worker));
-            await postgres.StopAsync();
+            await fixture.Server.StopAsync();
             await Eventually.UntilAsync(() => worker.Output.Contains("Tasks database unreachable", StringComparison.Ordinal), Deadline, $"outage noticed\n{worker.Output}");
-            await postgres.StartAsync();
+            await fixture.Server.StartAgainAsync();
             // The test's own pooled connections died with the server too.
             db.Source.Clear();
 
@@ -264,12 +267,74 @@ public sealed class TasksPollerTests(PrivatePostgres postgres) : IClassFixture<P
         await using var process = WorkerProcess.Start(new Dictionary<string, string>
         {
             ["AGENT_WORKER_DATA"] = _dir.Combine("data"),
-            ["POSTGRES_URL"] = postgres.Url("postgres"),
+            ["POSTGRES_URL"] = fixture.Server.DatabaseUrl("postgres"),
             ["DEFAULT_AGENT"] = "ssot_auditor",
         }, "tasks-poller");
 
         Assert.Equal(2, await process.WaitForExitAsync(Deadline));
         Assert.Contains("invalid setting --agent-id / AGENT_ID", process.Output);
+    }
+
+    private const int FuzzRows = 30;
+
+    /// <summary>
+    /// A tasks row as another program may leave it: any text PostgreSQL can hold as title, description (up to far beyond
+    /// one argv string's limit) and status, and any JSON as metadata (where PostgreSQL refuses it, the row gets none).
+    /// </summary>
+    private static readonly Gen<(string? Title, string? Description, string? Status, string? Metadata)> FuzzedTask =
+        from title in Gen.Frequency((1, Gen.Constant<string?>(null)), (4, FuzzInputs.StorableText.Select(t => (string?)t)))
+        from description in Gen.Frequency(
+            (1, Gen.Constant<string?>(null)),
+            (6, FuzzInputs.StorableText.Select(t => (string?)t)),
+            (1, Gen.Elements(131_072, 300_000).Select(n => (string?)new string('d', n))))
+        from status in Gen.Frequency((1, Gen.Constant<string?>(null)), (3, FuzzInputs.StorableText.Select(t => (string?)t)))
+        from metadata in Gen.Frequency((1, Gen.Constant<string?>(null)), (3, FuzzInputs.Value(3).Select(v => (string?)v)))
+        select (title, description, status, metadata);
+
+    [Fact]
+    public async Task TaskRows_AnyContent_EachGetsItsFinalRow_AndTheWorkerKeepsServing()
+    {
+        var seed = FuzzInputs.NewSeed();
+        await using var db = await CreateDatabaseAsync(variantA: true);
+        const string Echo = """
+            echo AGENT_RESPONSE_START
+            printf '%.40s\n' "got $1"
+            echo AGENT_RESPONSE_END
+            """;
+        var (worker, client) = await ServeAsync(db, Echo);
+        await using (worker)
+        using (client)
+        {
+            var (tried, withMetadata) = (0, 0);
+            foreach (var (title, description, status, metadata) in FuzzInputs.Sample(FuzzedTask, FuzzRows, seed))
+            {
+                // Each row the newest, so it is the one the poller takes next.
+                var hours = ++tried;
+                async Task<object> InsertAsync(string? json) => await db.ScalarAsync<object>(
+                    "INSERT INTO tasks (agent_id, title, description, status, metadata, created_at) VALUES ($1, $2, $3, $4, $5::jsonb, now() + $6 * interval '1 hour') RETURNING id",
+                    AgentId, (object?)title ?? DBNull.Value, (object?)description ?? DBNull.Value, (object?)status ?? DBNull.Value, (object?)json ?? DBNull.Value, hours);
+                object id;
+                try
+                {
+                    id = await InsertAsync(metadata);
+                    withMetadata += metadata is null ? 0 : 1;
+                }
+                catch (Exception e) when (e is PostgresException or EncoderFallbackException)
+                {
+                    // JSON PostgreSQL refuses (a \u0000 or lone surrogate escape, invalid syntax): no program can store it.
+                    id = await InsertAsync(null);
+                }
+                var rows = await WaitForProgressAsync(db, id, r => r.Any(p => p.Percent == 100), $"seed {seed}: the final row of task {id} (description of {description?.Length} chars)", worker);
+                Assert.Single(rows, r => r.Percent == 100);
+                Assert.True(Processes.IsAlive(worker.Pid), $"seed {seed}: the worker died on task {id}\n{worker.Output}");
+            }
+            Assert.True(withMetadata > 0, $"seed {seed}: no generated metadata could be stored");
+
+            // Still serving: a plain task after all that runs and answers.
+            var last = await db.AddTaskAsync(AgentId, "plain", "after the fuzz", TimeSpan.FromHours(-FuzzRows - 1));
+            await WaitForProgressAsync(db, last, r => r.Any(p => p.Percent == 100), $"seed {seed}: the plain task after the fuzzed rows", worker);
+            Assert.Equal("got after the fuzz", await db.ScalarAsync<string>("SELECT metadata->>'response' FROM tasks WHERE id = $1", last));
+        }
     }
 
     public void Dispose() => _dir.Dispose();
