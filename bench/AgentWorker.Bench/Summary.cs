@@ -4,7 +4,7 @@ using System.Text.Json;
 
 namespace AgentWorker.Bench;
 
-/// <summary>One kind of result line (same bench, peer and concurrency) over repeated runs, with the median of every numeric field.</summary>
+/// <summary>One kind of result line (same bench, peer and concurrency) over repeated runs (<c>repeats</c> in the summary line), with the median of every numeric field.</summary>
 internal sealed record ResultGroup(string Bench, string Peer, int Concurrency, int Runs, IReadOnlyList<(string Field, double Median)> Medians, IReadOnlyDictionary<string, string> Texts)
 {
     public double? this[string field] => Medians.FirstOrDefault(m => m.Field == field) is { Field: not null } found ? found.Median : null;
@@ -57,7 +57,8 @@ internal static class Summary
             if (group.Bench != "queue")
                 json.WriteString("bench", group.Bench);
             json.WriteString("peer", group.Peer);
-            json.WriteNumber("runs", group.Runs);
+            // "repeats", not "runs": the sandbox, clone and startup lines have a "runs" field of their own.
+            json.WriteNumber("repeats", group.Runs);
             foreach (var (field, median) in group.Medians)
                 json.WriteNumber(field, Math.Round(median, Math.Abs(median) >= 100 ? 0 : 3));
             foreach (var (field, text) in group.Texts)
