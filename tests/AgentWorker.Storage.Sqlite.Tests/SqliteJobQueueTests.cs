@@ -138,19 +138,8 @@ public sealed class SqliteJobQueueTests : JobQueueContractTests
     {
         await using var queue = await OpenSqliteAsync(NewPath());
         var database = queue.Database;
-        using var held = new ManualResetEventSlim();
-        using var release = new ManualResetEventSlim();
-        // Holds the writer inside one group, so the next three writes queue up behind it and commit as the next group.
-        var holding = Task.Run(() => database.WriteAsync(
-            session =>
-            {
-                session.Execute("CREATE TABLE t (x INTEGER)", []);
-                held.Set();
-                release.Wait(Token);
-                return 0;
-            },
-            Token));
-        held.Wait(Token);
+        // The next three writes queue up behind the held one and commit as the next group.
+        var commitHeld = await HoldWriterAsync(database);
 
         var one = database.WriteAsync(session => session.Execute("INSERT INTO t VALUES (1)", []), Token);
         var two = database.WriteAsync<int>(
@@ -162,8 +151,7 @@ public sealed class SqliteJobQueueTests : JobQueueContractTests
             Token);
         var three = database.WriteAsync(session => session.Execute("INSERT INTO t VALUES (3)", []), Token);
         Assert.False(one.IsCompleted || three.IsCompleted, "answered before the group holding them committed");
-        release.Set();
-        await holding;
+        await commitHeld();
 
         Assert.Equal(1, await one);
         // Answered only once committed: another connection, which sees committed rows only, sees the row.
@@ -178,27 +166,41 @@ public sealed class SqliteJobQueueTests : JobQueueContractTests
     {
         await using var queue = await OpenSqliteAsync(NewPath());
         var database = queue.Database;
-        using var held = new ManualResetEventSlim();
-        using var release = new ManualResetEventSlim();
-        var holding = Task.Run(() => database.WriteAsync(
-            session =>
-            {
-                session.Execute("CREATE TABLE t (x INTEGER)", []);
-                held.Set();
-                release.Wait(Token);
-                return 0;
-            },
-            Token));
-        held.Wait(Token);
+        var commitHeld = await HoldWriterAsync(database);
         using var cancel = new CancellationTokenSource();
 
         var cancelled = database.WriteAsync(session => session.Execute("INSERT INTO t VALUES (1)", []), cancel.Token);
         await cancel.CancelAsync();
-        release.Set();
-        await holding;
+        await commitHeld();
 
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => cancelled);
         Assert.Empty(await ValuesAsync(queue));
+    }
+
+    /// <summary>
+    /// Holds the writer inside one group (the one creating table <c>t</c>), so writes made meanwhile wait behind it; the
+    /// returned call lets that group commit and waits for it.
+    /// </summary>
+    private async Task<Func<Task>> HoldWriterAsync(SqliteDatabase database)
+    {
+        var held = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new ManualResetEventSlim();
+        var holding = Task.Run(() => database.WriteAsync(
+            session =>
+            {
+                session.Execute("CREATE TABLE t (x INTEGER)", []);
+                held.SetResult();
+                release.Wait(Token);
+                return 0;
+            },
+            Token));
+        await held.Task.WaitAsync(Token);
+        return async () =>
+        {
+            release.Set();
+            await holding;
+            release.Dispose();
+        };
     }
 
     private string NewPath() => Path.Combine(directory, $"{Guid.NewGuid():N}.db");
