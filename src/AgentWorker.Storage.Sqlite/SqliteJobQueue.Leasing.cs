@@ -37,7 +37,8 @@ public sealed partial class SqliteJobQueue
     private async Task<(SqliteJobLease? Lease, DateTimeOffset? NextRunAt)> TryLeaseAsync(string workerId, CancellationToken cancellationToken)
     {
         var now = timeProvider.GetUtcNow();
-        var token = Guid.NewGuid().ToString("N");
+        // Time-ordered, so each new attempt's token lands at the end of job_attempts' unique index instead of on a random page.
+        var token = Guid.CreateVersion7().ToString("N");
         (string Name, object? Value)[] claim = [("$token", token), ("$worker", workerId), ("$expires", Ms(now + options.LeaseDuration)), ("$now", Ms(now))];
         SqliteJobLease? registered = null;
         (SqliteJobLease? Lease, DateTimeOffset? NextRunAt, int Recovered) outcome;
