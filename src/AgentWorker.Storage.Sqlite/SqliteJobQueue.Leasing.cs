@@ -47,6 +47,13 @@ public sealed partial class SqliteJobQueue
             outcome = await database.WriteAsync<(SqliteJobLease?, DateTimeOffset?, int)>(
                 session =>
                 {
+                    // Run again when another write of the group threw (SqliteDatabase.WriteAsync): the lease of the first
+                    // run was rolled back with it.
+                    if (registered is not null)
+                    {
+                        Forget(registered);
+                        registered = null;
+                    }
                     // Once per group commit: the leases claimed together would all find the same expired ones.
                     var recovered = session.Scratch.TryAdd(nameof(RecoverExpired), true) ? RecoverExpired(session, now) : 0;
                     var claimed = session.Query(
