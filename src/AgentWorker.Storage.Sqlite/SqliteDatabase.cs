@@ -297,12 +297,6 @@ internal sealed class SqliteDatabase
         {
             connection.Open();
             Configure(connection);
-            // Each write of a group commit runs inside a savepoint, whose undo journal SQLite otherwise spills to a temporary
-            // file. Kept in memory, a group of 50 claims and completions commits about 1.3x faster (bench/README.md); the
-            // writer's statements touch a few pages each, so the journal stays small.
-            using var command = connection.CreateCommand();
-            command.CommandText = "PRAGMA temp_store = MEMORY;";
-            command.ExecuteNonQuery();
             return connection;
         }
         catch
