@@ -211,7 +211,7 @@ internal sealed class SqliteDatabase
             {
                 // One operation threw, and its half-done changes are mixed with the others'. The group starts over with each
                 // operation inside a savepoint, so the one that throws again is undone alone.
-                session.Rollback();
+                RollBack(session);
                 session.End();
                 session = SqliteSession.BeginWrite(writer, prepared);
                 RunIsolated(session, group);
@@ -225,16 +225,7 @@ internal sealed class SqliteDatabase
             foreach (var write in group)
                 write.Fail(error);
             if (session is not null)
-            {
-                try
-                {
-                    session.Rollback();
-                }
-                catch (SqliteException)
-                {
-                    // Already rolled back by SQLite itself (a failed COMMIT does that), or the connection is gone.
-                }
-            }
+                RollBack(session);
             session?.End();
             session = null;
             CloseWriter();
@@ -243,6 +234,19 @@ internal sealed class SqliteDatabase
         session.End();
         foreach (var write in group)
             write.Publish();
+    }
+
+    private static void RollBack(SqliteSession session)
+    {
+        try
+        {
+            session.Rollback();
+        }
+        catch (SqliteException)
+        {
+            // Already rolled back by SQLite itself (a failed COMMIT does that, and so may a full disk or an I/O error in
+            // any statement), or the connection is gone.
+        }
     }
 
     /// <summary>
