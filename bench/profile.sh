@@ -123,9 +123,19 @@ echo "Our client's CPU by shared object (perf): $ours_dso"
 echo
 
 # --- PostgreSQL ------------------------------------------------------------------------------------------------
-# The postmaster's own CPU plus that of its exited children: the backends of a finished run.
-postmaster_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15 + $16 + $17) / hz }' "/proc/$(head -1 "$pg_dir/data/postmaster.pid")/stat"; }
 psql_at() { "$pg_bin/psql" "$POSTGRES_URL" -At -F ' ' "$@"; }
+# The server's CPU: the postmaster's own, its live children's (WAL writer, checkpointer, ...) and its exited children's
+# (the backends of a finished run, counted once the postmaster reaped them: so first wait for the run's backends to go).
+postmaster_cpu() {
+  local postmaster
+  postmaster=$(head -1 "$pg_dir/data/postmaster.pid")
+  for _ in $(seq 100); do
+    [ "$(psql_at -c "select count(*) from pg_stat_activity where backend_type = 'client backend' and pid <> pg_backend_pid()")" = 0 ] && break
+    sleep 0.1
+  done
+  cat "/proc/$postmaster/stat" $(pgrep -P "$postmaster" | sed 's#.*#/proc/&/stat#') 2>/dev/null |
+    awk -v hz="$(getconf CLK_TCK)" -v pm="$postmaster" '$1 == pm { s += $16 + $17 } { s += $14 + $15 } END { print s / hz }'
+}
 echo "## PostgreSQL"
 echo
 psql_at -c "select pg_stat_reset()" -c "select pg_stat_reset_shared('wal')" >/dev/null

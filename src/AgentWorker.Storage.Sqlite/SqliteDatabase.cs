@@ -95,8 +95,9 @@ internal sealed class SqliteDatabase
     /// Runs <paramref name="operation"/> in an immediate transaction, together with whatever other writes are waiting,
     /// and returns its result once that transaction committed. An operation that throws is undone alone and its caller
     /// gets the exception; the others still commit. For that, a group in which one operation threw is rolled back and run
-    /// again with a savepoint around each operation, so <paramref name="operation"/> may run twice: it must change nothing
-    /// outside the transaction, or undo what its earlier run changed. <paramref name="cancellationToken"/> counts until
+    /// again in a new transaction with a savepoint around each operation (another process may write in between), so
+    /// <paramref name="operation"/> may run twice: it must change nothing outside the transaction, or undo what its earlier
+    /// run changed. <paramref name="cancellationToken"/> counts until
     /// the operation starts; once it runs it finishes, so its outcome is never left unknown.
     /// </summary>
     public Task<T> WriteAsync<T>(Func<SqliteSession, T> operation, CancellationToken cancellationToken)
@@ -203,16 +204,21 @@ internal sealed class SqliteDatabase
     private void Commit(Write[] group)
     {
         SqliteSession? session = null;
+        (Write Write, Exception Error)? failed = null;
         try
         {
             writer ??= OpenWriter();
             session = SqliteSession.BeginWrite(writer, prepared);
-            if (!RunTogether(session, group))
+            failed = RunTogether(session, group);
+            if (failed is not null)
             {
-                // One operation threw, and its half-done changes are mixed with the others'. The group starts over with each
-                // operation inside a savepoint, so the one that throws again is undone alone.
-                RollBack(session);
-                session.End();
+                // One operation threw, and its half-done changes are mixed with the others'. The group starts over in a new
+                // transaction with each operation inside a savepoint, so the one that throws again is undone alone. The
+                // write lock is let go in between: another process may write first, and the operations see what it wrote.
+                var first = session;
+                session = null;
+                RollBack(first);
+                first.End();
                 session = SqliteSession.BeginWrite(writer, prepared);
                 RunIsolated(session, group);
             }
@@ -220,8 +226,10 @@ internal sealed class SqliteDatabase
         }
         catch (Exception error)
         {
-            // Nothing of the group is stored: everyone not yet answered gets the error. The writer may be in any state
-            // (a failed commit, a lost file), so the next group starts on a fresh connection.
+            // Nothing of the group is stored: everyone not yet answered gets the error (the operation that threw first, its
+            // own). The writer may be in any state (a failed commit, a lost file), so the next group starts on a fresh
+            // connection.
+            failed?.Write.Fail(failed.Value.Error);
             foreach (var write in group)
                 write.Fail(error);
             if (session is not null)
@@ -242,7 +250,7 @@ internal sealed class SqliteDatabase
         {
             session.Rollback();
         }
-        catch (SqliteException)
+        catch (Exception error) when (error is SqliteException or InvalidOperationException)
         {
             // Already rolled back by SQLite itself (a failed COMMIT does that, and so may a full disk or an I/O error in
             // any statement), or the connection is gone.
@@ -250,11 +258,12 @@ internal sealed class SqliteDatabase
     }
 
     /// <summary>
-    /// Runs the group's operations one after the other with nothing between them; false as soon as one throws. Operations
-    /// rarely throw, and a savepoint around each would make SQLite copy every page it touches into a statement journal:
+    /// Runs the group's operations one after the other with nothing between them, and returns the first that throws (the
+    /// rest do not run). Operations rarely throw, and a savepoint around each would make SQLite copy the pages it touches
+    /// into a statement journal, spilled to a temporary file once it grows: together with the statements themselves,
     /// a quarter of the cost of a claim or a completion (bench/README.md).
     /// </summary>
-    private static bool RunTogether(SqliteSession session, Write[] group)
+    private static (Write Write, Exception Error)? RunTogether(SqliteSession session, Write[] group)
     {
         foreach (var write in group)
         {
@@ -264,20 +273,21 @@ internal sealed class SqliteDatabase
             {
                 write.Run(session);
             }
-            catch (Exception)
+            catch (Exception error)
             {
-                // The error is not lost: the operation runs again in RunIsolated, and its caller gets what it throws there.
-                return false;
+                return (write, error);
             }
         }
-        return true;
+        return null;
     }
 
+    /// <summary>Runs every operation again, each inside a savepoint; an operation that throws is undone alone and its caller gets the error.</summary>
     private static void RunIsolated(SqliteSession session, Write[] group)
     {
         foreach (var write in group)
         {
-            if (write.Cancelled)
+            // One that ran already is not dropped now for a cancel that came since: once an operation runs, it finishes.
+            if (!write.Started && write.Cancelled)
                 continue;
             session.Execute("SAVEPOINT write", []);
             try
@@ -346,6 +356,9 @@ internal sealed class SqliteDatabase
     {
         public abstract bool Cancelled { get; }
 
+        /// <summary>Whether the operation ran (or began to) in this group, whatever came of it.</summary>
+        public bool Started { get; protected set; }
+
         public abstract void Run(SqliteSession session);
 
         public abstract void Publish();
@@ -376,6 +389,7 @@ internal sealed class SqliteDatabase
         public override void Run(SqliteSession session)
         {
             // A run again (see Commit) answers with what the second run gives.
+            Started = true;
             ran = false;
             result = operation(session);
             ran = true;

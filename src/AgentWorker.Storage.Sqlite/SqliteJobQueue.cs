@@ -22,6 +22,9 @@ public sealed partial class SqliteJobQueue : IJobQueue
     // This instance's live leases by job id: a cancel reaches the worker at once instead of at its next renewal.
     private readonly ConcurrentDictionary<string, SqliteJobLease> leases = new(StringComparer.Ordinal);
 
+    /// <summary>How many leases of this instance a cancel can reach now.</summary>
+    internal int LiveLeases => leases.Count;
+
     // Never disposed: a waiter may still be linking to it while the queue is being disposed.
     private readonly CancellationTokenSource disposing = new();
     private int disposed;

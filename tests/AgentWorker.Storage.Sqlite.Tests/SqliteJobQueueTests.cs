@@ -228,6 +228,55 @@ public sealed class SqliteJobQueueTests : JobQueueContractTests
     }
 
     [Fact]
+    public async Task LeaseAsync_RunAgainFindingNothing_LeavesNoLeaseOfItsFirstRun()
+    {
+        await using var queue = await OpenSqliteAsync(NewPath());
+        await queue.EnqueueAsync(Spec("job-1"), Token);
+        var commitHeld = await HoldWriterAsync(queue.Database);
+
+        // A write ahead of the claim that, run again, cancels the job: the first run claims it, the second finds nothing.
+        var runs = 0;
+        var ahead = queue.Database.WriteAsync(
+            session => ++runs == 1 ? 0 : session.Execute("UPDATE jobs SET state = 'cancelled' WHERE id = 'job-1'", []),
+            Token);
+        var leasing = queue.LeaseAsync("w1", TimeSpan.FromMilliseconds(200), Token);
+        var failing = queue.Database.WriteAsync<int>(_ => throw new InvalidOperationException("boom"), Token);
+        await commitHeld();
+
+        Assert.Equal(1, await ahead);
+        await Assert.ThrowsAsync<InvalidOperationException>(() => failing);
+        Assert.Null(await leasing);
+        Assert.Equal(JobState.Cancelled, (await queue.GetAsync("job-1", Token))!.State);
+        Assert.Equal(0, queue.LiveLeases);
+    }
+
+    [Fact]
+    public async Task WriteAsync_CancelledAfterItRanInAGroupRunAgain_StillFinishes()
+    {
+        await using var queue = await OpenSqliteAsync(NewPath());
+        var database = queue.Database;
+        var commitHeld = await HoldWriterAsync(database);
+        using var cancel = new CancellationTokenSource();
+
+        var runs = 0;
+        var started = database.WriteAsync(
+            session =>
+            {
+                runs++;
+                cancel.Cancel();
+                return session.Execute("INSERT INTO t VALUES (1)", []);
+            },
+            cancel.Token);
+        var failing = database.WriteAsync<int>(_ => throw new InvalidOperationException("boom"), Token);
+        await commitHeld();
+
+        Assert.Equal(1, await started);
+        Assert.Equal(2, runs);
+        await Assert.ThrowsAsync<InvalidOperationException>(() => failing);
+        Assert.Equal([1L], await ValuesAsync(queue));
+    }
+
+    [Fact]
     public async Task WriteAsync_CancelledWhileQueued_NeverRuns()
     {
         await using var queue = await OpenSqliteAsync(NewPath());
