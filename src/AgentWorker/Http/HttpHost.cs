@@ -42,7 +42,6 @@ internal static partial class HttpHost
             o.SerializerOptions.NumberHandling = JsonNumberHandling.Strict;
         });
         builder.Services.AddRateLimiter(o => ConfigureRateLimits(o, config.RateLimitPerMinute));
-        builder.Services.AddApiDocs();
         builder.Services.AddQueueHistory();
 
         var app = builder.Build();
@@ -52,7 +51,7 @@ internal static partial class HttpHost
         app.MapJobs(config);
         app.MapAgents(config.ApiKey);
         app.MapQueueHistory(config.ApiKey);
-        app.MapApiDocs();
+        app.MapApiDocs(builder.Services);
         app.MapDashboard();
         app.MapJobOutputs(config);
         app.MapHealth(queue, config);
