@@ -157,12 +157,17 @@ internal static partial class HttpHost
     /// <summary>Queue-wide counts come from the store at scrape time, so every worker sharing the queue reports the same.</summary>
     private static void ExportQueueGauges(CollectorRegistry registry, IJobQueue queue, BackendHealth health)
     {
-        var factory = Metrics.WithCustomRegistry(registry);
-        var up = factory.CreateGauge("agent_worker_backend_up", "1 while the queue backend answers, 0 during an outage (the queue gauges then keep their last values).");
-        var depth = factory.CreateGauge("agent_worker_queue_depth", "Jobs waiting to run (queued + retrying).");
-        var jobs = factory.CreateGauge("agent_worker_jobs", "Jobs in the store by state.", "state");
+        // Made at the first scrape, not at start-up (see PrometheusJobMetrics).
+        var gauges = new Lazy<(Gauge Up, Gauge Depth, Gauge Jobs)>(() =>
+        {
+            var factory = Metrics.WithCustomRegistry(registry);
+            return (factory.CreateGauge("agent_worker_backend_up", "1 while the queue backend answers, 0 during an outage (the queue gauges then keep their last values)."),
+                factory.CreateGauge("agent_worker_queue_depth", "Jobs waiting to run (queued + retrying)."),
+                factory.CreateGauge("agent_worker_jobs", "Jobs in the store by state.", ["state"]));
+        });
         registry.AddBeforeCollectCallback(async cancellationToken =>
         {
+            var (up, depth, jobs) = gauges.Value;
             var stats = await ProbeAsync(health, queue.GetStatsAsync, cancellationToken);
             up.Set(stats is null ? 0 : 1);
             if (stats is null)
