@@ -170,9 +170,10 @@ public sealed class JobsApiTests
         Assert.Contains("agent_worker_jobs{state=\"succeeded\"} 0", first, StringComparison.Ordinal);
         Assert.Equal(HttpStatusCode.Accepted, (await host.Client.PostAsync("/queue", Json(SeedJob("m1", repo: repo.Path)))).StatusCode);
         var after = await Eventually.UntilAsync(() => host.Client.GetStringAsync("/metrics"),
-            m => m.Contains("agent_worker_jobs_finished_total{state=\"succeeded\",agent=\"noop\"} 1", StringComparison.Ordinal), TimeSpan.FromSeconds(60),
-            "job m1 counted as succeeded");
-        Assert.Contains("agent_worker_job_duration_seconds_count{state=\"succeeded\"} 1", after, StringComparison.Ordinal);
+            // The duration is recorded last (PrometheusJobMetrics.Finished).
+            m => m.Contains("agent_worker_job_duration_seconds_count{state=\"succeeded\"} 1", StringComparison.Ordinal), TimeSpan.FromSeconds(60),
+            "job m1 timed as succeeded");
+        Assert.Contains("agent_worker_jobs_finished_total{state=\"succeeded\",agent=\"noop\"} 1", after, StringComparison.Ordinal);
         Assert.Contains("agent_worker_jobs_running 0", after, StringComparison.Ordinal);
     }
 
