@@ -106,17 +106,22 @@ internal static class ApiDocs
             if (documents.IsValueCreated)
                 documents.Value.Dispose();
         });
-        app.MapGet("/openapi/{documentName}.json", async (HttpContext http, string documentName) =>
-        {
-            if (!documentName.Equals(DocumentName, StringComparison.OrdinalIgnoreCase))
-                return Problems.Create(StatusCodes.Status404NotFound, "Not found", $"no OpenAPI document '{documentName}' (there is '{DocumentName}')");
-            var services = documents.Value;
-            var document = await services.GetRequiredKeyedService<IOpenApiDocumentProvider>(DocumentName).GetOpenApiDocumentAsync(http.RequestAborted);
-            // As MapOpenApi does: the server is the one the client reached (behind a proxy too).
-            document.Servers = [new OpenApiServer { Url = UriHelper.BuildAbsolute(http.Request.Scheme, http.Request.Host, http.Request.PathBase) }];
-            var version = services.GetRequiredService<IOptionsMonitor<OpenApiOptions>>().Get(DocumentName).OpenApiVersion;
-            return Results.Text(await document.SerializeAsJsonAsync(version, http.RequestAborted), "application/json;charset=utf-8");
-        }).ExcludeFromDescription();
+        // Not an async lambda: its state machine would hold the document, and loading that type (on the first request
+        // to any route, when the endpoints are built) would load Microsoft.OpenApi. DocumentAsync's is loaded when called.
+        app.MapGet("/openapi/{documentName}.json", (HttpContext http, string documentName) =>
+            documentName.Equals(DocumentName, StringComparison.OrdinalIgnoreCase)
+                ? DocumentAsync(http, documents.Value)
+                : Task.FromResult(Problems.Create(StatusCodes.Status404NotFound, "Not found", $"no OpenAPI document '{documentName}' (there is '{DocumentName}')")))
+            .ExcludeFromDescription();
+    }
+
+    private static async Task<IResult> DocumentAsync(HttpContext http, ServiceProvider services)
+    {
+        var document = await services.GetRequiredKeyedService<IOpenApiDocumentProvider>(DocumentName).GetOpenApiDocumentAsync(http.RequestAborted);
+        // As MapOpenApi does: the server is the one the client reached (behind a proxy too).
+        document.Servers = [new OpenApiServer { Url = UriHelper.BuildAbsolute(http.Request.Scheme, http.Request.Host, http.Request.PathBase) }];
+        var version = services.GetRequiredService<IOptionsMonitor<OpenApiOptions>>().Get(DocumentName).OpenApiVersion;
+        return Results.Text(await document.SerializeAsJsonAsync(version, http.RequestAborted), "application/json;charset=utf-8");
     }
 
     private static ServiceProvider DocumentServices(WebApplication app, IServiceCollection appServices)
