@@ -13,7 +13,8 @@ internal sealed record BenchResult(
     double DrainPerSecond,
     double EndToEndPerSecond,
     double LatencyP50Milliseconds,
-    double LatencyP99Milliseconds)
+    double LatencyP99Milliseconds,
+    double DrainCpuMicrosecondsPerJob)
 {
     public string ToJson()
     {
@@ -30,6 +31,8 @@ internal sealed record BenchResult(
             json.WriteNumber("end_to_end_per_s", Math.Round(EndToEndPerSecond));
             json.WriteNumber("latency_ms_p50", Math.Round(LatencyP50Milliseconds, 2));
             json.WriteNumber("latency_ms_p99", Math.Round(LatencyP99Milliseconds, 2));
+            // Ours only: this process's CPU (all threads, user + system) during the drain, per job; the server's is not in it.
+            json.WriteNumber("drain_cpu_us_per_job", Math.Round(DrainCpuMicrosecondsPerJob));
             json.WriteEndObject();
         }
         return Encoding.UTF8.GetString(buffer.WrittenSpan);

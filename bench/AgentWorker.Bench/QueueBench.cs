@@ -52,12 +52,14 @@ internal sealed class QueueBench
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         // Like the peers' drain clock, this one includes starting the workers.
         var drainStart = Stopwatch.GetTimestamp();
+        var drainCpuStart = ProcessCpu.Milliseconds().Self;
         var loops = Enumerable.Range(1, workers).Select(i => Task.Run(() => WorkAsync($"bench-{i}", stop.Token), CancellationToken.None)).ToArray();
         // A loop only ends early by throwing; without this the run would wait forever for jobs nobody takes.
         var anyLoopEnded = Task.WhenAny(loops).Unwrap();
         try
         {
             var drainSeconds = Stopwatch.GetElapsedTime(drainStart, await UnlessALoopEndsAsync(drained.Task, anyLoopEnded, cancellationToken)).TotalSeconds;
+            var drainCpuMilliseconds = ProcessCpu.Milliseconds().Self - drainCpuStart;
 
             var latencies = new double[LatencySamples];
             for (var i = 0; i < LatencySamples; i++)
@@ -80,7 +82,8 @@ internal sealed class QueueBench
                 DrainPerSecond: jobs / drainSeconds,
                 EndToEndPerSecond: jobs / (enqueueSeconds + drainSeconds),
                 LatencyP50Milliseconds: p50,
-                LatencyP99Milliseconds: p99);
+                LatencyP99Milliseconds: p99,
+                DrainCpuMicrosecondsPerJob: drainCpuMilliseconds * 1000 / jobs);
         }
         finally
         {

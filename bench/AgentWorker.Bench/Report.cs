@@ -48,13 +48,13 @@ internal static class Report
         md.AppendLine();
         md.AppendLine("## Throughput and latency, no-op jobs");
         md.AppendLine();
-        md.AppendLine("| backend / peer | slots | enqueue/s | drain/s | end-to-end/s | enqueue→start p50 ms | p99 ms | drain ÷ best peer | drain ÷ same-store peer |");
-        md.AppendLine("|---|--:|--:|--:|--:|--:|--:|--:|--:|");
+        md.AppendLine("| backend / peer | slots | enqueue/s | drain/s | end-to-end/s | enqueue→start p50 ms | p99 ms | drain ÷ best peer | drain ÷ same-store peer | client CPU µs per drained job |");
+        md.AppendLine("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
         foreach (var row in ours.Concat(peers))
         {
             var sameStore = SameStorePeer.TryGetValue(row.Peer, out var peerName) ? peers.FirstOrDefault(p => p.Peer == peerName) : null;
             md.AppendLine(Invariant(
-                $"| {Name(row.Peer)} | {row.Concurrency} | {Rate(row["enqueue_per_s"])} | {Rate(row["drain_per_s"])} | {Rate(row["end_to_end_per_s"])} | {Ms(row["latency_ms_p50"])} | {Ms(row["latency_ms_p99"])} | {Ratio(row["drain_per_s"], best?["drain_per_s"])} | {(sameStore is null ? "" : $"{Ratio(row["drain_per_s"], sameStore["drain_per_s"])} ({Name(sameStore.Peer)})")} |"));
+                $"| {Name(row.Peer)} | {row.Concurrency} | {Rate(row["enqueue_per_s"])} | {Rate(row["drain_per_s"])} | {Rate(row["end_to_end_per_s"])} | {Ms(row["latency_ms_p50"])} | {Ms(row["latency_ms_p99"])} | {Ratio(row["drain_per_s"], best?["drain_per_s"])} | {(sameStore is null ? "" : $"{Ratio(row["drain_per_s"], sameStore["drain_per_s"])} ({Name(sameStore.Peer)})")} | {Count(row["drain_cpu_us_per_job"])} |"));
         }
         md.AppendLine();
         md.AppendLine(Invariant($"Best peer by drain: {(best is null ? "none ran" : $"{Name(best.Peer)}, {Rate(best["drain_per_s"])}/s")}. Peer slots are what the peer script uses: BullMQ concurrency 50, Hangfire 20 workers."));

@@ -93,9 +93,11 @@ internal sealed class SqliteDatabase
 
     /// <summary>
     /// Runs <paramref name="operation"/> in an immediate transaction, together with whatever other writes are waiting,
-    /// and returns its result once that transaction committed. An operation that throws is undone alone (it runs inside
-    /// a savepoint) and its caller gets the exception; the others still commit. <paramref name="cancellationToken"/>
-    /// counts until the operation starts; once it runs it finishes, so its outcome is never left unknown.
+    /// and returns its result once that transaction committed. An operation that throws is undone alone and its caller
+    /// gets the exception; the others still commit. For that, a group in which one operation threw is rolled back and run
+    /// again with a savepoint around each operation, so <paramref name="operation"/> may run twice: it must change nothing
+    /// outside the transaction, or undo what its earlier run changed. <paramref name="cancellationToken"/> counts until
+    /// the operation starts; once it runs it finishes, so its outcome is never left unknown.
     /// </summary>
     public Task<T> WriteAsync<T>(Func<SqliteSession, T> operation, CancellationToken cancellationToken)
     {
@@ -205,22 +207,14 @@ internal sealed class SqliteDatabase
         {
             writer ??= OpenWriter();
             session = SqliteSession.BeginWrite(writer, prepared);
-            foreach (var write in group)
+            if (!RunTogether(session, group))
             {
-                if (write.Cancelled)
-                    continue;
-                session.Execute("SAVEPOINT write", []);
-                try
-                {
-                    write.Run(session);
-                    session.Execute("RELEASE write", []);
-                }
-                catch (Exception error)
-                {
-                    session.Execute("ROLLBACK TO write", []);
-                    session.Execute("RELEASE write", []);
-                    write.Fail(error);
-                }
+                // One operation threw, and its half-done changes are mixed with the others'. The group starts over with each
+                // operation inside a savepoint, so the one that throws again is undone alone.
+                RollBack(session);
+                session.End();
+                session = SqliteSession.BeginWrite(writer, prepared);
+                RunIsolated(session, group);
             }
             session.Commit();
         }
@@ -231,16 +225,7 @@ internal sealed class SqliteDatabase
             foreach (var write in group)
                 write.Fail(error);
             if (session is not null)
-            {
-                try
-                {
-                    session.Rollback();
-                }
-                catch (SqliteException)
-                {
-                    // Already rolled back by SQLite itself (a failed COMMIT does that), or the connection is gone.
-                }
-            }
+                RollBack(session);
             session?.End();
             session = null;
             CloseWriter();
@@ -249,6 +234,64 @@ internal sealed class SqliteDatabase
         session.End();
         foreach (var write in group)
             write.Publish();
+    }
+
+    private static void RollBack(SqliteSession session)
+    {
+        try
+        {
+            session.Rollback();
+        }
+        catch (SqliteException)
+        {
+            // Already rolled back by SQLite itself (a failed COMMIT does that, and so may a full disk or an I/O error in
+            // any statement), or the connection is gone.
+        }
+    }
+
+    /// <summary>
+    /// Runs the group's operations one after the other with nothing between them; false as soon as one throws. Operations
+    /// rarely throw, and a savepoint around each would make SQLite copy every page it touches into a statement journal:
+    /// a quarter of the cost of a claim or a completion (bench/README.md).
+    /// </summary>
+    private static bool RunTogether(SqliteSession session, Write[] group)
+    {
+        foreach (var write in group)
+        {
+            if (write.Cancelled)
+                continue;
+            try
+            {
+                write.Run(session);
+            }
+            catch (Exception)
+            {
+                // The error is not lost: the operation runs again in RunIsolated, and its caller gets what it throws there.
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private static void RunIsolated(SqliteSession session, Write[] group)
+    {
+        foreach (var write in group)
+        {
+            if (write.Cancelled)
+                continue;
+            session.Execute("SAVEPOINT write", []);
+            try
+            {
+                write.Run(session);
+                session.Execute("RELEASE write", []);
+            }
+            catch (Exception error)
+            {
+                session.Execute("ROLLBACK TO write", []);
+                session.Execute("RELEASE write", []);
+                write.Fail(error);
+            }
+        }
     }
 
     private SqliteConnection OpenWriter()
@@ -332,6 +375,8 @@ internal sealed class SqliteDatabase
 
         public override void Run(SqliteSession session)
         {
+            // A run again (see Commit) answers with what the second run gives.
+            ran = false;
             result = operation(session);
             ran = true;
         }

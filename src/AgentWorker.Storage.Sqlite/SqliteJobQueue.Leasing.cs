@@ -37,7 +37,8 @@ public sealed partial class SqliteJobQueue
     private async Task<(SqliteJobLease? Lease, DateTimeOffset? NextRunAt)> TryLeaseAsync(string workerId, CancellationToken cancellationToken)
     {
         var now = timeProvider.GetUtcNow();
-        var token = Guid.NewGuid().ToString("N");
+        // Time-ordered, so each new attempt's token lands at the end of job_attempts' unique index instead of on a random page.
+        var token = Guid.CreateVersion7().ToString("N");
         (string Name, object? Value)[] claim = [("$token", token), ("$worker", workerId), ("$expires", Ms(now + options.LeaseDuration)), ("$now", Ms(now))];
         SqliteJobLease? registered = null;
         (SqliteJobLease? Lease, DateTimeOffset? NextRunAt, int Recovered) outcome;
@@ -46,6 +47,13 @@ public sealed partial class SqliteJobQueue
             outcome = await database.WriteAsync<(SqliteJobLease?, DateTimeOffset?, int)>(
                 session =>
                 {
+                    // Run again when another write of the group threw (SqliteDatabase.WriteAsync): the lease of the first
+                    // run was rolled back with it.
+                    if (registered is not null)
+                    {
+                        Forget(registered);
+                        registered = null;
+                    }
                     // Once per group commit: the leases claimed together would all find the same expired ones.
                     var recovered = session.Scratch.TryAdd(nameof(RecoverExpired), true) ? RecoverExpired(session, now) : 0;
                     var claimed = session.Query(

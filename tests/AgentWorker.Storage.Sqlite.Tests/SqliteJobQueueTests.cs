@@ -141,7 +141,15 @@ public sealed class SqliteJobQueueTests : JobQueueContractTests
         // The next three writes queue up behind the held one and commit as the next group.
         var commitHeld = await HoldWriterAsync(database);
 
-        var one = database.WriteAsync(session => session.Execute("INSERT INTO t VALUES (1)", []), Token);
+        var runsOfOne = 0;
+        var runsOfThree = 0;
+        var one = database.WriteAsync(
+            session =>
+            {
+                runsOfOne++;
+                return session.Execute("INSERT INTO t VALUES (1)", []);
+            },
+            Token);
         var two = database.WriteAsync<int>(
             session =>
             {
@@ -149,7 +157,13 @@ public sealed class SqliteJobQueueTests : JobQueueContractTests
                 throw new InvalidOperationException("boom");
             },
             Token);
-        var three = database.WriteAsync(session => session.Execute("INSERT INTO t VALUES (3)", []), Token);
+        var three = database.WriteAsync(
+            session =>
+            {
+                runsOfThree++;
+                return session.Execute("INSERT INTO t VALUES (3)", []);
+            },
+            Token);
         Assert.False(one.IsCompleted || three.IsCompleted, "answered before the group holding them committed");
         await commitHeld();
 
@@ -159,6 +173,58 @@ public sealed class SqliteJobQueueTests : JobQueueContractTests
         Assert.Equal("boom", (await Assert.ThrowsAsync<InvalidOperationException>(() => two)).Message);
         Assert.Equal(1, await three);
         Assert.Equal([1L, 3L], await ValuesAsync(queue));
+        // The group ran without savepoints until "two" threw, then again with one around each write: "one" ran twice, its
+        // row is stored once.
+        Assert.Equal((2, 1), (runsOfOne, runsOfThree));
+    }
+
+    [Fact]
+    public async Task WriteAsync_GroupWithoutErrors_RunsEachWriteOnce()
+    {
+        await using var queue = await OpenSqliteAsync(NewPath());
+        var database = queue.Database;
+        var commitHeld = await HoldWriterAsync(database);
+        var runs = new int[5];
+
+        var writes = Enumerable.Range(0, runs.Length).Select(i => database.WriteAsync(
+            session =>
+            {
+                runs[i]++;
+                return session.Execute("INSERT INTO t VALUES ($x)", [("$x", i)]);
+            },
+            Token)).ToArray();
+        await commitHeld();
+
+        Assert.All(await Task.WhenAll(writes), inserted => Assert.Equal(1, inserted));
+        Assert.All(runs, count => Assert.Equal(1, count));
+        Assert.Equal([0L, 1L, 2L, 3L, 4L], await ValuesAsync(queue));
+    }
+
+    [Fact]
+    public async Task LeaseAsync_InAGroupRunAgainBecauseAnotherWriteThrew_ClaimsOnceAndTheLeaseIsTheLiveOne()
+    {
+        await using var queue = await OpenSqliteAsync(NewPath());
+        await queue.EnqueueAsync(Spec("job-1"), Token);
+        var commitHeld = await HoldWriterAsync(queue.Database);
+
+        // The claim is queued first, then a write that throws: the group's first run claims the job and is rolled back.
+        var leasing = queue.LeaseAsync("w1", TimeSpan.FromMinutes(1), Token);
+        var failing = queue.Database.WriteAsync<int>(_ => throw new InvalidOperationException("boom"), Token);
+        await commitHeld();
+
+        await using var lease = await leasing;
+        Assert.NotNull(lease);
+        await Assert.ThrowsAsync<InvalidOperationException>(() => failing);
+        Assert.Equal(1, lease.Attempt);
+        Assert.Single(lease.Job.AttemptHistory);
+        var stored = await queue.GetAsync("job-1", Token);
+        Assert.Equal((JobState.Running, 1), (stored!.State, stored.Attempts));
+        Assert.Single(stored.AttemptHistory);
+        // A cancel reaches the lease the caller holds, not one left over from the first run.
+        Assert.Equal(CancelOutcome.CancelRequested, await queue.CancelAsync("job-1", "by user", Token));
+        Assert.True(lease.CancelRequested.IsCancellationRequested);
+        await lease.CompleteAsync(new(), Token);
+        Assert.Equal(JobState.Succeeded, (await queue.GetAsync("job-1", Token))!.State);
     }
 
     [Fact]
