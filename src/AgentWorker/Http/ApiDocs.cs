@@ -3,6 +3,8 @@ using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using AgentWorker.Core.Jobs;
 using AgentWorker.Core.Results;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Http.Extensions;
 using Microsoft.AspNetCore.OpenApi;
 using Microsoft.Extensions.Options;
 using Microsoft.OpenApi;
@@ -87,15 +89,60 @@ internal static class ApiDocs
         [("/v1/jobs/{id}/logs", "Last-Event-ID")] = "Resume a followed stream after this event id (sent by EventSource on reconnect).",
     };
 
-    public static IServiceCollection AddApiDocs(this IServiceCollection services) =>
-        services.AddOpenApi("v1", options =>
+    private const string DocumentName = "v1";
+
+    /// <summary>
+    /// Serves <see cref="DocumentPath"/>. The OpenAPI generator (Microsoft.OpenApi, the API explorer and the MVC core it
+    /// brings) is set up on the first request, in a service provider of its own, not in the app's: a worker whose
+    /// document nobody asks for never loads it (3 MB of idle `serve` RSS, bench/README.md "Startup").
+    /// </summary>
+    /// <param name="app">The built app, whose endpoints the document describes.</param>
+    /// <param name="appServices">The app's registrations, so the generator tells injected services from request parameters as the app does.</param>
+    public static void MapApiDocs(this WebApplication app, IServiceCollection appServices)
+    {
+        var documents = new Lazy<ServiceProvider>(() => DocumentServices(app, appServices));
+        app.Lifetime.ApplicationStopped.Register(() =>
+        {
+            if (documents.IsValueCreated)
+                documents.Value.Dispose();
+        });
+        // Not an async lambda: its state machine would hold the document, and loading that type (on the first request
+        // to any route, when the endpoints are built) would load Microsoft.OpenApi. DocumentAsync's is loaded when called.
+        app.MapGet("/openapi/{documentName}.json", (HttpContext http, string documentName) =>
+            documentName.Equals(DocumentName, StringComparison.OrdinalIgnoreCase)
+                ? DocumentAsync(http, documents.Value)
+                : Task.FromResult(Problems.Create(StatusCodes.Status404NotFound, "Not found", $"no OpenAPI document '{documentName}' (there is '{DocumentName}')")))
+            .ExcludeFromDescription();
+    }
+
+    private static async Task<IResult> DocumentAsync(HttpContext http, ServiceProvider services)
+    {
+        var document = await services.GetRequiredKeyedService<IOpenApiDocumentProvider>(DocumentName).GetOpenApiDocumentAsync(http.RequestAborted);
+        // As MapOpenApi does: the server is the one the client reached (behind a proxy too).
+        document.Servers = [new OpenApiServer { Url = UriHelper.BuildAbsolute(http.Request.Scheme, http.Request.Host, http.Request.PathBase) }];
+        var version = services.GetRequiredService<IOptionsMonitor<OpenApiOptions>>().Get(DocumentName).OpenApiVersion;
+        return Results.Text(await document.SerializeAsJsonAsync(version, http.RequestAborted), "application/json;charset=utf-8");
+    }
+
+    private static ServiceProvider DocumentServices(WebApplication app, IServiceCollection appServices)
+    {
+        IServiceCollection services = new ServiceCollection();
+        foreach (var service in appServices)
+            services.Add(service);
+        // The live instances the document is made from (registered last, so they win over the copied registrations):
+        // a copy would be a second route table, host environment or Kestrel.
+        services.AddSingleton(app.Services.GetRequiredService<EndpointDataSource>());
+        services.AddSingleton(app.Services.GetRequiredService<IHostEnvironment>());
+        services.AddSingleton(app.Services.GetRequiredService<IWebHostEnvironment>());
+        services.AddSingleton(app.Services.GetRequiredService<IServer>());
+        services.AddOpenApi(DocumentName, options =>
         {
             options.AddOperationTransformer(DescribeOperationAsync);
             options.AddSchemaTransformer(OmittedNullsAreOptional);
             options.AddDocumentTransformer(DescribeDocument);
         });
-
-    public static void MapApiDocs(this WebApplication app) => app.MapOpenApi("/openapi/{documentName}.json");
+        return services.BuildServiceProvider();
+    }
 
     private static Task DescribeDocument(OpenApiDocument document, OpenApiDocumentTransformerContext context, CancellationToken cancellationToken)
     {

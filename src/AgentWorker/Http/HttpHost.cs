@@ -42,7 +42,6 @@ internal static partial class HttpHost
             o.SerializerOptions.NumberHandling = JsonNumberHandling.Strict;
         });
         builder.Services.AddRateLimiter(o => ConfigureRateLimits(o, config.RateLimitPerMinute));
-        builder.Services.AddApiDocs();
         builder.Services.AddQueueHistory();
 
         var app = builder.Build();
@@ -52,7 +51,7 @@ internal static partial class HttpHost
         app.MapJobs(config);
         app.MapAgents(config.ApiKey);
         app.MapQueueHistory(config.ApiKey);
-        app.MapApiDocs();
+        app.MapApiDocs(builder.Services);
         app.MapDashboard();
         app.MapJobOutputs(config);
         app.MapHealth(queue, config);
@@ -63,6 +62,9 @@ internal static partial class HttpHost
             var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("AgentWorker.Http");
             LogListening(logger, string.Join(", ", app.Urls), config.ApiKey is null ? "no API key configured: listening on loopback only, API open to local clients" : "bearer auth on");
         });
+        // Start-up garbage (configuration, route table, DI graph) handed back to the system once, before the worker
+        // idles: a compacting full collection that also releases the freed GC memory (idle `serve` RSS, bench/README.md).
+        app.Lifetime.ApplicationStarted.Register(() => GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true));
         return app;
     }
 
@@ -158,12 +160,17 @@ internal static partial class HttpHost
     /// <summary>Queue-wide counts come from the store at scrape time, so every worker sharing the queue reports the same.</summary>
     private static void ExportQueueGauges(CollectorRegistry registry, IJobQueue queue, BackendHealth health)
     {
-        var factory = Metrics.WithCustomRegistry(registry);
-        var up = factory.CreateGauge("agent_worker_backend_up", "1 while the queue backend answers, 0 during an outage (the queue gauges then keep their last values).");
-        var depth = factory.CreateGauge("agent_worker_queue_depth", "Jobs waiting to run (queued + retrying).");
-        var jobs = factory.CreateGauge("agent_worker_jobs", "Jobs in the store by state.", "state");
+        // Made at the first scrape, not at start-up (see PrometheusJobMetrics).
+        var gauges = new Lazy<(Gauge Up, Gauge Depth, Gauge Jobs)>(() =>
+        {
+            var factory = Metrics.WithCustomRegistry(registry);
+            return (factory.CreateGauge("agent_worker_backend_up", "1 while the queue backend answers, 0 during an outage (the queue gauges then keep their last values)."),
+                factory.CreateGauge("agent_worker_queue_depth", "Jobs waiting to run (queued + retrying)."),
+                factory.CreateGauge("agent_worker_jobs", "Jobs in the store by state.", ["state"]));
+        });
         registry.AddBeforeCollectCallback(async cancellationToken =>
         {
+            var (up, depth, jobs) = gauges.Value;
             var stats = await ProbeAsync(health, queue.GetStatsAsync, cancellationToken);
             up.Set(stats is null ? 0 : 1);
             if (stats is null)

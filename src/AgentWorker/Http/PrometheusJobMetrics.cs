@@ -4,29 +4,40 @@ using Prometheus;
 
 namespace AgentWorker.Http;
 
-/// <summary>Attempt counters and durations of this process, on the host's own registry (hosts in one process stay apart).</summary>
+/// <summary>
+/// Attempt counters and durations of this process, on the host's own registry (hosts in one process stay apart).
+/// The collectors are made by the first job or the first scrape, whichever comes first (a scrape shows the same
+/// families either way): prometheus-net compiles its name-checking regular expressions and loads System.Net.Http when
+/// the first collector is made, 1 MB of idle `serve` RSS (bench/README.md "Startup").
+/// </summary>
 internal sealed class PrometheusJobMetrics : IJobMetrics
 {
-    private readonly Counter _finished;
-    private readonly Histogram _duration;
-    private readonly Gauge _running;
+    private readonly Lazy<Collectors> _collectors;
 
     public PrometheusJobMetrics(CollectorRegistry registry)
     {
-        var factory = Metrics.WithCustomRegistry(registry);
-        _finished = factory.CreateCounter("agent_worker_jobs_finished_total", "Job attempts finished by this process, by resulting state and agent.", "state", "agent");
-        _duration = factory.CreateHistogram("agent_worker_job_duration_seconds", "Wall time of job attempts in this process, by resulting state.",
-            new HistogramConfiguration { LabelNames = ["state"], Buckets = Histogram.ExponentialBuckets(0.05, 2, 16) });
-        _running = factory.CreateGauge("agent_worker_jobs_running", "Job attempts running in this process.");
+        _collectors = new Lazy<Collectors>(() => new Collectors(Metrics.WithCustomRegistry(registry)));
+        registry.AddBeforeCollectCallback(() => _ = _collectors.Value);
     }
 
-    public void Started(string agent) => _running.Inc();
+    public void Started(string agent) => _collectors.Value.Running.Inc();
 
     public void Finished(string agent, JobState? state, TimeSpan duration)
     {
-        _running.Dec();
+        var collectors = _collectors.Value;
+        collectors.Running.Dec();
         var name = state?.Name() ?? "lease_lost";
-        _finished.WithLabels(name, agent).Inc();
-        _duration.WithLabels(name).Observe(duration.TotalSeconds);
+        collectors.Finished.WithLabels(name, agent).Inc();
+        collectors.Duration.WithLabels(name).Observe(duration.TotalSeconds);
+    }
+
+    private sealed class Collectors(IMetricFactory factory)
+    {
+        public Counter Finished { get; } = factory.CreateCounter("agent_worker_jobs_finished_total", "Job attempts finished by this process, by resulting state and agent.", ["state", "agent"]);
+
+        public Histogram Duration { get; } = factory.CreateHistogram("agent_worker_job_duration_seconds", "Wall time of job attempts in this process, by resulting state.",
+            new HistogramConfiguration { LabelNames = ["state"], Buckets = Histogram.ExponentialBuckets(0.05, 2, 16) });
+
+        public Gauge Running { get; } = factory.CreateGauge("agent_worker_jobs_running", "Job attempts running in this process.");
     }
 }

@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using AgentWorker.Core.Jobs;
+using AgentWorker.Testing;
 
 namespace AgentWorker.Tests.Http;
 
@@ -152,6 +153,28 @@ public sealed class JobsApiTests
         Assert.Contains("agent_worker_queue_depth 1", metrics, StringComparison.Ordinal);
         Assert.Contains("agent_worker_jobs{state=\"queued\"} 1", metrics, StringComparison.Ordinal);
         Assert.Equal(HttpStatusCode.Unauthorized, (await host.Client.GetAsync("/v1/jobs")).StatusCode);
+    }
+
+    [Fact]
+    public async Task Metrics_FirstScrapeShowsTheGauges_AndAFinishedJobIsCounted()
+    {
+        // The collectors are made by the first scrape or the first job (PrometheusJobMetrics): neither may lose a family.
+        using var repo = TestRepository.Create(new Dictionary<string, string> { ["README.md"] = "metrics\n" });
+        await using var host = await ApiHost.StartAsync(runWorkers: true, agentsYaml: Agents);
+
+        var first = await host.Client.GetStringAsync("/metrics");
+
+        Assert.Contains("agent_worker_jobs_running 0", first, StringComparison.Ordinal);
+        Assert.Contains("agent_worker_backend_up 1", first, StringComparison.Ordinal);
+        Assert.Contains("agent_worker_queue_depth 0", first, StringComparison.Ordinal);
+        Assert.Contains("agent_worker_jobs{state=\"succeeded\"} 0", first, StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.Accepted, (await host.Client.PostAsync("/queue", Json(SeedJob("m1", repo: repo.Path)))).StatusCode);
+        var after = await Eventually.UntilAsync(() => host.Client.GetStringAsync("/metrics"),
+            // The duration is recorded last (PrometheusJobMetrics.Finished).
+            m => m.Contains("agent_worker_job_duration_seconds_count{state=\"succeeded\"} 1", StringComparison.Ordinal), TimeSpan.FromSeconds(60),
+            "job m1 timed as succeeded");
+        Assert.Contains("agent_worker_jobs_finished_total{state=\"succeeded\",agent=\"noop\"} 1", after, StringComparison.Ordinal);
+        Assert.Contains("agent_worker_jobs_running 0", after, StringComparison.Ordinal);
     }
 
     [Fact]
