@@ -53,6 +53,7 @@ internal static class StartupBench
                 ["stats_ms_min"] = Math.Round(stats.Min(s => s.Wall), 1),
                 ["stats_cpu_ms_p50"] = Math.Round(Percentiles.Of(stats.Select(s => s.Cpu)).P50, 1),
                 ["serve_runs"] = arguments.ServeRuns,
+                ["serve_idle_s"] = arguments.Idle.TotalSeconds,
                 ["serve_ready_ms_p50"] = Math.Round(Percentiles.Of(ready).P50, 1),
                 ["serve_rss_mb_p50"] = Math.Round(Percentiles.Of(rss.Select(r => r.Total)).P50, 1),
                 ["serve_rss_anon_mb_p50"] = Math.Round(Percentiles.Of(rss.Select(r => r.Anon)).P50, 1),
