@@ -24,7 +24,10 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
 
     /// <summary>The artifacts folder of a job without a repository, relative to its working directory.</summary>
     public const string EmptyWorkspaceArtifacts = "screenshots";
-    private static readonly TimeSpan UnlockedGrace = TimeSpan.FromMinutes(1);
+    // How long a directory without a lock may be one being made (between its mkdir and its lock, or between removing the
+    // lock and the directory): microseconds when the worker is alive. Short, so the directory of a worker killed in that
+    // window goes with the next janitor round, not minutes later.
+    private static readonly TimeSpan UnlockedGrace = TimeSpan.FromSeconds(5);
     private readonly GitClient _git = new(options, runner);
     private readonly MirrorCache? _cache = options.CloneCache is { } cache ? new MirrorCache(cache, new GitClient(options, runner), logger) : null;
 

@@ -192,6 +192,20 @@ public sealed class WorkspaceManagerTests : IDisposable
         Assert.True(Directory.Exists(live.RepoDir));
     }
 
+    [Fact]
+    public async Task SweepStale_LeftWithoutALock_KeptWhileItMayBeBeingMade_ThenRemovedWithinSeconds()
+    {
+        var manager = Manager();
+        // What a worker killed between making a workspace directory and locking it leaves behind.
+        var orphan = _work.Combine("killed-job-xyz");
+        Directory.CreateDirectory(orphan);
+
+        Assert.Equal(0, manager.SweepStale());
+        Assert.True(Directory.Exists(orphan), "a directory this young may be one a live worker is about to lock");
+        await Eventually.UntilAsync(() => manager.SweepStale() == 1, TimeSpan.FromSeconds(30), "the lock-less directory swept");
+        Assert.False(Directory.Exists(orphan));
+    }
+
     public void Dispose()
     {
         _repo.Dispose();
