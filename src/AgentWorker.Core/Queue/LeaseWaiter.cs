@@ -65,7 +65,7 @@ public sealed class LeaseWaiter(QueueOptions options, TimeProvider timeProvider)
             var answeredByNextLook = false;
             try
             {
-                var (lease, nextDue) = await tryLease(cancellationToken).ConfigureAwait(false);
+                var (lease, nextDue) = await LookAsync(tryLease, cancellationToken).ConfigureAwait(false);
                 if (lease is not null)
                     return lease;
                 var now = timeProvider.GetUtcNow();
@@ -83,6 +83,25 @@ public sealed class LeaseWaiter(QueueOptions options, TimeProvider timeProvider)
             {
                 Leave(woken, passOn: !answeredByNextLook);
             }
+        }
+    }
+
+    /// <summary>
+    /// One look. One that fails after the wait was cancelled reports the cancellation: a queue disposed while a claim is
+    /// on its way closes the connection under it, and its waiters must hear that they were stopped, not a network error.
+    /// </summary>
+    private static async Task<(TLease? Lease, DateTimeOffset? NextDue)> LookAsync<TLease>(
+        Func<CancellationToken, Task<(TLease? Lease, DateTimeOffset? NextDue)>> tryLease,
+        CancellationToken cancellationToken)
+        where TLease : class
+    {
+        try
+        {
+            return await tryLease(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception error) when (error is not OperationCanceledException && cancellationToken.IsCancellationRequested)
+        {
+            throw new OperationCanceledException("the wait for a lease was cancelled", error, cancellationToken);
         }
     }
 

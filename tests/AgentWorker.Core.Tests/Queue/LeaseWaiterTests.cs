@@ -17,6 +17,32 @@ public sealed class LeaseWaiterTests
     private readonly CancellationTokenSource timeout = new(TimeSpan.FromMinutes(1));
 
     [Fact]
+    public async Task WaitAsync_LookFailsAfterTheWaitWasCancelled_ReportsTheCancellation()
+    {
+        var waiter = new LeaseWaiter(Options, time);
+        using var stop = new CancellationTokenSource();
+        // What a queue disposed during a claim sees: its connection closed under the call.
+        Task<(Lease?, DateTimeOffset?)> ClosedUnderIt(CancellationToken token)
+        {
+            stop.Cancel();
+            throw new InvalidOperationException("Reading is not allowed after reader was completed.");
+        }
+
+        var cancelled = await Assert.ThrowsAnyAsync<OperationCanceledException>(() => waiter.WaitAsync(Timeout.InfiniteTimeSpan, ClosedUnderIt, stop.Token));
+        Assert.IsType<InvalidOperationException>(cancelled.InnerException);
+    }
+
+    [Fact]
+    public async Task WaitAsync_LookFails_TheErrorReachesTheCaller()
+    {
+        var waiter = new LeaseWaiter(Options, time);
+        static Task<(Lease?, DateTimeOffset?)> Down(CancellationToken token) => throw new InvalidOperationException("backend down");
+
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => waiter.WaitAsync(Timeout.InfiniteTimeSpan, Down, timeout.Token));
+        Assert.Equal("backend down", error.Message);
+    }
+
+    [Fact]
     public async Task Wake_OnePerJob_EachWaiterLooksOnceMoreAndGetsOneJob()
     {
         var waiter = new LeaseWaiter(Options, time);
