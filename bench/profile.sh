@@ -60,16 +60,25 @@ bench_run() {
   cat "$work/line" >&2
 }
 
-# measure BACKEND SERVER_CPU_FUNCTION: a plain run, with our client's and the server's CPU per job in $client_us and
-# $server_us and its JSON line in $work/measured; then, with perf installed, a second run for perf's split of the
-# client's CPU by shared object ($dso).
-measure() {
-  local backend=$1 server_cpu=$2 c0 s0
+# bracket SERVER_CPU_FUNCTION COMMAND...: runs the command, with our client's and the server's CPU per job of it in
+# $client_us and $server_us.
+bracket() {
+  local server_cpu=$1 c0 s0
+  shift
   children_cpu; c0=$cpu_now; s0=$($server_cpu)
-  bench_run "$backend"
+  "$@"
   server_us=$(per_job "$(minus "$($server_cpu)" "$s0")" 1000000)
   children_cpu; client_us=$(per_job "$(minus "$cpu_now" "$c0")" 1000000)
+}
+
+# measure BACKEND SERVER_CPU_FUNCTION [AFTER_FUNCTION]: a plain run, bracketed, its JSON line in $work/measured; then
+# AFTER_FUNCTION (to read the server's counters of that run alone); then, with perf installed, a second run for perf's
+# split of the client's CPU by shared object ($dso).
+measure() {
+  local backend=$1 server_cpu=$2 after=${3:-true}
+  bracket "$server_cpu" bench_run "$backend"
   cp "$work/line" "$work/measured"
+  "$after"
   if command -v perf >/dev/null 2>&1; then
     bench_run "$backend" perf record -q -F 999 -o "$work/perf.data" --
     dso=$(perf report -q -i "$work/perf.data" --no-children -g none --sort dso 2>/dev/null | awk '$1 + 0 >= 2 { printf "%s %s; ", $1, $2 }')
@@ -91,9 +100,10 @@ echo
 
 # --- Redis: us, then BullMQ, on the same server -----------------------------------------------------------------
 redis_cpu() { redis-cli -p "$redis_port" info cpu | tr -d '\r' | awk -F: '/^used_cpu_(user|sys):/ { s += $2 } END { print s }'; }
-redis_commands() { redis-cli -p "$redis_port" info commandstats | tr -d '\r' | awk -F'[:=,]' '/^cmdstat_/ { sub("cmdstat_", "", $1); print $3, $1 }' | sort -rn; }
+# The commands the server ran since its counters were reset, most called first, to $work/cmds.
+redis_commands() { redis-cli -p "$redis_port" info commandstats | tr -d '\r' | awk -F'[:=,]' '/^cmdstat_/ { sub("cmdstat_", "", $1); print $3, $1 }' | sort -rn >"$work/cmds"; }
+bullmq_run() { (cd "$work/peers/bullmq" && node bench.mjs "$redis_port" "$jobs" 50) >"$work/line"; }
 redis_row() {
-  redis_commands >"$work/cmds"
   echo "| $1 | $(drain "$2") | $(field drain_cpu_us_per_job "$2") | $(per_job "$(awk '{ s += $1 } END { print s }' "$work/cmds")") | $server_us | $client_us | $(head -6 "$work/cmds" | while read -r n c; do printf '%s %s<br>' "$c" "$(per_job "$n")"; done) |"
 }
 echo "## Redis"
@@ -101,10 +111,8 @@ echo
 echo "| run | drain/s | client CPU µs per drained job | server commands per job | server CPU µs per job | client CPU µs per job | top commands (calls per job) |"
 echo "|---|--:|--:|--:|--:|--:|---|"
 redis-cli -p "$redis_port" config resetstat >/dev/null
-measure redis redis_cpu
-# The perf run added its own commands; the table counts the plain run's. Run it again on fresh counters.
-redis-cli -p "$redis_port" config resetstat >/dev/null
-bench_run redis
+# The commands are read before the perf run adds its own.
+measure redis redis_cpu redis_commands
 redis_row AgentWorker "$work/measured"
 ours_dso=$dso
 cp -R "$peers/." "$work/peers"
@@ -112,10 +120,8 @@ chmod -R u+w "$work/peers"
 (cd "$work/peers/bullmq" && { npm ci --silent >/dev/null 2>&1 || npm install --silent >/dev/null; })
 redis-cli -p "$redis_port" flushall >/dev/null
 redis-cli -p "$redis_port" config resetstat >/dev/null
-children_cpu; c0=$cpu_now; s0=$(redis_cpu)
-(cd "$work/peers/bullmq" && node bench.mjs "$redis_port" "$jobs" 50) >"$work/line"
-server_us=$(per_job "$(minus "$(redis_cpu)" "$s0")" 1000000)
-children_cpu; client_us=$(per_job "$(minus "$cpu_now" "$c0")" 1000000)
+bracket redis_cpu bullmq_run
+redis_commands
 cat "$work/line" >&2
 redis_row BullMQ "$work/line"
 echo
@@ -138,16 +144,18 @@ postmaster_cpu() {
 }
 echo "## PostgreSQL"
 echo
+# Rows and WAL written since the counters were reset, in $ins $upd $records $bytes.
+postgres_counts() {
+  psql_at -c "select pg_stat_force_next_flush()" >/dev/null
+  read -r ins upd < <(psql_at -c "select tup_inserted, tup_updated from pg_stat_database where datname = current_database()")
+  read -r records bytes < <(psql_at -c "select wal_records, wal_bytes from pg_stat_wal")
+}
 psql_at -c "select pg_stat_reset()" -c "select pg_stat_reset_shared('wal')" >/dev/null
-measure postgres postmaster_cpu
+# The counts are read before the perf run adds its own.
+measure postgres postmaster_cpu postgres_counts
 echo "| drain/s | client CPU µs per drained job | server CPU µs per job | client CPU µs per job | rows inserted per job | rows updated per job | WAL records per job | WAL bytes per job |"
 echo "|--:|--:|--:|--:|--:|--:|--:|--:|"
-# Both runs (plain and perf) wrote, so the row and WAL counts are halved when perf ran.
-runs=$(command -v perf >/dev/null 2>&1 && echo 2 || echo 1)
-psql_at -c "select pg_stat_force_next_flush()" >/dev/null
-read -r ins upd < <(psql_at -c "select tup_inserted, tup_updated from pg_stat_database where datname = current_database()")
-read -r records bytes < <(psql_at -c "select wal_records, wal_bytes from pg_stat_wal")
-echo "| $(drain "$work/measured") | $(field drain_cpu_us_per_job "$work/measured") | $server_us | $client_us | $(per_job "$ins" "$(awk -v r="$runs" 'BEGIN { print 1 / r }')") | $(per_job "$upd" "$(awk -v r="$runs" 'BEGIN { print 1 / r }')") | $(per_job "$records" "$(awk -v r="$runs" 'BEGIN { print 1 / r }')") | $(per_job "$bytes" "$(awk -v r="$runs" 'BEGIN { print 1 / r }')") |"
+echo "| $(drain "$work/measured") | $(field drain_cpu_us_per_job "$work/measured") | $server_us | $client_us | $(per_job "$ins") | $(per_job "$upd") | $(per_job "$records") | $(per_job "$bytes") |"
 echo
 echo "Our client's CPU by shared object (perf): $dso"
 echo
