@@ -97,8 +97,8 @@ internal sealed class SqliteDatabase
     /// gets the exception; the others still commit. For that, a group in which one operation threw is rolled back and run
     /// again in a new transaction with a savepoint around each operation (another process may write in between), so
     /// <paramref name="operation"/> may run twice: it must change nothing outside the transaction, or undo what its earlier
-    /// run changed. <paramref name="cancellationToken"/> counts until
-    /// the operation starts; once it runs it finishes, so its outcome is never left unknown.
+    /// run changed. <paramref name="cancellationToken"/> counts until the operation starts; once it runs it finishes, so its
+    /// outcome is never left unknown.
     /// </summary>
     public Task<T> WriteAsync<T>(Func<SqliteSession, T> operation, CancellationToken cancellationToken)
     {
