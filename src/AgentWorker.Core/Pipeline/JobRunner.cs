@@ -169,6 +169,8 @@ public sealed partial class JobRunner(
                 outcome = await processes.RunAsync(spec, line => events.AddAsync(collector.Accept(line with { Text = options.Redactor.Redact(line.Text) })), abort, run).ConfigureAwait(false);
                 result = collector.Build(outcome.ExitCode, outcome.Duration) with { Resources = Resources(outcome, run.ReadUsage()) };
                 lastError = collector.LastError;
+                if (outcome.End != ProcessEnd.Cancelled)
+                    WorkspaceManager.CheckFilled(workspace);
                 // Kept whatever the exit code (a failure's screenshots explain it); a stopped attempt runs again and makes new ones.
                 if (outcome.End != ProcessEnd.Cancelled)
                     result = result with { CollectedArtifacts = await artifacts.CollectAsync(workspace.ArtifactsDir, job.Id, events.AddAsync, CancellationToken.None).ConfigureAwait(false) };

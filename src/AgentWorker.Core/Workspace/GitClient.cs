@@ -42,6 +42,8 @@ internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
     public Task CloneFromMirrorAsync(RepoRef repo, string mirror, string destination, string home, CancellationToken cancellationToken) =>
         CloneAsync(repo, new Uri(mirror).AbsoluteUri, RepoUrls.ToGitUrl(repo.Url), mirror, destination, home, cancellationToken);
 
+    // The files are written only after the tree they come from was measured (CheckTreeAsync): a small pack can hold a
+    // checkout of any size (one large blob under many names), so the size on disk afterwards is too late to ask.
     private async Task CloneAsync(RepoRef repo, string source, string origin, string? mirror, string destination, string home, CancellationToken cancellationToken)
     {
         IReadOnlyList<(string, string)> copy = mirror is null ? [] : CopyConfig;
@@ -50,9 +52,11 @@ internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
             string[] branch = repo.Branch is null ? [] : ["--branch", repo.Branch];
             string[] reference = mirror is null ? [] : ["--reference", mirror, "--dissociate"];
             await GitAsync(new GitCall(home, Path.GetDirectoryName(destination)!,
-                ["clone", "--depth", "1", "--no-tags", "--single-branch", .. branch, .. reference, "--", source, destination]) { Config = copy }, cancellationToken).ConfigureAwait(false);
+                ["clone", "--depth", "1", "--no-tags", "--single-branch", "--no-checkout", .. branch, .. reference, .. UploadPack(source), "--", source, destination]) { Config = copy }, cancellationToken).ConfigureAwait(false);
             if (source != origin)
                 await GitAsync(new GitCall(home, destination, ["remote", "set-url", "origin", "--", origin]), cancellationToken).ConfigureAwait(false);
+            await CheckTreeAsync(home, destination, "HEAD", cancellationToken).ConfigureAwait(false);
+            await GitAsync(new GitCall(home, destination, ["checkout", "--quiet"]), cancellationToken).ConfigureAwait(false);
             return;
         }
         // A commit is fetched on its own so the clone stays shallow.
@@ -62,7 +66,8 @@ internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
         var alternates = Path.Combine(destination, ".git", "objects", "info", "alternates");
         if (mirror is not null)
             await File.WriteAllTextAsync(alternates, Path.Combine(mirror, "objects") + "\n", cancellationToken).ConfigureAwait(false);
-        await GitAsync(new GitCall(home, destination, ["fetch", "--depth", "1", "--no-tags", source == origin ? "origin" : source, repo.Commit]), cancellationToken).ConfigureAwait(false);
+        await GitAsync(new GitCall(home, destination, ["fetch", "--depth", "1", "--no-tags", .. UploadPack(source), source == origin ? "origin" : source, repo.Commit]), cancellationToken).ConfigureAwait(false);
+        await CheckTreeAsync(home, destination, "FETCH_HEAD", cancellationToken).ConfigureAwait(false);
         await GitAsync(new GitCall(home, destination, ["checkout", "--quiet", "--detach", "FETCH_HEAD"]), cancellationToken).ConfigureAwait(false);
         if (mirror is not null)
         {
@@ -71,6 +76,45 @@ internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
             File.Delete(alternates);
         }
     }
+
+    /// <summary>
+    /// Throws a permanent <see cref="WorkspaceException"/> when the checkout of <paramref name="revision"/> would pass
+    /// MAX_REPO_FILES or MAX_REPO_SIZE_MB, reading the sizes from the tree's objects before a file is written.
+    /// </summary>
+    private async Task CheckTreeAsync(string home, string repository, string revision, CancellationToken cancellationToken)
+    {
+        long bytes = 0;
+        var files = 0;
+        var over = false;
+        // "<mode> <type> <object> <size>\t<path>"; a submodule (commit) has no size and is not checked out.
+        var call = new GitCall(home, repository, ["ls-tree", "-r", "-l", "--full-tree", revision])
+        {
+            OnLine = line =>
+            {
+                var fields = line.Split('\t', 2)[0].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                if (over || fields is not [_, "blob", _, var size])
+                    return;
+                files++;
+                bytes += long.TryParse(size, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var length) ? length : 0;
+                over = files > options.MaxRepoFiles || bytes > options.MaxRepoBytes;
+            },
+        };
+        await GitAsync(call, cancellationToken).ConfigureAwait(false);
+        if (files > options.MaxRepoFiles)
+            throw new WorkspaceException($"repository has more than {options.MaxRepoFiles} files (MAX_REPO_FILES); nothing was checked out", permanent: true);
+        if (bytes > options.MaxRepoBytes)
+            throw new WorkspaceException($"repository checkout is larger than {options.MaxRepoBytes / (1024 * 1024)} MiB (MAX_REPO_SIZE_MB); nothing was checked out", permanent: true);
+    }
+
+    /// <summary>
+    /// For a local repository and a root worker, the side of git that reads it (upload-pack) runs as the sandbox user, so a
+    /// job can only clone what that user may read, never what only root may. Ownership checks stay off for that process
+    /// alone: the repository belongs to someone else by design.
+    /// </summary>
+    private string[] UploadPack(string url) =>
+        options.LocalReaderUid is { } uid && url.StartsWith("file:", StringComparison.Ordinal)
+            ? [$"--upload-pack=setpriv --reuid={uid} --regid={uid} --clear-groups -- git -c safe.directory=* -c core.attributesFile=/dev/null upload-pack"]
+            : [];
 
     /// <summary>
     /// Creates the bare mirror at <paramref name="mirror"/> when needed and brings every branch and tag of <paramref name="url"/>
@@ -82,14 +126,14 @@ internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
         if (!File.Exists(Path.Combine(mirror, "HEAD")) || !File.Exists(Path.Combine(mirror, "config")))
             await GitAsync(new GitCall(home, mirror, ["init", "--bare", "--quiet", "--template="]), cancellationToken).ConfigureAwait(false);
         await GitAsync(new GitCall(home, mirror,
-            ["fetch", "--quiet", "--prune", "--no-tags", "--", url, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]) { Config = MirrorConfig }, cancellationToken).ConfigureAwait(false);
+            ["fetch", "--quiet", "--prune", "--no-tags", .. UploadPack(url), "--", url, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]) { Config = MirrorConfig }, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>The branch the remote's HEAD names (what a clone without <c>--branch</c> checks out), or null when it names none.</summary>
     public async Task<string?> DefaultBranchAsync(string url, string home, CancellationToken cancellationToken)
     {
         const string Prefix = "ref: refs/heads/";
-        var lines = await GitAsync(new GitCall(home, home, ["ls-remote", "--symref", "--", url, "HEAD"]), cancellationToken).ConfigureAwait(false);
+        var lines = await GitAsync(new GitCall(home, home, ["ls-remote", "--symref", .. UploadPack(url), "--", url, "HEAD"]), cancellationToken).ConfigureAwait(false);
         return lines
             .Where(line => line.StartsWith(Prefix, StringComparison.Ordinal) && line.EndsWith("\tHEAD", StringComparison.Ordinal))
             .Select(line => line[Prefix.Length..^"\tHEAD".Length])
@@ -104,7 +148,8 @@ internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
     public async Task<bool> RemoteHasBranchAsync(string url, string branch, string home, CancellationToken cancellationToken)
     {
         // --exit-code: 2 when no ref matched.
-        var call = new GitCall(home, home, ["ls-remote", "--exit-code", "--heads", "--", RepoUrls.ToGitUrl(url), $"refs/heads/{branch}"]);
+        var gitUrl = RepoUrls.ToGitUrl(url);
+        var call = new GitCall(home, home, ["ls-remote", "--exit-code", "--heads", .. UploadPack(gitUrl), "--", gitUrl, $"refs/heads/{branch}"]);
         var output = await RunAsync(call, cancellationToken).ConfigureAwait(false);
         return output.ExitCode switch
         {
@@ -161,13 +206,17 @@ internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
         var errors = new StringBuilder();
         var lines = new List<string>();
         var outcome = await runner.RunAsync(
-            new ProcessSpec(argv, call.WorkingDirectory, environment, options.CloneTimeout, MaxGitOutputBytes),
+            new ProcessSpec(argv, call.WorkingDirectory, environment, options.CloneTimeout, call.OnLine is null ? MaxGitOutputBytes : long.MaxValue),
             line =>
             {
                 if (line.Stream == "stderr")
                 {
                     lock (errors)
                         errors.AppendLine(line.Text);
+                }
+                else if (call.OnLine is { } onLine)
+                {
+                    onLine(line.Text);
                 }
                 else
                 {
@@ -202,6 +251,9 @@ internal sealed record GitCall(string Home, string WorkingDirectory, IReadOnlyLi
 
     /// <summary>Extra <c>-c name=value</c> settings.</summary>
     public IReadOnlyList<(string Name, string Value)> Config { get; init; } = [];
+
+    /// <summary>Takes each stdout line as it comes (nothing is kept, and the output is not capped); null: the lines are returned.</summary>
+    public Action<string>? OnLine { get; init; }
 }
 
 /// <summary>How git ended: exit code, stdout lines, stderr (the token masked).</summary>

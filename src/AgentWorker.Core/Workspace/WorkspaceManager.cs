@@ -37,11 +37,17 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
     {
         // A job without a repository (tasks table) gets a fresh directory whose screenshots/ is its artifacts folder, as the
         // seed's run_task.py expects; a clone keeps its artifacts beside the repository, out of what apply mode commits.
+        if (!job.Repo.IsEmpty && LocalRepositories.Refusal(job.Repo.Url, options) is { } refusal)
+            throw new WorkspaceException(refusal, permanent: true);
         JobWorkspace? workspace = null;
         try
         {
             workspace = Open(job.Id, artifactsInRepo: job.Repo.IsEmpty);
             Directory.CreateDirectory(workspace.HomeDir);
+            Directory.CreateDirectory(workspace.RepoDir);
+            Directory.CreateDirectory(workspace.ArtifactsDir);
+            if (options.RunFilesystem is { } capped)
+                MountCapped(workspace, capped, artifactsInRepo: job.Repo.IsEmpty);
             if (!job.Repo.IsEmpty)
             {
                 var repo = job.Repo;
@@ -54,7 +60,6 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
                 }
                 await CloneAsync(job.Id, repo, workspace, cancellationToken).ConfigureAwait(false);
             }
-            Directory.CreateDirectory(workspace.RepoDir);
             Directory.CreateDirectory(workspace.ArtifactsDir);
             CheckLimits(workspace.RepoDir);
             if (!job.Repo.IsEmpty)
@@ -70,6 +75,26 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
                 throw new WorkspaceException($"no space left on the device of WORK_DIR {options.WorkDir}: {e.Message}", permanent: false);
             throw;
         }
+    }
+
+    /// <summary>The clone, the home and (beside the clone) the artifacts folder each get a tmpfs of their own cap.</summary>
+    private void MountCapped(JobWorkspace workspace, RunFilesystemOptions capped, bool artifactsInRepo)
+    {
+        // Directories count as inodes too; twice the file limit leaves room for any real tree.
+        workspace.Mount(workspace.RepoDir, options.MaxRepoBytes, 2L * options.MaxRepoFiles + 1024, "workspace", "MAX_REPO_SIZE_MB");
+        workspace.Mount(workspace.HomeDir, capped.HomeBytes, 100_000, "home directory", "SANDBOX_HOME_MB");
+        if (!artifactsInRepo)
+            workspace.Mount(workspace.ArtifactsDir, capped.ArtifactBytes, 10_000, "artifacts folder", "MAX_ARTIFACT_MB");
+    }
+
+    /// <summary>
+    /// Throws a permanent <see cref="WorkspaceException"/> naming the tree and its setting when the agent used up a capped
+    /// tree: what it wrote past the cap was lost (ENOSPC), so the run's result cannot be trusted.
+    /// </summary>
+    public static void CheckFilled(JobWorkspace workspace)
+    {
+        foreach (var tree in workspace.CappedTrees.Where(t => RunFilesystem.IsFull(t.Path)))
+            throw new WorkspaceException($"the agent filled its {tree.Name}: the {tree.Bytes / (1024 * 1024)} MiB cap ({tree.Setting}) is used up and writes past it failed", permanent: true);
     }
 
     private bool IsOutOfSpace(Exception e)
@@ -99,7 +124,9 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
             {
                 // The remote has the last word: a broken mirror, a full disk or a commit only the remote has must not fail the job.
                 LogCacheMissed(logger, jobId, e.Message);
-                SafeTree.Delete(workspace.RepoDir);
+                // Emptied, not removed: it may be the attempt's mount point.
+                foreach (var entry in Directory.EnumerateFileSystemEntries(workspace.RepoDir))
+                    SafeTree.Delete(entry);
             }
         }
         await _git.CloneAsync(repo, workspace.RepoDir, workspace.HomeDir, cancellationToken).ConfigureAwait(false);
@@ -153,6 +180,7 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
                     // Between mkdir and the lock; only old ones are abandoned.
                     if (DateTime.UtcNow - Directory.GetCreationTimeUtc(dir) < UnlockedGrace)
                         continue;
+                    RunFilesystem.UnmountAllUnder(dir);
                     SafeTree.Delete(dir);
                 }
                 else
@@ -168,7 +196,10 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
                         continue;
                     }
                     using (held)
+                    {
+                        RunFilesystem.UnmountAllUnder(dir);
                         SafeTree.Delete(dir);
+                    }
                 }
                 removed++;
                 LogSwept(logger, dir);
@@ -238,10 +269,24 @@ public sealed class JobWorkspace(string root, FileStream lockFile, string artifa
     /// <summary>The sandbox's own files for this attempt (stub /etc files); TMPDIR of an unsandboxed run.</summary>
     public string SandboxDir => Path.Combine(Root, "sandbox");
 
+    private readonly List<CappedTree> _capped = [];
+
+    /// <summary>The trees that are size-capped filesystems of their own (none when WORKSPACE_TMPFS is off).</summary>
+    public IReadOnlyList<CappedTree> CappedTrees => _capped;
+
+    internal void Mount(string path, long bytes, long inodes, string name, string setting)
+    {
+        RunFilesystem.Mount(path, bytes, inodes);
+        _capped.Add(new CappedTree(path, name, bytes, setting));
+    }
+
     public void Dispose()
     {
         try
         {
+            foreach (var tree in _capped)
+                RunFilesystem.Unmount(tree.Path);
+            _capped.Clear();
             // The lock goes last: a worker killed halfway through leaves a directory whose lock (free once it is dead)
             // marks it stale for the next sweep, not a lock-less one the sweep takes for a workspace being made.
             if (Directory.Exists(Root))
@@ -257,3 +302,6 @@ public sealed class JobWorkspace(string root, FileStream lockFile, string artifa
         }
     }
 }
+
+/// <summary>A tree of an attempt on a tmpfs of its own: where, what to call it in a message, its cap and the setting that sets it.</summary>
+public sealed record CappedTree(string Path, string Name, long Bytes, string Setting);

@@ -30,6 +30,28 @@ public sealed record WorkspaceOptions
 
     /// <summary>The local mirror cache repeat clones are made from; null clones every workspace from the remote.</summary>
     public CloneCacheOptions? CloneCache { get; init; }
+
+    /// <summary>Host uid whose rights a local repository is read with (a root worker's sandbox user); null: the worker's own.</summary>
+    public int? LocalReaderUid { get; init; }
+
+    /// <summary>The worker's own directories (data dir, clone cache, WORK_DIR): a local repository inside one is refused.</summary>
+    public IReadOnlyList<string> PrivatePaths { get; init; } = [];
+
+    /// <summary>When set (LOCAL_REPO_ROOTS), a local repository must lie under one of these directories.</summary>
+    public IReadOnlyList<string>? LocalRepoRoots { get; init; }
+
+    /// <summary>When set, each attempt's writable trees are size-capped tmpfs mounts; null: they live on WORK_DIR's filesystem.</summary>
+    public RunFilesystemOptions? RunFilesystem { get; init; }
+}
+
+/// <summary>The caps of an attempt's own filesystems: the checkout is capped by <see cref="WorkspaceOptions.MaxRepoBytes"/>.</summary>
+public sealed record RunFilesystemOptions
+{
+    /// <summary>The agent's home directory.</summary>
+    public long HomeBytes { get; init; } = 512L * 1024 * 1024;
+
+    /// <summary>The artifacts folder (MAX_ARTIFACT_MB).</summary>
+    public long ArtifactBytes { get; init; } = 100L * 1024 * 1024;
 }
 
 /// <summary>Where the bare mirrors live and when they are swept.</summary>

@@ -40,6 +40,9 @@ internal static class Settings
     public static readonly Setting SandboxTmpMb = new("sandboxTmpMb", "--sandbox-tmp-mb", ["SANDBOX_TMP_MB"], "512", "Size of the agent's private /tmp.");
     public static readonly Setting SandboxFileSizeMb = new("sandboxFileSizeMb", "--sandbox-file-size-mb", ["SANDBOX_FILE_SIZE_MB"], "1024", "Largest file an agent may write (RLIMIT_FSIZE).");
     public static readonly Setting SandboxOpenFiles = new("sandboxOpenFiles", "--sandbox-open-files", ["SANDBOX_OPEN_FILES"], "1024", "Open files per agent process (RLIMIT_NOFILE).");
+    public static readonly Setting SandboxHomeMb = new("sandboxHomeMb", "--sandbox-home-mb", ["SANDBOX_HOME_MB"], "512", "Size of the agent's home directory (a tmpfs of its own with --workspace-tmpfs).");
+    public static readonly Setting WorkspaceTmpfs = new("workspaceTmpfs", "--workspace-tmpfs", ["WORKSPACE_TMPFS"], "auto", "Each attempt's workspace, home and artifacts folder on a tmpfs capped by MAX_REPO_SIZE_MB, SANDBOX_HOME_MB and MAX_ARTIFACT_MB, so a write past a cap fails while the agent runs: auto (on for a root worker), on, off.");
+    public static readonly Setting LocalRepoRoots = new("localRepoRoots", "--local-repo-roots", ["LOCAL_REPO_ROOTS"], null, "Directories local repositories may be cloned from, comma-separated (default: anywhere the sandbox user can read, except the worker's own directories).");
     public static readonly Setting SandboxUid = new("sandboxUid", "--sandbox-uid", ["SANDBOX_UID"], "65534", "Host uid (and gid) agents run as when the worker is root.");
     public static readonly Setting LogLevel = new("logLevel", "--log-level", ["LOG_LEVEL", "WORKER_LOG_LEVEL"], "info", "trace, debug, info, warn, error.");
     public static readonly Setting LogFormat = new("logFormat", "--log-format", ["LOG_FORMAT", "WORKER_LOG_FORMAT"], "auto", "json, text, or auto (text on a terminal, JSON otherwise).");
@@ -102,7 +105,7 @@ internal static class Settings
         ConfigFile, DataDir, Backend, RedisUrl, QueueName, PostgresUrl, PostgresSchema, WorkDir, Port, Host, Workers, ApiKey, RateLimit, MaxQueueDepth, MaxBodyBytes,
         AgentsFile, DefaultAgent, JobTimeout, LeaseSeconds, HeartbeatSeconds, RetryBaseDelay, ShutdownGrace,
         MaxRepoSizeMb, MaxRepoFiles, MaxOutputBytes, GitToken, GitTokenHost, Sandbox, SandboxMemoryMb, SandboxPids, SandboxCpus,
-        SandboxTmpMb, SandboxFileSizeMb, SandboxOpenFiles, SandboxUid, LogLevel, LogFormat,
+        SandboxTmpMb, SandboxFileSizeMb, SandboxOpenFiles, SandboxHomeMb, WorkspaceTmpfs, LocalRepoRoots, SandboxUid, LogLevel, LogFormat,
         LogOutput, OrchestratorAddr, WorkerName, DialTimeout, RpcTimeout, MaxRecvMsgSize, MaxSendMsgSize, ReconnectInterval, ReconnectMaxAttempts,
         HeartbeatInterval, MaxConcurrentTasks, CancelGrace, Tools, ToolWorkspaces, WebAllow, WebSearchUrl,
         Intake, AgentId, PollInterval, RunTaskTimeout, MinioEndpoint, MinioAccessKey, MinioSecretKey, MinioSecure, MinioBucket,

@@ -156,6 +156,10 @@ internal sealed record WorkerConfig
                 CommitAuthorName = Identity(values, Settings.GitAuthorName),
                 CommitAuthorEmail = Identity(values, Settings.GitAuthorEmail),
                 CloneCache = values.GetChoice(Settings.CloneCache, "on", "off") == "on" ? cloneCache : null,
+                LocalReaderUid = Environment.IsPrivilegedProcess ? values.GetInt(Settings.SandboxUid, 1, int.MaxValue) : null,
+                PrivatePaths = [dataDir, workDir, cloneCache.Dir],
+                LocalRepoRoots = LocalRepoRoots(values),
+                RunFilesystem = RunFilesystem(values),
             },
             Sinks = new SinkOptions
             {
@@ -187,6 +191,29 @@ internal sealed record WorkerConfig
     /// </summary>
     private static string[] OutsideOf(string directory, string path) =>
         path == directory || path.StartsWith(directory.TrimEnd('/') + "/", StringComparison.Ordinal) ? [] : [path];
+
+    private static string[]? LocalRepoRoots(ConfigValues values)
+    {
+        if (values.Get(Settings.LocalRepoRoots) is not { Length: > 0 } list)
+            return null;
+        var roots = list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        return roots.FirstOrDefault(root => !Path.IsPathRooted(root) || root.Contains('\0', StringComparison.Ordinal)) is { } bad
+            ? throw values.Invalid(Settings.LocalRepoRoots, $"'{bad}' is not an absolute directory path")
+            : [.. roots.Select(Path.GetFullPath)];
+    }
+
+    /// <summary>The per-attempt tmpfs caps; null when the attempt's trees stay on WORK_DIR's filesystem.</summary>
+    private static RunFilesystemOptions? RunFilesystem(ConfigValues values)
+    {
+        var home = values.GetInt(Settings.SandboxHomeMb, 1, 1_048_576) * 1024L * 1024;
+        var choice = values.GetChoice(Settings.WorkspaceTmpfs, "auto", "on", "off");
+        if (choice == "on" && !Environment.IsPrivilegedProcess)
+            throw values.Invalid(Settings.WorkspaceTmpfs, "on needs a root worker (mounting a tmpfs needs CAP_SYS_ADMIN); use auto or off");
+        if (choice == "off" || !Environment.IsPrivilegedProcess)
+            return null;
+        // MAX_ARTIFACT_MB=0 keeps no reported file, but the folder still needs a little room; a tmpfs of size 0 would be unlimited.
+        return new RunFilesystemOptions { HomeBytes = home, ArtifactBytes = Math.Max(values.GetInt(Settings.MaxArtifactMb, 0, 1_000_000) * 1024L * 1024, 1024 * 1024) };
+    }
 
     /// <summary>The clone cache settings, checked even when the cache is off so a typo shows before someone turns it on.</summary>
     private static CloneCacheOptions LoadCloneCache(ConfigValues values, string dataDir) => new()

@@ -108,6 +108,8 @@ public abstract class SandboxWorkerFixture : IAsyncLifetime
         // A worker an agent managed to stop (SIGSTOP) must fail a test quickly, not after HttpClient's 100 s.
         Client.Timeout = TimeSpan.FromSeconds(10);
         await _worker.WaitReadyAsync(Client);
+        // The first answer compiles the route: the runs' health samples time the worker, not the JIT.
+        using var warm = await Client.GetAsync("/health");
     }
 
     /// <summary>JSON is YAML; serializing avoids quoting shell scripts by hand.</summary>
@@ -156,9 +158,10 @@ public abstract class SandboxWorkerFixture : IAsyncLifetime
         return id;
     }
 
-    /// <summary>Waits for the job's final state; returns the job and all its events.</summary>
+    /// <summary>Waits for the job's final state, asking <c>/health</c> all along; returns the job, all its events and the slowest health answer.</summary>
     public async Task<AgentRun> WaitAsync(string id)
     {
+        using var health = new HealthWatch(Port);
         // A dead worker ends the wait at once: an agent that killed it is the failure to report, not a timeout.
         var final = await Eventually.UntilAsync(
             async () => Processes.IsAlive(Worker.Pid) ? await Client.GetFromJsonAsync<JsonElement>($"/v1/jobs/{id}") : (JsonElement?)null,
@@ -166,7 +169,7 @@ public abstract class SandboxWorkerFixture : IAsyncLifetime
             JobDeadline,
             $"job {id} ends\n{Tail(Worker.Output)}");
         Assert.True(final.HasValue, $"the worker died while job {id} ran\n{Tail(Worker.Output)}");
-        return new AgentRun(id, final.Value, await EventsAsync(id));
+        return new AgentRun(id, final.Value, await EventsAsync(id)) { Health = await health.StopAsync() };
     }
 
     private async Task<List<JsonElement>> EventsAsync(string id)
@@ -236,6 +239,84 @@ public sealed record AgentRun(string Id, JsonElement Job, IReadOnlyList<JsonElem
         return $"job {Id}: {State} {error}\n  {string.Join("\n  ", lines)}";
     }
 
+    /// <summary>How <c>/health</c> answered while the job ran.</summary>
+    public HealthSamples Health { get; init; } = new(0, TimeSpan.Zero, 0);
+
+    /// <summary>Fails unless <c>/health</c> answered OK within <paramref name="limitMs"/> every time it was asked while the job ran.</summary>
+    public void AssertHealthStayedFast(int limitMs = 100)
+    {
+        Assert.True(Health.Count > 0, $"/health was never asked while job {Id} ran");
+        Assert.True(Health.Failures == 0, $"/health failed {Health.Failures} of {Health.Count} times while job {Id} ran");
+        Assert.True(Health.Slowest < TimeSpan.FromMilliseconds(limitMs), $"/health took {Health.Slowest.TotalMilliseconds:0} ms (limit {limitMs}) while job {Id} ran");
+    }
+
     /// <summary>Fails unless the agent got to the end of its script (so an attack test cannot pass because nothing ran).</summary>
     public void AssertFinished(string sentinel = "DONE") => Assert.True(Printed(sentinel), $"the agent never printed {sentinel}: {this}");
+}
+
+/// <summary>How often <c>/health</c> was asked, its slowest answer and how many answers were not 200 OK.</summary>
+public sealed record HealthSamples(int Count, TimeSpan Slowest, int Failures);
+
+/// <summary>Asks a worker's <c>/health</c> every 50 ms on a connection of its own until stopped, timing each answer.</summary>
+internal sealed class HealthWatch : IDisposable
+{
+    private static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(50);
+    private readonly HttpClient _client;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task<HealthSamples> _sampling;
+
+    public HealthWatch(int port)
+    {
+        _client = WorkerProcess.Client(port, apiKey: null);
+        _client.Timeout = TimeSpan.FromSeconds(5);
+        _sampling = SampleAsync(_stop.Token);
+    }
+
+    private async Task<HealthSamples> SampleAsync(CancellationToken stop)
+    {
+        var (count, slowest, failures) = (0, TimeSpan.Zero, 0);
+        using var timer = new PeriodicTimer(Interval);
+        do
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            try
+            {
+                using var response = await _client.GetAsync("/health", CancellationToken.None);
+                failures += response.StatusCode == HttpStatusCode.OK ? 0 : 1;
+            }
+            catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+            {
+                failures++;
+            }
+            slowest = clock.Elapsed > slowest ? clock.Elapsed : slowest;
+            count++;
+        }
+        while (await WaitAsync(timer, stop));
+        return new HealthSamples(count, slowest, failures);
+    }
+
+    private static async Task<bool> WaitAsync(PeriodicTimer timer, CancellationToken stop)
+    {
+        try
+        {
+            return await timer.WaitForNextTickAsync(stop);
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
+
+    public async Task<HealthSamples> StopAsync()
+    {
+        await _stop.CancelAsync();
+        return await _sampling;
+    }
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        _client.Dispose();
+        _stop.Dispose();
+    }
 }
