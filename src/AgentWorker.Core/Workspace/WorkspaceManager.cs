@@ -15,6 +15,9 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
 {
     internal const string LockName = ".agent-worker.lock";
 
+    /// <summary>The error of an attempt whose workspace could not be written for a full WORK_DIR (the path is in the worker's log).</summary>
+    public const string OutOfSpace = "no space left on the device of WORK_DIR (the worker's log names it)";
+
     // ENOSPC and EDQUOT, the errno .NET puts in an IOException's HResult on Linux.
     private const int NoSpaceErrno = 28;
     private const int QuotaErrno = 122;
@@ -72,7 +75,11 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
             var outOfSpace = e is IOException or WorkspaceException && IsOutOfSpace(e);
             workspace?.Dispose();
             if (outOfSpace)
-                throw new WorkspaceException($"no space left on the device of WORK_DIR {options.WorkDir}: {e.Message}", permanent: false);
+            {
+                // The worker's paths stay in its own log: the job's error is read by API clients.
+                LogOutOfSpace(logger, job.Id, options.WorkDir, e.Message);
+                throw new WorkspaceException(OutOfSpace, permanent: false);
+            }
             throw;
         }
     }
@@ -233,6 +240,9 @@ public sealed partial class WorkspaceManager(WorkspaceOptions options, ProcessRu
         var chars = id.Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' ? c : '_').ToArray();
         return new string(chars, 0, Math.Min(chars.Length, 64));
     }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Job {JobId}: no space left on the device of WORK_DIR {WorkDir}: {Reason}")]
+    private static partial void LogOutOfSpace(ILogger logger, string jobId, string workDir, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Clone cache not used for job {JobId}, cloning from the remote: {Reason}")]
     private static partial void LogCacheMissed(ILogger logger, string jobId, string reason);

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
+using AgentWorker.Core.Workspace;
 using AgentWorker.Testing;
 using Xunit.Abstractions;
 
@@ -40,7 +41,8 @@ public sealed class ChaosDiskFullTests(ITestOutputHelper output) : IDisposable
             foreach (var job in full)
             {
                 var error = job.GetProperty("error").GetString();
-                Assert.StartsWith($"workspace: no space left on the device of WORK_DIR {disk.Path}: ", error, StringComparison.Ordinal);
+                Assert.Equal($"workspace: {WorkspaceManager.OutOfSpace}", error);
+                Assert.Contains($"no space left on the device of WORK_DIR {disk.Path}", worker.Output, StringComparison.Ordinal);
                 Assert.Equal("error", job.GetProperty("attemptHistory")[0].GetProperty("outcome").GetString());
             }
             Assert.False(worker.HasExited, $"the worker exited:\n{worker.Output}");

@@ -19,6 +19,8 @@ public sealed class DiskAttackFixture : SandboxWorkerFixture
 
     public string RootOnlyRepository => Dir.Combine("rootonly", "secret.git");
 
+    protected override bool WarmUp => true;
+
     protected override IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>
     {
         ["MAX_REPO_SIZE_MB"] = CapMb.ToString(CultureInfo.InvariantCulture),
@@ -78,6 +80,7 @@ public sealed class DiskAttackFixture : SandboxWorkerFixture
 }
 
 /// <summary>Disk caps hold while the agent runs and before the clone writes; local repositories are read with the sandbox user's rights.</summary>
+[Collection(QuietMachine.Name)]
 public sealed class DiskAttackTests(DiskAttackFixture fixture) : IClassFixture<DiskAttackFixture>
 {
     private const long MiB = 1024 * 1024;
