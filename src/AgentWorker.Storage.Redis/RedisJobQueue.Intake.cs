@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using AgentWorker.Core.Execution;
 using AgentWorker.Core.Jobs;
 using StackExchange.Redis;
 
@@ -88,7 +89,8 @@ public sealed partial class RedisJobQueue
     {
         var entry = new JsonObject
         {
-            ["raw"] = (string?)raw,
+            // A push refused for a token in its repository URL must not keep the token in the dead-letter list.
+            ["raw"] = SecretRedactor.MaskUrlCredentials((string?)raw ?? ""),
             ["reason"] = reason,
             ["at"] = timeProvider.GetUtcNow().ToString("O", CultureInfo.InvariantCulture),
         };

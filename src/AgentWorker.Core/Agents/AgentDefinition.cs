@@ -1,14 +1,19 @@
+using System.Text;
+using AgentWorker.Core.Execution;
 using AgentWorker.Core.Jobs;
 
 namespace AgentWorker.Core.Agents;
 
 /// <summary>
 /// One registry entry: how to start an agent. <see cref="Command"/> is an argv list (no shell) in which
-/// <c>{prompt}</c> and <c>{workspace}</c> are replaced; <see cref="Env"/> names the worker's environment
+/// <c>{prompt}</c>, <c>{prompt_file}</c> and <c>{workspace}</c> are replaced; <see cref="Env"/> names the worker's environment
 /// variables the agent may see (everything else is withheld).
 /// </summary>
 public sealed record AgentDefinition
 {
+    /// <summary>Linux refuses one argument of 128 KiB or more, its terminating NUL included (MAX_ARG_STRLEN), with E2BIG.</summary>
+    public const int MaxArgumentBytes = 128 * 1024 - 1;
+
     public required string Id { get; init; }
     public required IReadOnlyList<string> Command { get; init; }
     public string? Description { get; init; }
@@ -25,14 +30,35 @@ public sealed record AgentDefinition
 
     public bool BuiltIn { get; init; }
 
+    /// <summary>The prompt is written to the agent's standard input (registry <c>stdin: prompt</c>), which has no size limit.</summary>
+    public bool PromptOnStdin { get; init; }
+
+    /// <summary>Whether the command names <c>{prompt_file}</c>, so the prompt must be written to a file the agent can read.</summary>
+    public bool UsesPromptFile => Command.Any(arg => arg.Contains(PromptFilePlaceholder, StringComparison.Ordinal));
+
+    private const string PromptFilePlaceholder = "{prompt_file}";
+
     /// <summary>The network a job gets: its own choice, else this agent's, else none.</summary>
     public NetworkMode NetworkFor(JobSpec job) => job.Network ?? Network ?? NetworkMode.None;
 
-    /// <summary>The argv with placeholders filled in.</summary>
-    public IReadOnlyList<string> Expand(string workspace, string? prompt) =>
-        [.. Command.Select(arg => arg
+    /// <summary>
+    /// The argv with placeholders filled in (paths as the agent sees them). Throws <see cref="ProcessStartException"/>
+    /// when an argument is too long for the kernel, instead of letting the start fail with "Argument list too long".
+    /// </summary>
+    public IReadOnlyList<string> Expand(string workspace, string? prompt, string promptFile)
+    {
+        string[] argv = [.. Command.Select(arg => arg
             .Replace("{workspace}", workspace, StringComparison.Ordinal)
+            .Replace(PromptFilePlaceholder, promptFile, StringComparison.Ordinal)
             .Replace("{prompt}", prompt ?? "", StringComparison.Ordinal))];
+        if (argv.Select(Encoding.UTF8.GetByteCount).FirstOrDefault(bytes => bytes > MaxArgumentBytes) is var bytes and > 0)
+        {
+            throw new ProcessStartException(
+                $"an argument of {bytes} bytes (the prompt is {Encoding.UTF8.GetByteCount(prompt ?? "")}) is over the kernel's limit of {MaxArgumentBytes} bytes per argument; "
+                + "give long prompts through {prompt_file} or 'stdin: prompt' in the agent's registry entry instead of {prompt}");
+        }
+        return argv;
+    }
 }
 
 /// <summary>Per-agent overrides of the sandbox limits (registry <c>limits:</c>).</summary>

@@ -78,13 +78,17 @@ public sealed class AgentRegistry
             if (entry is null)
                 throw new AgentRegistryException($"{where}: must be a map with at least id and command");
             if (string.IsNullOrWhiteSpace(entry.Id) || !JobRequestParser.IsValidId(entry.Id))
-                throw new AgentRegistryException($"{where}.id: required, letters, digits, '.', '_', ':' or '-'");
+                throw new AgentRegistryException($"{where}.id: required; {JobRequestParser.IdRule}");
             if (!seen.Add(entry.Id))
                 throw new AgentRegistryException($"{where}.id: '{entry.Id}' is listed twice");
             if (entry.Command is not { Count: > 0 } || entry.Command.Any(string.IsNullOrEmpty))
                 throw new AgentRegistryException($"{where}.command: required, a non-empty list of arguments");
             if (entry.Env is { } env && env.Any(string.IsNullOrWhiteSpace))
                 throw new AgentRegistryException($"{where}.env: a list of environment variable names, none empty");
+            if (entry.Variables is { } variables && variables.Keys.Any(name => string.IsNullOrWhiteSpace(name) || name.Contains('=', StringComparison.Ordinal)))
+                throw new AgentRegistryException($"{where}.variables: a map of environment variable names (no '=') to values");
+            if (entry.Stdin is not (null or "none" or "prompt"))
+                throw new AgentRegistryException($"{where}.stdin: must be prompt (the job's prompt on standard input) or none");
             if (entry.TimeoutSeconds is <= 0)
                 throw new AgentRegistryException($"{where}.timeoutSeconds: must be a positive number of seconds");
             NetworkMode? network = null;
@@ -104,6 +108,8 @@ public sealed class AgentRegistry
                 Description = entry.Description,
                 TimeoutSeconds = entry.TimeoutSeconds,
                 Env = [.. entry.Env?.OfType<string>() ?? []],
+                Variables = entry.Variables?.ToDictionary(v => v.Key, v => v.Value ?? "", StringComparer.Ordinal) ?? new Dictionary<string, string>(),
+                PromptOnStdin = entry.Stdin == "prompt",
                 Network = network,
                 Limits = entry.Limits is { } l ? new AgentLimits(l.MemoryMb, l.Pids, l.Cpus, l.TmpMb) : null,
             });
@@ -123,6 +129,8 @@ public sealed class AgentRegistry
         public string? Description { get; set; }
         public int? TimeoutSeconds { get; set; }
         public List<string?>? Env { get; set; }
+        public Dictionary<string, string?>? Variables { get; set; }
+        public string? Stdin { get; set; }
         public string? Network { get; set; }
         public RegistryLimits? Limits { get; set; }
     }

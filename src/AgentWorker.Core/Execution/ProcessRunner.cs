@@ -77,7 +77,7 @@ public sealed class ProcessRunner(TimeProvider timeProvider)
         {
             throw new ProcessStartException($"cannot start {startInfo.FileName}: {e.Message}", e);
         }
-        process.StandardInput.Close();
+        var input = WriteInputAsync(process.StandardInput.BaseStream, spec.StandardInput);
 
         var budget = new OutputBudget(spec.MaxOutputBytes);
         var stdout = PumpAsync(process.StandardOutput.BaseStream, "stdout", budget, onLine);
@@ -105,8 +105,8 @@ public sealed class ProcessRunner(TimeProvider timeProvider)
         }
         await process.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
 
-        // The pipes close once every holder is dead; bound the wait in case something outside the tree holds them.
-        var pumps = Task.WhenAll(stdout, stderr);
+        // The pipes close once every holder is dead (a blocked write to stdin then ends with EPIPE); bound the wait in case something outside the tree holds them.
+        var pumps = Task.WhenAll(stdout, stderr, input);
         await Task.WhenAny(pumps, Task.Delay(DrainGrace, timeProvider, CancellationToken.None)).ConfigureAwait(false);
         if (pumps.IsFaulted)
             await pumps.ConfigureAwait(false);
@@ -117,6 +117,33 @@ public sealed class ProcessRunner(TimeProvider timeProvider)
             budget.Used,
             budget.Truncated,
             timeProvider.GetElapsedTime(started));
+    }
+
+    /// <summary>
+    /// Writes <paramref name="text"/> to the child's standard input and closes it, in the background: a prompt larger
+    /// than the pipe's buffer waits for the child to read it. A child that exits or closes its input without reading
+    /// all of it is no error of the worker's.
+    /// </summary>
+    private static async Task WriteInputAsync(Stream stdin, string? text)
+    {
+        try
+        {
+            if (text is not null)
+                await stdin.WriteAsync(Encoding.UTF8.GetBytes(text)).ConfigureAwait(false);
+        }
+        catch (IOException)
+        {
+        }
+        finally
+        {
+            try
+            {
+                await stdin.DisposeAsync().ConfigureAwait(false);
+            }
+            catch (IOException)
+            {
+            }
+        }
     }
 
     /// <summary>

@@ -10,7 +10,11 @@ public sealed record ProcessSpec(
     IReadOnlyDictionary<string, string> Environment,
     TimeSpan Timeout,
     long MaxOutputBytes,
-    string? UserName = null);
+    string? UserName = null)
+{
+    /// <summary>Text written to the process's standard input (UTF-8), which is then closed; null: closed at once.</summary>
+    public string? StandardInput { get; init; }
+}
 
 public enum ProcessEnd { Exited, TimedOut, Cancelled }
 

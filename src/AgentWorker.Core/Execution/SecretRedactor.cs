@@ -1,7 +1,12 @@
+using System.Text.RegularExpressions;
+
 namespace AgentWorker.Core.Execution;
 
-/// <summary>Replaces known secret values (API keys, tokens) with <c>***</c> in text about to be stored or logged.</summary>
-public sealed class SecretRedactor(IEnumerable<string?> secrets)
+/// <summary>
+/// Masks secrets in text about to be stored, logged or shown: the worker's own known values (API keys, tokens) and the
+/// user-info of any URL (<c>https://user:pass@host</c> → <c>https://***@host</c>), such as an MCP URL with a password.
+/// </summary>
+public sealed partial class SecretRedactor(IEnumerable<string?> secrets)
 {
     public const string Mask = "***";
 
@@ -17,6 +22,22 @@ public sealed class SecretRedactor(IEnumerable<string?> secrets)
             if (text.Contains(secret, StringComparison.Ordinal))
                 text = text.Replace(secret, Mask, StringComparison.Ordinal);
         }
-        return text;
+        return MaskUrlCredentials(text);
     }
+
+    /// <summary>
+    /// <paramref name="text"/> with the user-info of every URL in it masked. An ssh login name without a password
+    /// (<c>ssh://git@host/…</c>) is kept: it names the account, as in scp-style <c>git@host:path</c>, and is no secret.
+    /// </summary>
+    public static string MaskUrlCredentials(string text) =>
+        text.Contains("://", StringComparison.Ordinal) && text.Contains('@', StringComparison.Ordinal)
+            ? UrlUserInfo().Replace(text, match =>
+                match.Groups["scheme"].Value.Equals("ssh", StringComparison.OrdinalIgnoreCase) && !match.Groups["userinfo"].Value.Contains(':', StringComparison.Ordinal)
+                    ? match.Value
+                    : $"{match.Groups["scheme"].Value}://{Mask}@")
+            : text;
+
+    // The authority ends at '/', '?' or '#' (greedy: a password may hold '@', the host cannot); quotes, spaces and angle brackets end the URL in free text and JSON.
+    [GeneratedRegex("""(?<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?<userinfo>[^/?#\s"'<>\\]+)@""", RegexOptions.CultureInvariant)]
+    private static partial Regex UrlUserInfo();
 }

@@ -53,7 +53,7 @@ public static class JobRequestParser
         if (id is null)
             id = newId();
         else if (!IsValidId(id))
-            Error("id", $"must be 1-{MaxIdLength} characters of letters, digits, '.', '_', ':' or '-'");
+            Error("id", IdRule);
 
         var (agentField, agent) = ReadFirstString(obj, AgentNames, Error);
         if (agent is not null && !agentExists(agent))
@@ -147,8 +147,17 @@ public static class JobRequestParser
         }, errors);
     }
 
+    /// <summary>What <see cref="IsValidId"/> accepts, as an error message: <c>^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$</c>.</summary>
+    public const string IdRule = "must be 1-128 characters of ASCII letters, digits, '.', '_', ':' or '-', starting with a letter or digit";
+
+    /// <summary>
+    /// Whether <paramref name="id"/> can name a job everywhere it appears: a URL path segment (<c>.</c> and <c>..</c> would be
+    /// resolved away), a file name, a CLI argument (a leading '-' reads as a flag). Seed ids (<c>test-001</c>, <c>job-123</c>),
+    /// ULIDs and UUIDs fit.
+    /// </summary>
     public static bool IsValidId(string id) =>
-        id.Length is > 0 and <= MaxIdLength && id.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or ':' or '-');
+        id.Length is > 0 and <= MaxIdLength && char.IsAsciiLetterOrDigit(id[0])
+        && id.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or ':' or '-');
 
     public static bool TryParseNetwork(string text, out NetworkMode network)
     {

@@ -128,7 +128,7 @@ public sealed partial class JobRunner(
         }
         await using var instance = borrowed;
 
-        await events.AddAsync(new NewJobEvent(JobEventKind.Progress, job.Repo.IsEmpty ? "creating an empty workspace" : $"cloning {job.Repo.Url}")).ConfigureAwait(false);
+        await events.AddAsync(new NewJobEvent(JobEventKind.Progress, job.Repo.IsEmpty ? "creating an empty workspace" : $"cloning {options.Redactor.Redact(job.Repo.Url)}")).ConfigureAwait(false);
         JobWorkspace workspace;
         try
         {
@@ -162,7 +162,10 @@ public sealed partial class JobRunner(
                     Path.GetFileName(workspace.Root), workspace.RepoDir, workspace.HomeDir, workspace.SandboxDir,
                     network, job.McpUrl, agent.Limits?.Apply(options.Limits) ?? options.Limits) { Artifacts = workspace.ArtifactsDir };
                 using var run = sandbox.Prepare(request);
-                var spec = new ProcessSpec(agent.Expand(run.WorkspacePath, job.Prompt), run.WorkspacePath, AgentEnvironment(agent, job, run, instance?.Instance), timeout, options.MaxOutputBytes);
+                var spec = new ProcessSpec(agent.Expand(run.WorkspacePath, job.Prompt, PromptFile(agent, job, workspace, run)), run.WorkspacePath, AgentEnvironment(agent, job, run, instance?.Instance), timeout, options.MaxOutputBytes)
+                {
+                    StandardInput = agent.PromptOnStdin ? job.Prompt ?? "" : null,
+                };
                 await events.AddAsync(new NewJobEvent(JobEventKind.Progress, $"running agent {agent.Id} (sandbox {sandbox.Name}, network {network.ToString().ToLowerInvariant()})")).ConfigureAwait(false);
                 var collector = new ResultCollector(options.MaxFindings);
                 var agentStartedAt = timeProvider.GetUtcNow();
@@ -237,17 +240,32 @@ public sealed partial class JobRunner(
         return JobState.Queued;
     }
 
+    /// <summary>
+    /// Where <c>{prompt_file}</c> points inside the sandbox: a file in the run's home holding the prompt, written only for
+    /// agents whose command names it. Prompts of any length reach the agent this way (an argument is capped at 128 KiB).
+    /// </summary>
+    private static string PromptFile(AgentDefinition agent, JobSpec job, JobWorkspace workspace, SandboxRun run)
+    {
+        const string Name = ".agent-worker-prompt";
+        if (agent.UsesPromptFile)
+            File.WriteAllText(Path.Combine(workspace.HomeDir, Name), job.Prompt ?? "");
+        return $"{run.HomePath}/{Name}";
+    }
+
+    /// <summary>
+    /// The agent's whole environment. PATH is fixed (<see cref="PipelineOptions.AgentPath"/>), never the worker's own, unless
+    /// the registry entry names PATH in <c>env</c> (the worker's value) or sets it in <c>variables</c>, which win over both.
+    /// </summary>
     private Dictionary<string, string> AgentEnvironment(AgentDefinition agent, JobSpec job, SandboxRun run, BorrowedInstance? instance)
     {
-        var environment = new Dictionary<string, string>(options.AgentVariables, StringComparer.Ordinal);
-        foreach (var (name, value) in agent.Variables)
-            environment[name] = value;
+        var environment = new Dictionary<string, string>(options.AgentVariables, StringComparer.Ordinal) { ["PATH"] = PipelineOptions.AgentPath };
         foreach (var name in options.PassEnv.Concat(agent.Env))
         {
             if (Environment.GetEnvironmentVariable(name) is { } value)
                 environment[name] = value;
         }
-        environment.TryAdd("PATH", "/usr/local/bin:/usr/bin:/bin");
+        foreach (var (name, value) in agent.Variables)
+            environment[name] = value;
         environment["HOME"] = run.HomePath;
         environment["TMPDIR"] = run.TmpPath;
         environment["AGENT_WORKER_JOB_ID"] = job.Id;

@@ -23,8 +23,11 @@ public sealed record PipelineOptions
     /// <summary>Bytes of agent-reported artifacts kept per attempt (the diff is not counted).</summary>
     public long MaxArtifactBytes { get; init; } = 100L * 1024 * 1024;
 
+    /// <summary>The PATH every agent gets unless its registry entry sets one: the worker's own (a root's pyenv shims, say) is not passed.</summary>
+    public const string AgentPath = "/usr/local/bin:/usr/bin:/bin";
+
     /// <summary>Worker environment variable names every agent may see (on top of each agent's own allow-list).</summary>
-    public IReadOnlyList<string> PassEnv { get; init; } = ["PATH", "LANG", "TZ", "DOTNET_ROOT"];
+    public IReadOnlyList<string> PassEnv { get; init; } = ["LANG", "TZ", "DOTNET_ROOT"];
 
     /// <summary>Limits of an agent run unless its registry entry says otherwise.</summary>
     public SandboxLimits Limits { get; init; } = new();

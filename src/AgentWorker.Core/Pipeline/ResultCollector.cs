@@ -82,8 +82,13 @@ internal sealed class ResultCollector(int maxFindings)
 /// <summary>The one set of JSON options for results and events written by the pipeline.</summary>
 public static class ResultJson
 {
+    /// <summary>
+    /// Non-ASCII text is written as it is (a finding's <c>AKIA…</c>, not <c>AKIA\u2026</c>): a finding event's message is
+    /// this JSON and is read by people. Control characters are still escaped. Nothing embeds it in HTML unencoded.
+    /// </summary>
     public static readonly JsonSerializerOptions Options = new(JsonSerializerDefaults.Web)
     {
         DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };
 }

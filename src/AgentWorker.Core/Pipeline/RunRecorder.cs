@@ -133,7 +133,7 @@ public sealed class RunRecorder(WorkspaceManager workspaces, ArtifactStore artif
                 NetworkMode.McpOnly => "mcp_only",
                 NetworkMode.Full => "full",
                 _ => "none",
-            }, run.Sandbox.McpUrl, run.Sandbox.Limits, run.Timeout.TotalSeconds, options.MaxOutputBytes),
+            }, run.Sandbox.McpUrl is { } mcpUrl ? options.Redactor.Redact(mcpUrl) : null, run.Sandbox.Limits, run.Timeout.TotalSeconds, options.MaxOutputBytes),
             End = run.Outcome.End == ProcessEnd.TimedOut ? "timed_out" : "exited",
             ExitCode = run.Outcome.ExitCode,
             Usage = new ReceiptUsage(run.Result.Resources, run.Outcome.OutputBytes, run.Outcome.OutputTruncated),

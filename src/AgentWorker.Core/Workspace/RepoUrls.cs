@@ -5,6 +5,11 @@ public static class RepoUrls
 {
     private static readonly string[] Schemes = ["https", "http", "ssh", "git", "file"];
 
+    /// <summary>Why a URL with user-info is refused, and what to configure instead.</summary>
+    public const string CredentialsRefused =
+        "must not embed credentials (a user name, password or token before '@'); set GIT_TOKEN on the worker for HTTPS, "
+        + "or use an SSH key (GIT_SSH_KEY_FILE) with git@host:path or ssh://git@host/path";
+
     /// <summary>Returns null when <paramref name="url"/> is acceptable, else why not.</summary>
     public static string? Validate(string url)
     {
@@ -18,8 +23,10 @@ public static class RepoUrls
         {
             if (!Schemes.Contains(uri.Scheme))
                 return $"scheme '{uri.Scheme}' is not allowed (use {string.Join(", ", Schemes)}, scp-style user@host:path, or an absolute path)";
-            if (uri.UserInfo.Contains(':', StringComparison.Ordinal))
-                return "must not embed credentials; configure GIT_TOKEN on the worker instead";
+            // Any user-info of a URL may be a token (https://ghp_…@host): it would be stored, listed and logged with the job.
+            // The one exception is ssh's login name without a password (ssh://git@host/path), as in scp-style git@host:path.
+            if (uri.UserInfo.Length > 0 && !(uri.Scheme == "ssh" && !uri.UserInfo.Contains(':', StringComparison.Ordinal)))
+                return CredentialsRefused;
             return null;
         }
         // scp-like syntax: user@host:path

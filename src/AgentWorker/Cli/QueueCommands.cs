@@ -133,7 +133,10 @@ internal static class QueueCommands
         var repo = new Option<string?>("--repo") { Description = "Only jobs whose repository URL contains this text." };
         var limit = new Option<int>("--limit") { Description = "Page size.", DefaultValueFactory = _ => 20 };
         var offset = new Option<int>("--offset") { Description = "Jobs to skip.", DefaultValueFactory = _ => 0 };
-        jobs.Subcommands.Add(new Command("list", "Jobs, newest first.") { state, agent, repo, limit, offset }.WithAction(action, async (context, cancellationToken) =>
+        // Agents and raw producers control what some fields hold; their control characters are shown escaped unless asked for.
+        var raw = new Option<bool>("--raw") { Description = "Print agent-controlled text as it is, control characters (escape sequences, CR, BEL) included; by default they are shown escaped (\\x1b, \\r)." };
+        string Shown(ParseResult parse, string text) => parse.GetValue(raw) ? text : TerminalText.Escape(text);
+        jobs.Subcommands.Add(new Command("list", "Jobs, newest first.") { state, agent, repo, limit, offset, raw }.WithAction(action, async (context, cancellationToken) =>
         {
             JobState? filter = null;
             if (context.Parse.GetValue(state) is { } name)
@@ -149,7 +152,7 @@ internal static class QueueCommands
             var page = await queue.ListAsync(new JobQuery(filter, context.Parse.GetValue(agent), size, skip, context.Parse.GetValue(repo)), cancellationToken);
             Output.Table(["ID", "STATE", "AGENT", "ATTEMPTS", "SCORE", "FINDINGS", "CREATED"], page.Items.Select(j => (IReadOnlyList<string>)
             [
-                j.Id, j.State.Name(), j.Spec.Agent ?? "(default)", $"{j.Attempts}/{j.Spec.MaxAttempts}",
+                j.Id, j.State.Name(), Shown(context.Parse, j.Spec.Agent ?? "(default)"), $"{j.Attempts}/{j.Spec.MaxAttempts}",
                 j.Result?.HealthScore.ToString(CultureInfo.InvariantCulture) ?? "-",
                 j.Result?.Findings.Count.ToString(CultureInfo.InvariantCulture) ?? "-",
                 j.CreatedAt.ToString("u", CultureInfo.InvariantCulture),
@@ -158,7 +161,7 @@ internal static class QueueCommands
             return ExitCodes.Ok;
         }));
 
-        jobs.Subcommands.Add(WithId("show", "Print a job, its attempts and result as JSON.", action, async (queue, id, _, cancellationToken) =>
+        jobs.Subcommands.Add(WithId("show", "Print a job, its attempts and result as JSON (control characters escaped by JSON).", action, async (queue, id, _, cancellationToken) =>
         {
             Output.Json(JobView.From(await queue.GetAsync(id, cancellationToken) ?? throw NotFound(id)));
             return ExitCodes.Ok;
@@ -175,7 +178,7 @@ internal static class QueueCommands
                 var events = await queue.ReadEventsAsync(id, cursor, 1000, cancellationToken);
                 foreach (var e in events)
                 {
-                    Console.WriteLine($"{e.At:HH:mm:ss.fff} #{e.Attempt} {e.Kind.ToString().ToLowerInvariant(),-8} {(e.Stream is null ? "" : e.Stream + ": ")}{e.Message}");
+                    Console.WriteLine($"{e.At:HH:mm:ss.fff} #{e.Attempt} {e.Kind.ToString().ToLowerInvariant(),-8} {(e.Stream is null ? "" : e.Stream + ": ")}{Shown(parse, e.Message)}");
                     cursor = e.Seq;
                 }
                 if (!parse.GetValue(follow) || (events.Count == 0 && (job is null || job.State.IsTerminal())))
@@ -183,7 +186,7 @@ internal static class QueueCommands
                 if (events.Count == 0)
                     await Task.Delay(FollowPoll, cancellationToken);
             }
-        }, follow));
+        }, follow, raw));
 
         jobs.Subcommands.Add(WithId("cancel", "Cancel a queued job, or stop a running one.", action, (queue, id, _, context, cancellationToken) =>
             context.WithNotifierAsync(queue, async notifier =>

@@ -90,7 +90,8 @@ internal sealed record IntegrationConfig
     private static bool IsBucketName(string name) =>
         name.Length is >= 3 and <= 63 && name.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c is '.' or '-');
 
-    private static Uri HttpUrl(ConfigValues values, Setting setting, string text) =>
+    /// <summary>An absolute http(s) URL without credentials, or the setting is invalid.</summary>
+    public static Uri HttpUrl(ConfigValues values, Setting setting, string text) =>
         Uri.TryCreate(text, UriKind.Absolute, out var url) && url.Scheme is "http" or "https" && url.UserInfo.Length == 0
             ? url
             : throw values.Invalid(setting, $"'{text}' is not an http(s) URL without credentials");

@@ -16,6 +16,7 @@ internal static class Settings
     public static readonly Setting WorkDir = new("workDir", "--work-dir", ["WORK_DIR"], "/tmp/agent-worker", "Where job workspaces are created.");
     public static readonly Setting Port = new("port", "--port", ["PORT"], "3000", "HTTP port of `serve`.");
     public static readonly Setting Host = new("host", "--host", ["HOST"], null, "HTTP listen address (default 0.0.0.0 with an API key, 127.0.0.1 without).");
+    public static readonly Setting PublicUrl = new("publicUrl", "--public-url", ["PUBLIC_URL"], null, "Base URL clients reach the API at (e.g. https://worker.example); the OpenAPI document's `servers`. Unset = no `servers` entry (never the request's Host header).");
     public static readonly Setting Workers = new("workers", "--workers", ["WORKERS"], "2", "Worker slots (jobs run at once) per process.");
     public static readonly Setting ApiKey = new("apiKey", "--api-key", ["WORKER_API_KEY", "AGENT_WEBHOOK_SECRET"], null, "Bearer token for the HTTP API.", Secret: true);
     public static readonly Setting RateLimit = new("rateLimitPerMinute", "--rate-limit-per-minute", ["RATE_LIMIT_PER_MINUTE"], "30", "Intake requests per client per minute (0 = off).");
@@ -102,7 +103,7 @@ internal static class Settings
 
     public static readonly IReadOnlyList<Setting> All =
     [
-        ConfigFile, DataDir, Backend, RedisUrl, QueueName, PostgresUrl, PostgresSchema, WorkDir, Port, Host, Workers, ApiKey, RateLimit, MaxQueueDepth, MaxBodyBytes,
+        ConfigFile, DataDir, Backend, RedisUrl, QueueName, PostgresUrl, PostgresSchema, WorkDir, Port, Host, PublicUrl, Workers, ApiKey, RateLimit, MaxQueueDepth, MaxBodyBytes,
         AgentsFile, DefaultAgent, JobTimeout, LeaseSeconds, HeartbeatSeconds, RetryBaseDelay, ShutdownGrace,
         MaxRepoSizeMb, MaxRepoFiles, MaxOutputBytes, GitToken, GitTokenHost, Sandbox, SandboxMemoryMb, SandboxPids, SandboxCpus,
         SandboxTmpMb, SandboxFileSizeMb, SandboxOpenFiles, SandboxHomeMb, WorkspaceTmpfs, LocalRepoRoots, SandboxUid, LogLevel, LogFormat,

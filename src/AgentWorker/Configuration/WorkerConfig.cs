@@ -20,6 +20,9 @@ internal sealed record WorkerConfig
     public required string PostgresSchema { get; init; }
     public required int Port { get; init; }
     public required IPAddress ListenAddress { get; init; }
+
+    /// <summary>The API's address as clients reach it (<c>PUBLIC_URL</c>), for the OpenAPI document; null when not configured.</summary>
+    public Uri? PublicUrl { get; init; }
     public string? ApiKey { get; init; }
     public required int RateLimitPerMinute { get; init; }
     public required int MaxQueueDepth { get; init; }
@@ -110,6 +113,7 @@ internal sealed record WorkerConfig
             PostgresSchema = values.Get(Settings.PostgresSchema) ?? "agent_worker",
             Port = values.GetInt(Settings.Port, 0, 65_535),
             ListenAddress = listen,
+            PublicUrl = values.Get(Settings.PublicUrl) is { Length: > 0 } publicUrl ? IntegrationConfig.HttpUrl(values, Settings.PublicUrl, publicUrl) : null,
             ApiKey = apiKey,
             RateLimitPerMinute = values.GetInt(Settings.RateLimit, 0, 1_000_000),
             MaxQueueDepth = values.GetInt(Settings.MaxQueueDepth, 0, int.MaxValue),

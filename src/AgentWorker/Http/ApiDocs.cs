@@ -4,7 +4,6 @@ using System.Text.Json.Serialization;
 using AgentWorker.Core.Jobs;
 using AgentWorker.Core.Results;
 using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Http.Extensions;
 using Microsoft.AspNetCore.OpenApi;
 using Microsoft.Extensions.Options;
 using Microsoft.OpenApi;
@@ -98,7 +97,8 @@ internal static class ApiDocs
     /// </summary>
     /// <param name="app">The built app, whose endpoints the document describes.</param>
     /// <param name="appServices">The app's registrations, so the generator tells injected services from request parameters as the app does.</param>
-    public static void MapApiDocs(this WebApplication app, IServiceCollection appServices)
+    /// <param name="publicUrl">The document's one server (<c>PUBLIC_URL</c>); none when null.</param>
+    public static void MapApiDocs(this WebApplication app, IServiceCollection appServices, Uri? publicUrl)
     {
         var documents = new Lazy<ServiceProvider>(() => DocumentServices(app, appServices));
         app.Lifetime.ApplicationStopped.Register(() =>
@@ -110,16 +110,17 @@ internal static class ApiDocs
         // to any route, when the endpoints are built) would load Microsoft.OpenApi. DocumentAsync's is loaded when called.
         app.MapGet("/openapi/{documentName}.json", (HttpContext http, string documentName) =>
             documentName.Equals(DocumentName, StringComparison.OrdinalIgnoreCase)
-                ? DocumentAsync(http, documents.Value)
+                ? DocumentAsync(http, documents.Value, publicUrl)
                 : Task.FromResult(Problems.Create(StatusCodes.Status404NotFound, "Not found", $"no OpenAPI document '{documentName}' (there is '{DocumentName}')")))
             .ExcludeFromDescription();
     }
 
-    private static async Task<IResult> DocumentAsync(HttpContext http, ServiceProvider services)
+    private static async Task<IResult> DocumentAsync(HttpContext http, ServiceProvider services, Uri? publicUrl)
     {
         var document = await services.GetRequiredKeyedService<IOpenApiDocumentProvider>(DocumentName).GetOpenApiDocumentAsync(http.RequestAborted);
-        // As MapOpenApi does: the server is the one the client reached (behind a proxy too).
-        document.Servers = [new OpenApiServer { Url = UriHelper.BuildAbsolute(http.Request.Scheme, http.Request.Host, http.Request.PathBase) }];
+        // Not the request's Host header, as MapOpenApi does: any client may send one, and the document (cached by a proxy,
+        // opened in the reference page) would then send the next reader's requests and API key to that host.
+        document.Servers = publicUrl is null ? [] : [new OpenApiServer { Url = publicUrl.AbsoluteUri.TrimEnd('/') }];
         var version = services.GetRequiredService<IOptionsMonitor<OpenApiOptions>>().Get(DocumentName).OpenApiVersion;
         return Results.Text(await document.SerializeAsJsonAsync(version, http.RequestAborted), "application/json;charset=utf-8");
     }

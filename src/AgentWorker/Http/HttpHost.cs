@@ -51,7 +51,7 @@ internal static partial class HttpHost
         app.MapJobs(config);
         app.MapAgents(config.ApiKey);
         app.MapQueueHistory(config.ApiKey);
-        app.MapApiDocs(builder.Services);
+        app.MapApiDocs(builder.Services, config.PublicUrl);
         app.MapDashboard();
         app.MapJobOutputs(config);
         app.MapHealth(queue, config);

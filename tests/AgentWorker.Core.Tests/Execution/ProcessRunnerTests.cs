@@ -123,6 +123,26 @@ public sealed class ProcessRunnerTests : IDisposable
         Assert.Contains("after", lines);
     }
 
+    [Fact]
+    public async Task RunAsync_StandardInput_ReachesTheChildWholeBeyondThePipeBuffer()
+    {
+        var prompt = string.Concat(Enumerable.Repeat("prompt…", 200 * 1024 / 9));
+        var lines = new ConcurrentQueue<string>();
+
+        var outcome = await _runner.RunAsync(Spec(["sh", "-c", "sha256sum | cut -c1-64"], TimeSpan.FromMinutes(1)) with { StandardInput = prompt }, Collect(lines), CancellationToken.None);
+
+        Assert.Equal(0, outcome.ExitCode);
+        Assert.Equal([Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(prompt)))], lines);
+    }
+
+    [Fact]
+    public async Task RunAsync_ChildIgnoresItsStandardInput_EndsNormally()
+    {
+        var outcome = await _runner.RunAsync(Spec(["sh", "-c", "exit 0"], TimeSpan.FromMinutes(1)) with { StandardInput = new string('x', 1024 * 1024) }, _ => ValueTask.CompletedTask, CancellationToken.None);
+
+        Assert.Equal((ProcessEnd.Exited, 0), (outcome.End, outcome.ExitCode));
+    }
+
     private ProcessSpec Spec(string[] argv, TimeSpan timeout, long maxOutput = 1_000_000) =>
         new(argv, _dir.Path, new Dictionary<string, string> { ["PATH"] = "/usr/bin:/bin" }, timeout, maxOutput);
 

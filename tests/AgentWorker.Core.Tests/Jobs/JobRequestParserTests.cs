@@ -59,6 +59,7 @@ public sealed class JobRequestParserTests
     [InlineData("""{"id":"x","repoUrl":"/r"}""", "agent", "no default agent")]
     [InlineData("""{"id":"bad id!","agent":"codex","repoUrl":"/r"}""", "id", "letters, digits")]
     [InlineData("""{"agent":"codex","repoUrl":"https://user:token@example.invalid/r.git"}""", "repoUrl", "must not embed credentials")]
+    [InlineData("""{"agent":"codex","repoUrl":"https://token@example.invalid/r.git"}""", "repoUrl", "must not embed credentials")]
     [InlineData("""{"agent":"codex","repoUrl":"ext::sh -c touch% /tmp/pwned"}""", "repoUrl", "not a repository")]
     [InlineData("""{"agent":"codex","repoUrl":"--upload-pack=touch /tmp/x"}""", "repoUrl", "not a repository")]
     [InlineData("""{"agent":"codex","repoUrl":"/r","branch":"--force"}""", "branch", "not a valid branch")]
@@ -81,6 +82,53 @@ public sealed class JobRequestParserTests
         Assert.True(result.Errors.ContainsKey(field), $"expected an error for '{field}', got: {string.Join(", ", result.Errors.Keys)}");
         Assert.Contains(message, result.Errors[field][0], StringComparison.Ordinal);
     }
+
+    [Theory]
+    [InlineData("""{"agent":"codex","repo":{"url":"https://ghp_abc123@github.com/o/r.git"}}""", "repo.url")]
+    [InlineData("""{"agentId":"codex","repoUrl":"https://x-access-token@github.com/o/r.git"}""", "repoUrl")]
+    [InlineData("""{"prompt":"p","repo_url":"http://user:pw@git.example/r.git"}""", "repo_url")]
+    [InlineData("""{"agent":"codex","repoUrl":"ssh://git:pw@git.example/r.git"}""", "repoUrl")]
+    [InlineData("""{"agent":"codex","repoUrl":"git://tok@git.example/r.git"}""", "repoUrl")]
+    [InlineData("""{"agent":"codex","repoUrl":"HTTPS://%67hp_x@github.com/o/r.git"}""", "repoUrl")]
+    public void Parse_CredentialsInRepoUrl_AreRefusedNamingFieldAndSetting(string json, string field)
+    {
+        var result = Parse(json, defaultAgent: "codex");
+
+        Assert.Null(result.Job);
+        Assert.Contains("GIT_TOKEN", result.Errors[field][0], StringComparison.Ordinal);
+        Assert.Contains("SSH key", result.Errors[field][0], StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("ssh://git@git.example/o/r.git")]
+    [InlineData("git@github.com:o/r.git")]
+    [InlineData("https://github.com/o/r.git")]
+    public void Parse_RepoUrlWithoutCredentials_IsAccepted(string url) =>
+        Assert.Equal(url, Parse($$"""{"agent":"codex","repoUrl":"{{url}}"}""").Job!.Repo.Url);
+
+    [Theory]
+    [InlineData(".")]
+    [InlineData("..")]
+    [InlineData("...")]
+    [InlineData("-rf")]
+    [InlineData("_x")]
+    [InlineData(":x")]
+    public void Parse_IdNotStartingWithLetterOrDigit_IsRefused(string id)
+    {
+        var result = Parse($$"""{"id":"{{id}}","agent":"codex","repoUrl":"/r"}""");
+
+        Assert.Null(result.Job);
+        Assert.Equal(JobRequestParser.IdRule, result.Errors["id"][0]);
+    }
+
+    [Theory]
+    [InlineData("test-001")]
+    [InlineData("job-123")]
+    [InlineData("0f8fad5b-d9cb-469f-a165-70867728950e")]
+    [InlineData("01JH8Z3K4R5T6Y7U8I9O0PQRST")]
+    [InlineData("task-42:retry_1.a")]
+    public void Parse_SeedAndGeneratedIdShapes_AreAccepted(string id) =>
+        Assert.Equal(id, Parse($$"""{"id":"{{id}}","agent":"codex","repoUrl":"/r"}""").Job!.Id);
 
     [Theory]
     [InlineData("""{"agent":"codex","repoUrl":"/r","mode":"apply"}""", "branch", "required in apply mode")]

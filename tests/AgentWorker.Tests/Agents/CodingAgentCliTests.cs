@@ -24,6 +24,9 @@ public sealed class CodingAgentCliTests : IDisposable
     private const string FakeCli = """
         #!/bin/sh
         for arg in "$@"; do echo "arg: $arg"; done
+        previous=""
+        for arg in "$@"; do [ "$previous" = "--message-file" ] && echo "prompt file: $(cat "$arg")"; previous="$arg"; done
+        echo "stdin: $(cat)"
         echo "uid: $(id -u) host: $(hostname) cwd: $(pwd)"
         echo "openai key: ${OPENAI_API_KEY:-none} anthropic key: ${ANTHROPIC_API_KEY:-none} worker key: ${AGENT_WEBHOOK_SECRET:-none}"
         echo "edited by $(basename "$0")" >> NOTES.md
@@ -52,6 +55,9 @@ public sealed class CodingAgentCliTests : IDisposable
     public async Task ShippedEntry_RunsTheCliNonInteractively_InTheSandbox(string agentId, string allowedKey)
     {
         var entry = AgentRegistry.Load(Shipped, ["agent-worker"]).Find(agentId)!;
+        // The agent's PATH is fixed; naming PATH in `env` is how an operator passes the worker's (here: the fakes first).
+        var agents = _dir.Combine("coding-agents.yaml");
+        File.WriteAllText(agents, File.ReadAllText(Shipped).Replace("env: [", "env: [PATH, ", StringComparison.Ordinal));
         const string prompt = "Fix the failing test; don't ask";
         var port = WorkerProcess.FreePort();
         await using var worker = WorkerProcess.Start(new Dictionary<string, string>
@@ -61,10 +67,10 @@ public sealed class CodingAgentCliTests : IDisposable
             ["HOST"] = "127.0.0.1",
             ["AGENT_WORKER_DATA"] = _dir.Combine("data"),
             ["WORK_DIR"] = _dir.Combine("work"),
-            ["AGENTS_FILE"] = Shipped,
+            ["AGENTS_FILE"] = agents,
             ["OPENAI_API_KEY"] = "openai-test-key",
             ["ANTHROPIC_API_KEY"] = "anthropic-test-key",
-            // The sandboxed agent's PATH comes from the worker's; the worker itself finds nothing there on the host.
+            // Passed to the sandboxed agent through `env: [PATH]`; the worker itself finds nothing there on the host.
             ["PATH"] = $"/workspace/.fake-bin:{Environment.GetEnvironmentVariable("PATH")}",
         }, "serve");
         using var client = WorkerProcess.Client(port, ApiKey);
@@ -77,8 +83,10 @@ public sealed class CodingAgentCliTests : IDisposable
         var logs = (await client.GetFromJsonAsync<JsonElement>($"/v1/jobs/cli-{agentId}/logs")).GetProperty("items").EnumerateArray()
             .Where(e => e.TryGetProperty("stream", out var stream) && stream.GetString() == "stdout").Select(e => e.GetProperty("message").GetString()!).ToList();
 
-        // Exactly the shipped argv with the prompt filled in, as one argument.
-        Assert.Equal(entry.Expand("/workspace", prompt).Skip(1).Select(a => $"arg: {a}"), logs.Where(l => l.StartsWith("arg: ", StringComparison.Ordinal)));
+        // Exactly the shipped argv, and the prompt on standard input or in the file the argv names; never as an argument.
+        Assert.Equal(entry.Expand("/workspace", prompt, "/home/agent/.agent-worker-prompt").Skip(1).Select(a => $"arg: {a}"), logs.Where(l => l.StartsWith("arg: ", StringComparison.Ordinal)));
+        Assert.DoesNotContain($"arg: {prompt}", logs);
+        Assert.Contains(entry.PromptOnStdin ? $"stdin: {prompt}" : $"prompt file: {prompt}", logs);
         Assert.Contains("uid: 65534 host: sandbox cwd: /workspace", logs);
         var keys = logs.Single(l => l.StartsWith("openai key: ", StringComparison.Ordinal));
         Assert.Contains(allowedKey == "OPENAI_API_KEY" ? "openai key: openai-test-key" : "anthropic key: anthropic-test-key", keys);

@@ -43,6 +43,31 @@ public sealed class CliTests : IDisposable
         Assert.Equal("agent-worker: invalid option --repo-url: required", output.Trim());
     }
 
+    [Theory]
+    [InlineData("--repo-url", "https://ghp_secret123@github.com/o/r.git", "--repo-url: must not embed credentials")]
+    [InlineData("--job-id", "..", "--job-id: must be 1-128 characters")]
+    [InlineData("--job-id", "-x", "--job-id: must be 1-128 characters")]
+    public async Task Enqueue_RefusedValue_OneLineNamingTheFlag_ExitTwo(string flag, string value, string expected)
+    {
+        string[] args = flag == "--repo-url" ? ["enqueue", "--agent", "ssot_auditor", flag, value] : ["enqueue", "--agent", "ssot_auditor", "--repo-url", _dir.Combine("repo"), $"{flag}={value}"];
+
+        var (exit, output) = await RunAsync(null, args);
+
+        Assert.Equal(2, exit);
+        Assert.Single(output.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith($"agent-worker: invalid option {expected}", output, StringComparison.Ordinal);
+        Assert.DoesNotContain("ghp_secret123", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task InvalidPublicUrl_ExitsTwoNamingIt()
+    {
+        var (exit, output) = await RunAsync(new() { ["PUBLIC_URL"] = "ftp://worker.example" }, "serve");
+
+        Assert.Equal(2, exit);
+        Assert.StartsWith("agent-worker: invalid setting --public-url / PUBLIC_URL", output.Trim(), StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task InvalidSetting_ExitsTwoNamingIt()
     {
