@@ -23,6 +23,9 @@ public sealed record PipelineOptions
     /// <summary>Bytes of agent-reported artifacts kept per attempt (the diff is not counted).</summary>
     public long MaxArtifactBytes { get; init; } = 100L * 1024 * 1024;
 
+    /// <summary>Bytes of <c>diff.patch</c> kept per attempt; a longer diff is cut there (MAX_DIFF_MB).</summary>
+    public long MaxDiffBytes { get; init; } = 50L * 1024 * 1024;
+
     /// <summary>Worker environment variable names every agent may see (on top of each agent's own allow-list).</summary>
     public IReadOnlyList<string> PassEnv { get; init; } = ["PATH", "LANG", "TZ", "DOTNET_ROOT"];
 

@@ -12,7 +12,7 @@ namespace AgentWorker.Core.Workspace;
 internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
 {
     private const string TokenVariable = "AGENT_WORKER_GIT_TOKEN";
-    private const long MaxGitOutputBytes = 256 * 1024;
+    internal const long MaxGitOutputBytes = 256 * 1024;
 
     // A mirror is only ever changed by these commands, so git must not start housekeeping of its own in it: a gc deleting
     // packs while another job clones from the mirror would break that clone. Fetched packs are kept as they arrive
@@ -124,6 +124,22 @@ internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
     /// <summary>Runs git; throws only on timeout and cancellation.</summary>
     public async Task<GitOutput> RunAsync(GitCall call, CancellationToken cancellationToken)
     {
+        var lines = new List<string>();
+        var output = await RunAsync(call, line =>
+        {
+            lock (lines)
+                lines.Add(line);
+        }, cancellationToken).ConfigureAwait(false);
+        lock (lines)
+            return output with { Lines = [.. lines] };
+    }
+
+    /// <summary>
+    /// Runs git, handing each stdout line to <paramref name="onLine"/> as it comes (at most <see cref="GitCall.MaxOutputBytes"/>
+    /// of them, nothing kept), so output as long as the agent's tree is wide costs no memory. Throws only on timeout and cancellation.
+    /// </summary>
+    public async Task<GitOutput> RunAsync(GitCall call, Action<string> onLine, CancellationToken cancellationToken)
+    {
         var environment = new Dictionary<string, string>
         {
             ["PATH"] = Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin",
@@ -157,11 +173,14 @@ internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
                 $"credential.https://{options.GitTokenHost}.helper=!f() {{ echo username=x-access-token; echo \"password=${TokenVariable}\"; }}; f"]);
         }
         argv.AddRange(call.Args);
+        // The kernel stops a file git writes at the cap (SIGXFSZ): nothing in the output, so the file is bounded exactly.
+        if (call.MaxFileBytes is { } maxFileBytes)
+            argv.InsertRange(0, ["prlimit", $"--fsize={maxFileBytes}", "--"]);
 
         var errors = new StringBuilder();
-        var lines = new List<string>();
+        var timeout = call.Timeout ?? options.CloneTimeout;
         var outcome = await runner.RunAsync(
-            new ProcessSpec(argv, call.WorkingDirectory, environment, options.CloneTimeout, MaxGitOutputBytes),
+            new ProcessSpec(argv, call.WorkingDirectory, environment, timeout, call.MaxOutputBytes),
             line =>
             {
                 if (line.Stream == "stderr")
@@ -171,8 +190,7 @@ internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
                 }
                 else
                 {
-                    lock (lines)
-                        lines.Add(line.Text);
+                    onLine(line.Text);
                 }
                 return ValueTask.CompletedTask;
             },
@@ -180,10 +198,9 @@ internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
 
         cancellationToken.ThrowIfCancellationRequested();
         if (outcome.End == ProcessEnd.TimedOut)
-            throw new WorkspaceException($"git {call.Args[0]} timed out after {options.CloneTimeout.TotalSeconds:0}s", permanent: false);
+            throw new WorkspaceException($"git {call.Args[0]} timed out after {timeout.TotalSeconds:0}s", permanent: false);
         lock (errors)
-        lock (lines)
-            return new GitOutput(outcome.ExitCode ?? -1, [.. lines], _redactor.Redact(errors.ToString().Trim()));
+            return new GitOutput(outcome.ExitCode ?? -1, [], _redactor.Redact(errors.ToString().Trim()));
     }
 
     private static WorkspaceException Failed(GitCall call, GitOutput output) =>
@@ -202,6 +219,15 @@ internal sealed record GitCall(string Home, string WorkingDirectory, IReadOnlyLi
 
     /// <summary>Extra <c>-c name=value</c> settings.</summary>
     public IReadOnlyList<(string Name, string Value)> Config { get; init; } = [];
+
+    /// <summary>How long git may run before its process tree is killed; null: <see cref="WorkspaceOptions.CloneTimeout"/>.</summary>
+    public TimeSpan? Timeout { get; init; }
+
+    /// <summary>Bytes of stdout read; the rest is drained and dropped.</summary>
+    public long MaxOutputBytes { get; init; } = GitClient.MaxGitOutputBytes;
+
+    /// <summary>The largest file git may write (RLIMIT_FSIZE); past it git is stopped by SIGXFSZ. Null: no limit.</summary>
+    public long? MaxFileBytes { get; init; }
 }
 
 /// <summary>How git ended: exit code, stdout lines, stderr (the token masked).</summary>
