@@ -20,7 +20,7 @@ internal static class Integrations
         var integrations = config.Integrations;
         if (integrations.S3 is { } s3)
             AddS3(services, s3);
-        services.AddSingleton(new ArtifactOptions { AgentId = integrations.AgentId });
+        services.AddSingleton(new ArtifactOptions { AgentId = integrations.AgentId, MaxTotalBytes = config.Pipeline.MaxArtifactBytes });
         services.AddSingleton(provider => new ArtifactCollector(
             provider.GetService<IObjectStore>(), provider.GetRequiredService<ArtifactOptions>(),
             provider.GetRequiredService<TimeProvider>(), provider.GetRequiredService<ILogger<ArtifactCollector>>()));

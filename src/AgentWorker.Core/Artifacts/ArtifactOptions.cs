@@ -9,6 +9,12 @@ public sealed record ArtifactOptions
     public int MaxFiles { get; init; } = 100;
     public long MaxFileBytes { get; init; } = 100L * 1024 * 1024;
 
+    /// <summary>Bytes read (hashed, uploaded) from one attempt's artifacts folder in all (MAX_ARTIFACT_MB).</summary>
+    public long MaxTotalBytes { get; init; } = 100L * 1024 * 1024;
+
+    /// <summary>Entries of the artifacts folder looked at; an agent may leave millions.</summary>
+    public int MaxEntries { get; init; } = 10_000;
+
     /// <summary>Tries per file before the failure is recorded on the artifact.</summary>
     public int UploadAttempts { get; init; } = 3;
 

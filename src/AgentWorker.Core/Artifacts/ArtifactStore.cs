@@ -42,68 +42,74 @@ public sealed class ArtifactStore(string root)
     }
 
     /// <summary>
+    /// The canonical spelling of a path an agent gave relative to its tree (<c>./a//b</c> and <c>a/b</c> are one file), or
+    /// null when it is empty or would leave the tree.
+    /// </summary>
+    public static string? NormalizePath(string relativePath)
+    {
+        var segments = relativePath.Split('/', StringSplitOptions.RemoveEmptyEntries).Where(s => s != ".").ToList();
+        return segments.Count == 0 || segments.Any(s => s == ".." || s.Any(char.IsControl)) ? null : string.Join('/', segments);
+    }
+
+    /// <summary>
     /// Copies the file at <paramref name="relativePath"/> under <paramref name="tree"/> (a tree an agent controlled) into
-    /// <paramref name="attemptDirectory"/>, never through a symlink and never opening anything but a regular file with
-    /// content (an empty entry may be a FIFO, which would block the reader: it is stored empty without being opened).
-    /// Throws <see cref="ArtifactException"/> when the path is unsafe, missing, or larger than <paramref name="maxBytes"/>.
+    /// <paramref name="attemptDirectory"/> as <c>workspace/&lt;path&gt;</c>, opened as <see cref="AgentFiles.OpenRegular"/>
+    /// does: never through a symlink, never anything but a regular file. Throws <see cref="ArtifactException"/> (its message
+    /// a short reason, never a host path) when the path is unsafe, missing, not a regular file, already kept, or larger than
+    /// <paramref name="maxBytes"/>; a failed copy leaves no file, and a file kept before is never touched.
     /// </summary>
     public async Task<StoredArtifact> ImportAsync(string tree, string relativePath, string attemptDirectory, long maxBytes, CancellationToken cancellationToken)
     {
-        var segments = relativePath.Split('/', StringSplitOptions.RemoveEmptyEntries);
-        if (segments.Length == 0 || segments.Any(s => s is "." or ".." || s.Any(char.IsControl)))
-            throw new ArtifactException("not a path inside the workspace");
-        var source = tree;
-        foreach (var segment in segments)
-        {
-            source = Path.Combine(source, segment);
-            if (new FileInfo(source).LinkTarget is not null)
-                throw new ArtifactException("is or lies under a symbolic link");
-            if (!File.Exists(source) && !Directory.Exists(source))
-                throw new ArtifactException("no such file");
-        }
-        var file = new FileInfo(source);
-        if (!file.Exists)
-            throw new ArtifactException("not a file");
-        if (file.Length > maxBytes)
-            throw new ArtifactException($"larger than the {maxBytes} bytes left for artifacts (MAX_ARTIFACT_MB)");
-
-        var name = WorkspacePrefix + string.Join('/', segments);
+        var path = NormalizePath(relativePath) ?? throw new ArtifactException("not a path inside the workspace");
+        var name = WorkspacePrefix + path;
         var target = Path.Combine(attemptDirectory, name);
-        Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-        try
+        var input = AgentFiles.OpenRegular(tree, path);
+        await using (input.ConfigureAwait(false))
         {
-            await CopyAsync(source, file.Length, target, maxBytes, cancellationToken).ConfigureAwait(false);
-        }
-        catch
-        {
-            File.Delete(target);
-            throw;
+            if (input.Length > maxBytes)
+                throw new ArtifactException($"larger than the {maxBytes} bytes left for artifacts (MAX_ARTIFACT_MB)");
+            FileStream output;
+            try
+            {
+                Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+                output = new FileStream(target, FileMode.CreateNew, FileAccess.Write);
+            }
+            catch (IOException) when (File.Exists(target))
+            {
+                throw new ArtifactException("already kept under this name");
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new ArtifactException($"cannot be stored: {AgentFiles.Reason(e)}");
+            }
+            try
+            {
+                await using (output.ConfigureAwait(false))
+                    await CopyAsync(input, output, maxBytes, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                // Only the file this call created goes.
+                File.Delete(target);
+                if (e is IOException or UnauthorizedAccessException)
+                    throw new ArtifactException($"cannot be stored: {AgentFiles.Reason(e)}");
+                throw;
+            }
         }
         return await DescribeAsync(name, target, cancellationToken).ConfigureAwait(false);
     }
 
-    private static async Task CopyAsync(string source, long length, string target, long maxBytes, CancellationToken cancellationToken)
+    private static async Task CopyAsync(FileStream input, FileStream output, long maxBytes, CancellationToken cancellationToken)
     {
-        var output = new FileStream(target, FileMode.CreateNew, FileAccess.Write);
-        await using (output.ConfigureAwait(false))
+        // Copies at most the limit even if the file grew after it was measured.
+        var buffer = new byte[81920];
+        long copied = 0;
+        int read;
+        while ((read = await input.ReadAsync(buffer, cancellationToken).ConfigureAwait(false)) > 0)
         {
-            if (length > 0)
-            {
-                var input = File.OpenRead(source);
-                await using (input.ConfigureAwait(false))
-                {
-                    // Copies at most the limit even if the file grew after it was measured.
-                    var buffer = new byte[81920];
-                    long copied = 0;
-                    int read;
-                    while ((read = await input.ReadAsync(buffer, cancellationToken).ConfigureAwait(false)) > 0)
-                    {
-                        if ((copied += read) > maxBytes)
-                            throw new ArtifactException($"larger than the {maxBytes} bytes left for artifacts (MAX_ARTIFACT_MB)");
-                        await output.WriteAsync(buffer.AsMemory(0, read), cancellationToken).ConfigureAwait(false);
-                    }
-                }
-            }
+            if ((copied += read) > maxBytes)
+                throw new ArtifactException($"larger than the {maxBytes} bytes left for artifacts (MAX_ARTIFACT_MB)");
+            await output.WriteAsync(buffer.AsMemory(0, read), cancellationToken).ConfigureAwait(false);
         }
     }
 

@@ -150,6 +150,7 @@ public sealed partial class JobRunner(
         Results.JobResult? result = null;
         string? startError = null;
         var startFailure = FailureKind.Permanent;
+        string? overLimit = null;
         string? lastError = null;
         string? recordError = null;
         using (workspace)
@@ -172,14 +173,16 @@ public sealed partial class JobRunner(
                 outcome = await processes.RunAsync(spec, line => events.AddAsync(collector.Accept(line with { Text = options.Redactor.Redact(line.Text) })), abort, run).ConfigureAwait(false);
                 result = collector.Build(outcome.ExitCode, outcome.Duration) with { Resources = Resources(outcome, run.ReadUsage()) };
                 lastError = collector.LastError;
+                // A stopped attempt runs again and stores nothing. Every other end (a timeout too) leaves a tree that must stay
+                // within the limits a clone gets before anything of it is read or stored.
                 if (outcome.End != ProcessEnd.Cancelled)
+                {
                     WorkspaceManager.CheckFilled(workspace);
-                // Kept whatever the exit code (a failure's screenshots explain it); a stopped attempt runs again and makes new ones.
-                if (outcome.End != ProcessEnd.Cancelled)
-                    result = result with { CollectedArtifacts = await artifacts.CollectAsync(workspace.ArtifactsDir, job.Id, events.AddAsync, CancellationToken.None).ConfigureAwait(false) };
-                // The agent may only grow the workspace within the limits a clone gets.
-                if (outcome.End == ProcessEnd.Exited)
                     workspaces.CheckLimits(workspace.RepoDir);
+                }
+                // Kept whatever the exit code (a failure's screenshots explain it).
+                if (outcome.End != ProcessEnd.Cancelled)
+                    result = result with { CollectedArtifacts = await artifacts.CollectAsync(workspace.ArtifactsDir, job.Id, events.AddAsync, abort).ConfigureAwait(false) };
                 // A job without a repository (tasks table) has no diff, commit or receipt to record.
                 if (outcome.End != ProcessEnd.Cancelled && !job.Repo.IsEmpty)
                 {
@@ -205,12 +208,15 @@ public sealed partial class JobRunner(
             }
             catch (WorkspaceException e)
             {
-                startError = $"workspace after the run: {e.Message}";
-                outcome = null;
+                // Over a limit however the run ended: nothing of the tree was stored, and running it again would not help.
+                var ended = outcome?.End == ProcessEnd.TimedOut ? $" (it had run into its {timeout.TotalSeconds:0}s timeout)" : "";
+                overLimit = $"workspace after the run: {e.Message}{ended}";
             }
         }
         // The attempt's log goes in before its outcome, so a finished job's log is complete.
         await RecordAsync(() => events.FlushAsync(CancellationToken.None), stop).ConfigureAwait(false);
+        if (overLimit is not null)
+            return await FailAsync(lease, new JobFailure(FailureKind.Permanent, $"agent {agent.Id}: {overLimit}", outcome?.ExitCode, result), stop).ConfigureAwait(false);
         if (outcome is null || result is null)
             return await FailAsync(lease, new JobFailure(startFailure, $"agent {agent.Id}: {startError}"), stop).ConfigureAwait(false);
         switch (outcome.End)

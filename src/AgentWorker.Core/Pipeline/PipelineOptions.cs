@@ -26,6 +26,9 @@ public sealed record PipelineOptions
     /// <summary>The PATH every agent gets unless its registry entry sets one: the worker's own (a root's pyenv shims, say) is not passed.</summary>
     public const string AgentPath = "/usr/local/bin:/usr/bin:/bin";
 
+    /// <summary>Bytes of <c>diff.patch</c> kept per attempt; a longer diff is cut there (MAX_DIFF_MB).</summary>
+    public long MaxDiffBytes { get; init; } = 50L * 1024 * 1024;
+
     /// <summary>Worker environment variable names every agent may see (on top of each agent's own allow-list).</summary>
     public IReadOnlyList<string> PassEnv { get; init; } = ["LANG", "TZ", "DOTNET_ROOT"];
 

@@ -28,20 +28,26 @@ public sealed class RunRecorder(WorkspaceManager workspaces, ArtifactStore artif
         var job = run.Job;
         var directory = artifacts.AttemptDirectory(job.Id, run.Attempt);
         DiffStat stat;
+        bool truncated;
         StoredArtifact diff;
+        var diffPath = Path.Combine(directory, ArtifactStore.DiffName);
         try
         {
-            var diffPath = Path.Combine(directory, ArtifactStore.DiffName);
-            stat = await workspaces.DiffAsync(run.Workspace, diffPath, cancellationToken).ConfigureAwait(false);
+            (stat, truncated) = await workspaces.DiffAsync(run.Workspace, diffPath, options.MaxDiffBytes, cancellationToken).ConfigureAwait(false);
             diff = await artifacts.DescribeAsync(ArtifactStore.DiffName, diffPath, cancellationToken).ConfigureAwait(false);
         }
-        catch (WorkspaceException e)
+        catch (Exception e) when (e is WorkspaceException or IOException or UnauthorizedAccessException)
         {
-            await log(new NewJobEvent(JobEventKind.Log, $"diff: {e.Message}", "worker")).ConfigureAwait(false);
-            return new RecordedRun(run.Result, $"recording the agent's changes failed: {e.Message}");
+            // Nothing half-written is kept; git's own messages name the worker's paths, which no client may see.
+            File.Delete(diffPath);
+            var reason = e is WorkspaceException ? HideHostPaths(e.Message, run, directory) : AgentFiles.Reason(e);
+            await log(new NewJobEvent(JobEventKind.Log, $"diff: {reason}", "worker")).ConfigureAwait(false);
+            return new RecordedRun(run.Result, $"recording the agent's changes failed: {reason}");
         }
         await log(new NewJobEvent(JobEventKind.Progress,
             $"diff against {run.Workspace.BaseCommit[..12]}: {stat.FilesChanged} file(s) changed, +{stat.Insertions} -{stat.Deletions}")).ConfigureAwait(false);
+        if (truncated)
+            await log(new NewJobEvent(JobEventKind.Log, $"diff: larger than MAX_DIFF_MB ({options.MaxDiffBytes} bytes): {ArtifactStore.DiffName} is kept cut at that size", "worker")).ConfigureAwait(false);
         List<StoredArtifact> stored = [diff, .. await ImportReportedAsync(run, directory, log, cancellationToken).ConfigureAwait(false)];
 
         string? commitAfter = null;
@@ -66,7 +72,7 @@ public sealed class RunRecorder(WorkspaceManager workspaces, ArtifactStore artif
                 }
                 catch (WorkspaceException e)
                 {
-                    error = $"apply: {e.Message}";
+                    error = $"apply: {HideHostPaths(e.Message, run, directory)}";
                     await log(new NewJobEvent(JobEventKind.Log, error, "worker")).ConfigureAwait(false);
                 }
             }
@@ -75,43 +81,55 @@ public sealed class RunRecorder(WorkspaceManager workspaces, ArtifactStore artif
         var receipt = Receipt(run, pushedTo is null ? null : commitAfter, diff, stored);
         var result = run.Result with
         {
-            Changes = new ChangeReport(run.Workspace.BaseCommit, pushedTo is null ? null : commitAfter, pushedTo, stat),
+            Changes = new ChangeReport(run.Workspace.BaseCommit, pushedTo is null ? null : commitAfter, pushedTo, stat) { DiffTruncated = truncated },
             Artifacts = stored,
             Receipt = receipt,
         };
         return new RecordedRun(result, error);
     }
 
-    /// <summary>Files the agent reported with <c>{"type":"artifact","path":…}</c>; one that cannot be kept is logged and skipped.</summary>
+    /// <summary>
+    /// Files the agent reported with <c>{"type":"artifact","path":…}</c>, each kept once however often and however spelled
+    /// (<c>x.png</c>, <c>./x.png</c>, <c>/workspace/x.png</c>); one that cannot be kept is logged and skipped.
+    /// </summary>
     private async Task<List<StoredArtifact>> ImportReportedAsync(AgentRun run, string directory, Func<NewJobEvent, ValueTask> log, CancellationToken cancellationToken)
     {
         var stored = new List<StoredArtifact>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
         var budget = options.MaxArtifactBytes;
-        foreach (var reported in run.ReportedArtifacts.Distinct(StringComparer.Ordinal))
+        // The agent names files as it sees them: relative to its working directory, or under the workspace path.
+        var inside = run.WorkspacePath.TrimEnd('/') + "/";
+        foreach (var reported in run.ReportedArtifacts)
         {
+            var relative = reported.StartsWith(inside, StringComparison.Ordinal) ? reported[inside.Length..] : reported;
+            var path = Path.IsPathRooted(relative) ? null : ArtifactStore.NormalizePath(relative);
+            if (path is not null && !seen.Add(path))
+                continue;
             if (stored.Count == MaxAgentArtifacts)
             {
                 await log(new NewJobEvent(JobEventKind.Log, $"artifacts: only the first {MaxAgentArtifacts} are kept", "worker")).ConfigureAwait(false);
                 break;
             }
-            // The agent names files as it sees them: relative to its working directory, or under the workspace path.
-            var inside = run.WorkspacePath.TrimEnd('/') + "/";
-            var relative = reported.StartsWith(inside, StringComparison.Ordinal) ? reported[inside.Length..] : reported;
             try
             {
-                if (Path.IsPathRooted(relative))
-                    throw new ArtifactException("not a path inside the workspace");
-                var artifact = await artifacts.ImportAsync(run.Workspace.RepoDir, relative, directory, budget, cancellationToken).ConfigureAwait(false);
+                var artifact = await artifacts.ImportAsync(run.Workspace.RepoDir, path ?? throw new ArtifactException("not a path inside the workspace"),
+                    directory, budget, cancellationToken).ConfigureAwait(false);
                 budget -= artifact.Size;
                 stored.Add(artifact);
             }
             catch (Exception e) when (e is ArtifactException or IOException or UnauthorizedAccessException)
             {
-                await log(new NewJobEvent(JobEventKind.Log, $"artifact '{options.Redactor.Redact(reported)}' not kept: {e.Message}", "worker")).ConfigureAwait(false);
+                await log(new NewJobEvent(JobEventKind.Log, $"artifact '{options.Redactor.Redact(reported)}' not kept: {AgentFiles.Reason(e)}", "worker")).ConfigureAwait(false);
             }
         }
         return stored;
     }
+
+    /// <summary>A git message as a client may see it: the workspace as the agent knew it, the worker's other directories unnamed.</summary>
+    private static string HideHostPaths(string message, AgentRun run, string artifactsDirectory) => message
+        .Replace(run.Workspace.RepoDir, run.WorkspacePath, StringComparison.Ordinal)
+        .Replace(artifactsDirectory, "<artifacts>", StringComparison.Ordinal)
+        .Replace(run.Workspace.Root, "<workspace>", StringComparison.Ordinal);
 
     private RunReceipt Receipt(AgentRun run, string? pushedCommit, StoredArtifact diff, IReadOnlyList<StoredArtifact> stored)
     {

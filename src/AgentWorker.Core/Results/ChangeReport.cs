@@ -6,7 +6,11 @@ namespace AgentWorker.Core.Results;
 /// What the agent changed in its workspace, against the commit it started from; in apply mode, the commit made of it
 /// and where it was pushed. The full diff is the job's <c>diff.patch</c> artifact.
 /// </summary>
-public sealed record ChangeReport(string CommitBefore, string? CommitAfter, string? PushedTo, DiffStat Diffstat);
+public sealed record ChangeReport(string CommitBefore, string? CommitAfter, string? PushedTo, DiffStat Diffstat)
+{
+    /// <summary>True when <c>diff.patch</c> was larger than MAX_DIFF_MB and is kept cut at that size (its last line says so).</summary>
+    public bool DiffTruncated { get; init; }
+}
 
 /// <summary>One changed file; null line counts for binary files.</summary>
 public sealed record FileChange(string Path, int? Insertions, int? Deletions);

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text;
 using AgentWorker.Core.Execution;
 using AgentWorker.Core.Jobs;
@@ -12,7 +13,7 @@ namespace AgentWorker.Core.Workspace;
 internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
 {
     private const string TokenVariable = "AGENT_WORKER_GIT_TOKEN";
-    private const long MaxGitOutputBytes = 256 * 1024;
+    internal const long MaxGitOutputBytes = 256 * 1024;
 
     // A mirror is only ever changed by these commands, so git must not start housekeeping of its own in it: a gc deleting
     // packs while another job clones from the mirror would break that clone. Fetched packs are kept as they arrive
@@ -87,19 +88,18 @@ internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
         var files = 0;
         var over = false;
         // "<mode> <type> <object> <size>\t<path>"; a submodule (commit) has no size and is not checked out.
-        var call = new GitCall(home, repository, ["ls-tree", "-r", "-l", "--full-tree", revision])
+        var call = new GitCall(home, repository, ["ls-tree", "-r", "-l", "--full-tree", revision]) { MaxOutputBytes = long.MaxValue };
+        var output = await RunAsync(call, line =>
         {
-            OnLine = line =>
-            {
-                var fields = line.Split('\t', 2)[0].Split(' ', StringSplitOptions.RemoveEmptyEntries);
-                if (over || fields is not [_, "blob", _, var size])
-                    return;
-                files++;
-                bytes += long.TryParse(size, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var length) ? length : 0;
-                over = files > options.MaxRepoFiles || bytes > options.MaxRepoBytes;
-            },
-        };
-        await GitAsync(call, cancellationToken).ConfigureAwait(false);
+            var fields = line.Split('\t', 2)[0].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (over || fields is not [_, "blob", _, var size])
+                return;
+            files++;
+            bytes += long.TryParse(size, NumberStyles.None, CultureInfo.InvariantCulture, out var length) ? length : 0;
+            over = files > options.MaxRepoFiles || bytes > options.MaxRepoBytes;
+        }, cancellationToken).ConfigureAwait(false);
+        if (output.ExitCode != 0)
+            throw Failed(call, output);
         if (files > options.MaxRepoFiles)
             throw new WorkspaceException($"repository has more than {options.MaxRepoFiles} files (MAX_REPO_FILES); nothing was checked out", permanent: true);
         if (bytes > options.MaxRepoBytes)
@@ -169,6 +169,22 @@ internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
     /// <summary>Runs git; throws only on timeout and cancellation.</summary>
     public async Task<GitOutput> RunAsync(GitCall call, CancellationToken cancellationToken)
     {
+        var lines = new List<string>();
+        var output = await RunAsync(call, line =>
+        {
+            lock (lines)
+                lines.Add(line);
+        }, cancellationToken).ConfigureAwait(false);
+        lock (lines)
+            return output with { Lines = [.. lines] };
+    }
+
+    /// <summary>
+    /// Runs git, handing each stdout line to <paramref name="onLine"/> as it comes (at most <see cref="GitCall.MaxOutputBytes"/>
+    /// of them, nothing kept), so output as long as the agent's tree is wide costs no memory. Throws only on timeout and cancellation.
+    /// </summary>
+    public async Task<GitOutput> RunAsync(GitCall call, Action<string> onLine, CancellationToken cancellationToken)
+    {
         var environment = new Dictionary<string, string>
         {
             ["PATH"] = Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin",
@@ -202,11 +218,14 @@ internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
                 $"credential.https://{options.GitTokenHost}.helper=!f() {{ echo username=x-access-token; echo \"password=${TokenVariable}\"; }}; f"]);
         }
         argv.AddRange(call.Args);
+        // The kernel stops a file git writes at the cap (SIGXFSZ): nothing in the output, so the file is bounded exactly.
+        if (call.MaxFileBytes is { } maxFileBytes)
+            argv.InsertRange(0, ["prlimit", $"--fsize={maxFileBytes}", "--"]);
 
         var errors = new StringBuilder();
-        var lines = new List<string>();
+        var timeout = call.Timeout ?? options.CloneTimeout;
         var outcome = await runner.RunAsync(
-            new ProcessSpec(argv, call.WorkingDirectory, environment, options.CloneTimeout, call.OnLine is null ? MaxGitOutputBytes : long.MaxValue),
+            new ProcessSpec(argv, call.WorkingDirectory, environment, timeout, call.MaxOutputBytes),
             line =>
             {
                 if (line.Stream == "stderr")
@@ -214,14 +233,9 @@ internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
                     lock (errors)
                         errors.AppendLine(line.Text);
                 }
-                else if (call.OnLine is { } onLine)
-                {
-                    onLine(line.Text);
-                }
                 else
                 {
-                    lock (lines)
-                        lines.Add(line.Text);
+                    onLine(line.Text);
                 }
                 return ValueTask.CompletedTask;
             },
@@ -229,10 +243,9 @@ internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
 
         cancellationToken.ThrowIfCancellationRequested();
         if (outcome.End == ProcessEnd.TimedOut)
-            throw new WorkspaceException($"git {call.Args[0]} timed out after {options.CloneTimeout.TotalSeconds:0}s", permanent: false);
+            throw new WorkspaceException($"git {call.Args[0]} timed out after {timeout.TotalSeconds:0}s", permanent: false);
         lock (errors)
-        lock (lines)
-            return new GitOutput(outcome.ExitCode ?? -1, [.. lines], _redactor.Redact(errors.ToString().Trim()));
+            return new GitOutput(outcome.ExitCode ?? -1, [], _redactor.Redact(errors.ToString().Trim()));
     }
 
     private static WorkspaceException Failed(GitCall call, GitOutput output) =>
@@ -252,8 +265,14 @@ internal sealed record GitCall(string Home, string WorkingDirectory, IReadOnlyLi
     /// <summary>Extra <c>-c name=value</c> settings.</summary>
     public IReadOnlyList<(string Name, string Value)> Config { get; init; } = [];
 
-    /// <summary>Takes each stdout line as it comes (nothing is kept, and the output is not capped); null: the lines are returned.</summary>
-    public Action<string>? OnLine { get; init; }
+    /// <summary>How long git may run before its process tree is killed; null: <see cref="WorkspaceOptions.CloneTimeout"/>.</summary>
+    public TimeSpan? Timeout { get; init; }
+
+    /// <summary>Bytes of stdout read; the rest is drained and dropped.</summary>
+    public long MaxOutputBytes { get; init; } = GitClient.MaxGitOutputBytes;
+
+    /// <summary>The largest file git may write (RLIMIT_FSIZE); past it git is stopped by SIGXFSZ. Null: no limit.</summary>
+    public long? MaxFileBytes { get; init; }
 }
 
 /// <summary>How git ended: exit code, stdout lines, stderr (the token masked).</summary>

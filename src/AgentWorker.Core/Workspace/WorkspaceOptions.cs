@@ -8,6 +8,9 @@ public sealed record WorkspaceOptions
     public int MaxRepoFiles { get; init; } = 100_000;
     public TimeSpan CloneTimeout { get; init; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>How long each git command on an agent's tree after its run (stage, diff, commit, push) may take.</summary>
+    public TimeSpan ChangesTimeout { get; init; } = TimeSpan.FromMinutes(2);
+
     /// <summary>Token for HTTPS remotes, handed to git through a credential helper reading the environment, never through the URL.</summary>
     public string? GitToken { get; init; }
 

@@ -86,7 +86,8 @@ internal static class Settings
     public static readonly Setting GitSshStrictHostKeyChecking = new("gitSshStrictHostKeyChecking", "--git-ssh-strict-host-key-checking", ["GIT_SSH_STRICT_HOST_KEY_CHECKING"], "yes", "yes (unknown host keys are refused) or accept-new (trust a host's first key).");
     public static readonly Setting GitAuthorName = new("gitAuthorName", "--git-author-name", ["GIT_AUTHOR_NAME"], "AgentWorker", "Author and committer name of apply-mode commits.");
     public static readonly Setting GitAuthorEmail = new("gitAuthorEmail", "--git-author-email", ["GIT_AUTHOR_EMAIL"], "agent-worker@localhost", "Author and committer email of apply-mode commits.");
-    public static readonly Setting MaxArtifactMb = new("maxArtifactMb", "--max-artifact-mb", ["MAX_ARTIFACT_MB"], "100", "Agent-reported artifacts kept per attempt (the diff is always kept).");
+    public static readonly Setting MaxArtifactMb = new("maxArtifactMb", "--max-artifact-mb", ["MAX_ARTIFACT_MB"], "100", "Artifacts kept per attempt: the files the agent reported, and those read from its artifacts folder (the diff has MAX_DIFF_MB).");
+    public static readonly Setting MaxDiffMb = new("maxDiffMb", "--max-diff-mb", ["MAX_DIFF_MB"], "50", "Size of the diff.patch kept per attempt; a longer diff is kept cut there, with a marker line, and the result says diffTruncated.");
     public static readonly Setting WebhookUrl = new("webhookUrl", "--webhook-url", ["WEBHOOK_URL"], null, "URL(s), comma-separated, that get every job state change as signed JSON.", Secret: true);
     public static readonly Setting WebhookSecret = new("webhookSecret", "--webhook-secret", ["WEBHOOK_SECRET"], null, "Key of the webhooks' HMAC-SHA256 signature (at least 16 characters; required with --webhook-url).", Secret: true);
     public static readonly Setting ResultsTable = new("resultsTable", "--results-table", ["RESULTS_TABLE"], null, "PostgreSQL table that gets a row per finished job, e.g. audit_results (created when missing).");
@@ -111,7 +112,7 @@ internal static class Settings
         HeartbeatInterval, MaxConcurrentTasks, CancelGrace, Tools, ToolWorkspaces, WebAllow, WebSearchUrl,
         Intake, AgentId, PollInterval, RunTaskTimeout, MinioEndpoint, MinioAccessKey, MinioSecretKey, MinioSecure, MinioBucket,
         AllocatorApiUrl, LlmApiKey, LlmBaseUrl, LlmModel,
-        GitSshKey, GitSshKnownHosts, GitSshStrictHostKeyChecking, GitAuthorName, GitAuthorEmail, MaxArtifactMb,
+        GitSshKey, GitSshKnownHosts, GitSshStrictHostKeyChecking, GitAuthorName, GitAuthorEmail, MaxArtifactMb, MaxDiffMb,
         WebhookUrl, WebhookSecret, ResultsTable, ResultsPostgresUrl, SinkMaxAttempts, SinkRetryBaseDelay, SinkTimeout,
         CloneCache, CloneCacheDir, CloneCacheMaxMb, CloneCacheMaxAge,
     ];

@@ -133,6 +133,7 @@ internal sealed record WorkerConfig
                 ShutdownGrace = TimeSpan.FromSeconds(values.GetNumber(Settings.ShutdownGrace, 0, 86_400)),
                 MaxOutputBytes = values.GetInt(Settings.MaxOutputBytes, 1_024, int.MaxValue),
                 MaxArtifactBytes = values.GetInt(Settings.MaxArtifactMb, 0, 1_000_000) * 1024L * 1024,
+                MaxDiffBytes = values.GetInt(Settings.MaxDiffMb, 1, 1_000_000) * 1024L * 1024,
                 Redactor = new SecretRedactor(Settings.All.Where(s => s.Secret).Select(values.Get)),
                 Limits = limits,
                 AgentVariables = WorkerServices.AgentVariables(),

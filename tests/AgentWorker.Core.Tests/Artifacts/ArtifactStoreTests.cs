@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Security.Cryptography;
 using AgentWorker.Core.Artifacts;
 using AgentWorker.Testing;
@@ -59,14 +58,41 @@ public sealed class ArtifactStoreTests : IDisposable
         Assert.Contains("symbolic link", through.Message, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task ImportAsync_Fifo_IsStoredEmptyWithoutBlocking()
+    [Theory]
+    [InlineData("fifo")]
+    [InlineData("socket")]
+    [InlineData("device")]
+    public async Task ImportAsync_NotARegularFile_IsRefusedWithoutBlockingAndLeavesNoFile(string kind)
     {
-        Process.Start("mkfifo", [Path.Combine(_tree, "pipe")])!.WaitForExit();
+        Special.Make(kind, Path.Combine(_tree, "special"));
 
-        var artifact = await ImportAsync("pipe").WaitAsync(TimeSpan.FromSeconds(10));
+        var error = await Assert.ThrowsAsync<ArtifactException>(() => ImportAsync("special").WaitAsync(TimeSpan.FromSeconds(10)));
 
-        Assert.Equal(0, artifact.Size);
+        Assert.Equal("not a regular file", error.Message);
+        Assert.Empty(Directory.EnumerateFiles(_store.Root, "special", SearchOption.AllDirectories));
+    }
+
+    [Fact]
+    public async Task ImportAsync_SameFileUnderAnotherSpelling_KeepsTheFirstCopy_NamesNoHostPath()
+    {
+        File.WriteAllText(Path.Combine(_tree, "x.png"), "png");
+        var first = await ImportAsync("x.png");
+
+        var again = await Assert.ThrowsAsync<ArtifactException>(() => ImportAsync("./x.png"));
+
+        Assert.Equal("workspace/x.png", first.Name);
+        Assert.Equal("already kept under this name", again.Message);
+        Assert.Equal("png", File.ReadAllText(_store.Locate(first)!));
+    }
+
+    [Theory]
+    [InlineData("./x.png", "x.png")]
+    [InlineData("a//b/./c.txt", "a/b/c.txt")]
+    [InlineData("./", null)]
+    [InlineData("a/../b", null)]
+    public void NormalizePath_SpellingsOfOneFile_AreOne(string path, string? expected)
+    {
+        Assert.Equal(expected, ArtifactStore.NormalizePath(path));
     }
 
     [Fact]
@@ -77,6 +103,7 @@ public sealed class ArtifactStoreTests : IDisposable
         var error = await Assert.ThrowsAsync<ArtifactException>(() => ImportAsync("big.bin", maxBytes: 1024));
 
         Assert.Contains("MAX_ARTIFACT_MB", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain(_dir.Path, error.Message, StringComparison.Ordinal);
         Assert.Empty(Directory.EnumerateFiles(_store.Root, "big.bin", SearchOption.AllDirectories));
     }
 

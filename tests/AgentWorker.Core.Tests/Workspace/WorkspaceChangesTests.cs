@@ -15,6 +15,8 @@ public sealed class WorkspaceChangesTests : IDisposable
 
     public WorkspaceChangesTests() => _remote = BareRepository.From(_source);
 
+    private const long MaxDiffBytes = 1L << 30;
+
     private string DiffFile => _dir.Combine("diff.patch");
 
     private WorkspaceManager Manager() => new(
@@ -41,7 +43,7 @@ public sealed class WorkspaceChangesTests : IDisposable
         Write(workspace, "new/c.txt", "c\n");
         File.Delete(Path.Combine(workspace.RepoDir, "b.txt"));
 
-        var stat = await manager.DiffAsync(workspace, DiffFile, CancellationToken.None);
+        var (stat, _) = await manager.DiffAsync(workspace, DiffFile, MaxDiffBytes, CancellationToken.None);
 
         Assert.Equal((3, 3, 2), (stat.FilesChanged, stat.Insertions, stat.Deletions));
         Assert.Equal(["a.txt", "b.txt", "new/c.txt"], stat.Files.Select(f => f.Path).Order(StringComparer.Ordinal));
@@ -52,6 +54,39 @@ public sealed class WorkspaceChangesTests : IDisposable
         Assert.Equal("one\n2\nthree\n", File.ReadAllText(Path.Combine(check, "a.txt")));
         Assert.False(File.Exists(Path.Combine(check, "b.txt")));
         Assert.Equal("c\n", File.ReadAllText(Path.Combine(check, "new", "c.txt")));
+    }
+
+    [Fact]
+    public async Task DiffAsync_LargerThanItsLimit_IsCutAtALineWithAMarker_StatStillComplete()
+    {
+        const long Limit = 64 * 1024;
+        var manager = Manager();
+        using var workspace = await manager.CreateAsync(Job(), CancellationToken.None);
+        Write(workspace, "big.txt", string.Concat(Enumerable.Range(0, 20_000).Select(i => $"line {i}\n")));
+
+        var (stat, truncated) = await manager.DiffAsync(workspace, DiffFile, Limit, CancellationToken.None);
+
+        Assert.True(truncated);
+        Assert.Equal((1, 20_000), (stat.FilesChanged, stat.Insertions));
+        var bytes = File.ReadAllBytes(DiffFile);
+        Assert.InRange(bytes.Length, Limit - 1024, Limit);
+        Assert.EndsWith("\n" + WorkspaceManager.TruncatedMarker + "\n", File.ReadAllText(DiffFile), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task DiffAsync_ThousandsOfChangedFiles_CountsEveryOneListsTheFirst()
+    {
+        var manager = Manager();
+        using var workspace = await manager.CreateAsync(Job(), CancellationToken.None);
+        // Their --numstat lines are longer than git output the worker keeps (256 KiB).
+        var name = new string('n', 200);
+        for (var i = 0; i < 3000; i++)
+            Write(workspace, $"d/{name}{i}.txt", "x\n");
+
+        var (stat, truncated) = await manager.DiffAsync(workspace, DiffFile, MaxDiffBytes, CancellationToken.None);
+
+        Assert.False(truncated);
+        Assert.Equal((3000, 3000, 200, true), (stat.FilesChanged, stat.Insertions, stat.Files.Count, stat.FilesTruncated));
     }
 
     [Fact]
@@ -74,7 +109,7 @@ public sealed class WorkspaceChangesTests : IDisposable
         Write(workspace, ".gitattributes", "* filter=x diff=x\n");
         Write(workspace, "a.txt", "changed\n");
 
-        var stat = await manager.DiffAsync(workspace, DiffFile, CancellationToken.None);
+        var (stat, _) = await manager.DiffAsync(workspace, DiffFile, MaxDiffBytes, CancellationToken.None);
         await manager.CommitAsync(workspace, "m", CancellationToken.None);
 
         Assert.Empty(Directory.EnumerateFiles(_dir.Path, "pwned*"));
@@ -96,7 +131,7 @@ public sealed class WorkspaceChangesTests : IDisposable
         Write(workspace, "elsewhere/y.txt", "y\n");
         Write(workspace, "kept.txt", "k\n");
 
-        var stat = await manager.DiffAsync(workspace, DiffFile, CancellationToken.None);
+        var (stat, _) = await manager.DiffAsync(workspace, DiffFile, MaxDiffBytes, CancellationToken.None);
 
         Assert.Equal(["kept.txt"], stat.Files.Select(f => f.Path));
     }
@@ -108,7 +143,7 @@ public sealed class WorkspaceChangesTests : IDisposable
         var before = _remote.Head("main");
         using var workspace = await manager.CreateAsync(Job(), CancellationToken.None);
         Write(workspace, "a.txt", "agent\n");
-        await manager.DiffAsync(workspace, DiffFile, CancellationToken.None);
+        await manager.DiffAsync(workspace, DiffFile, MaxDiffBytes, CancellationToken.None);
 
         var commit = await manager.CommitAsync(workspace, "Agent change", CancellationToken.None);
         await manager.PushAsync(workspace, Job().Repo, "main", commit, CancellationToken.None);
@@ -125,7 +160,7 @@ public sealed class WorkspaceChangesTests : IDisposable
         var manager = Manager();
         using var workspace = await manager.CreateAsync(Job(), CancellationToken.None);
         Write(workspace, "a.txt", "agent\n");
-        await manager.DiffAsync(workspace, DiffFile, CancellationToken.None);
+        await manager.DiffAsync(workspace, DiffFile, MaxDiffBytes, CancellationToken.None);
         var commit = await manager.CommitAsync(workspace, "Agent change", CancellationToken.None);
         // Someone else pushes meanwhile.
         _source.Commit(new Dictionary<string, string> { ["a.txt"] = "human\n" }, "human");
@@ -147,7 +182,7 @@ public sealed class WorkspaceChangesTests : IDisposable
         Assert.False(workspace.BranchExists);
         Assert.Equal(_remote.Head("main"), workspace.BaseCommit);
         Write(workspace, "a.txt", "fixed\n");
-        await manager.DiffAsync(workspace, DiffFile, CancellationToken.None);
+        await manager.DiffAsync(workspace, DiffFile, MaxDiffBytes, CancellationToken.None);
         var commit = await manager.CommitAsync(workspace, "Fix", CancellationToken.None);
 
         await manager.PushAsync(workspace, job.Repo, "agent/fix", commit, CancellationToken.None);

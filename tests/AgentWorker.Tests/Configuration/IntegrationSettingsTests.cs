@@ -28,6 +28,7 @@ public sealed class IntegrationSettingsTests : IDisposable
             ["GIT_SSH_KNOWN_HOSTS"] = _dir.Combine("known_hosts"),
             ["GIT_AUTHOR_NAME"] = "Review Bot",
             ["MAX_ARTIFACT_MB"] = "5",
+            ["MAX_DIFF_MB"] = "7",
         });
 
         Assert.Equal(["https://hooks.example/a?token=1", "http://127.0.0.1:9/b"], config.WebhookUrls.Select(u => u.ToString()));
@@ -35,7 +36,7 @@ public sealed class IntegrationSettingsTests : IDisposable
         Assert.Equal(4, config.Sinks.MaxAttempts);
         Assert.Equal((_dir.Combine("id_ed25519"), _dir.Combine("known_hosts"), "yes"), (config.Workspace.SshKeyFile, config.Workspace.SshKnownHostsFile, config.Workspace.SshStrictHostKeyChecking));
         Assert.Equal(("Review Bot", "agent-worker@localhost"), (config.Workspace.CommitAuthorName, config.Workspace.CommitAuthorEmail));
-        Assert.Equal(5L * 1024 * 1024, config.Pipeline.MaxArtifactBytes);
+        Assert.Equal((5L * 1024 * 1024, 7L * 1024 * 1024), (config.Pipeline.MaxArtifactBytes, config.Pipeline.MaxDiffBytes));
         // Agents never see the key or known_hosts, even where they lie under a visible directory.
         Assert.Contains(_dir.Combine("id_ed25519"), config.Sandbox.HiddenPaths);
         Assert.Contains(_dir.Combine("known_hosts"), config.Sandbox.HiddenPaths);
