@@ -16,6 +16,8 @@ public sealed class CollectionAttackFixture : SandboxWorkerFixture
     /// <summary>Sparse files in the artifacts folder, each just under the 100 MiB a file may have: several GB to hash, no disk used.</summary>
     public const int SlowFiles = 100;
 
+    protected override bool WarmUp => true;
+
     protected override IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>
     {
         ["MAX_REPO_SIZE_MB"] = MaxRepoSizeMb.ToString(CultureInfo.InvariantCulture),
@@ -55,6 +57,7 @@ public sealed class CollectionAttackFixture : SandboxWorkerFixture
 }
 
 /// <summary>The post-run path holds against the agent's tree: regular files only, bounded in size and time, a cancel ends it.</summary>
+[Collection(QuietMachine.Name)]
 public sealed class CollectionAttackTests(CollectionAttackFixture fixture) : IClassFixture<CollectionAttackFixture>
 {
     private const long MiB = 1024 * 1024;
@@ -68,11 +71,13 @@ public sealed class CollectionAttackTests(CollectionAttackFixture fixture) : ICl
         var plain = await fixture.RunAsync("plain");
 
         Assert.Equal("succeeded", plain.State);
+        plain.AssertHealthStayedFast();
         foreach (var id in fifos)
         {
             var run = await fixture.WaitAsync(id);
             Assert.Equal("succeeded", run.State);
             Assert.Contains(run.Events, e => e.GetProperty("message").GetString() == "b.fifo: skipped: not a regular file");
+            run.AssertHealthStayedFast();
         }
         await fixture.AssertWorkerHealthyAsync();
     }
@@ -80,6 +85,7 @@ public sealed class CollectionAttackTests(CollectionAttackFixture fixture) : ICl
     [Fact]
     public async Task CancelWhileArtifactsAreCollected_EndsTheJobCancelledWithin2s()
     {
+        using var health = fixture.WatchHealth();
         var id = await fixture.EnqueueAsync("slow-collection");
         await Eventually.UntilAsync(() => fixture.Client.GetFromJsonAsync<JsonElement>($"/v1/jobs/{id}/logs"),
             page => page.GetProperty("items").EnumerateArray().Any(e => e.GetProperty("message").GetString()!.StartsWith("f1.bin: ", StringComparison.Ordinal)),
@@ -93,6 +99,7 @@ public sealed class CollectionAttackTests(CollectionAttackFixture fixture) : ICl
 
         Assert.Equal("cancelled", job.GetProperty("state").GetString());
         Assert.InRange(clock.Elapsed, TimeSpan.Zero, TimeSpan.FromSeconds(2));
+        health.Stop().AssertFast($"job {id} collected its artifacts and was cancelled");
     }
 
     [Fact]
@@ -105,6 +112,7 @@ public sealed class CollectionAttackTests(CollectionAttackFixture fixture) : ICl
         Assert.Contains("MAX_REPO_SIZE_MB", run.Job.GetProperty("error").GetString(), StringComparison.Ordinal);
         var largest = Directory.EnumerateFiles(fixture.DataDir, "*", SearchOption.AllDirectories).Select(f => new FileInfo(f)).MaxBy(f => f.Length);
         Assert.True(largest is null || largest.Length <= CollectionAttackFixture.MaxRepoSizeMb * MiB, $"{largest?.FullName}: {largest?.Length} bytes");
+        run.AssertHealthStayedFast();
     }
 
     [Fact]
@@ -118,6 +126,7 @@ public sealed class CollectionAttackTests(CollectionAttackFixture fixture) : ICl
         var diff = await fixture.Client.GetByteArrayAsync($"/v1/jobs/{run.Id}/artifacts/diff.patch");
         Assert.InRange(diff.Length, 1, CollectionAttackFixture.MaxDiffMb * MiB);
         Assert.Contains(run.Lines, l => l.Contains("MAX_DIFF_MB", StringComparison.Ordinal));
+        run.AssertHealthStayedFast();
     }
 
     [Fact]
@@ -130,6 +139,7 @@ public sealed class CollectionAttackTests(CollectionAttackFixture fixture) : ICl
         Assert.Equal(["diff.patch", "workspace/x.png"], names);
         Assert.Equal("png", await fixture.Client.GetStringAsync($"/v1/jobs/{run.Id}/artifacts/workspace/x.png"));
         Assert.DoesNotContain(run.Events, e => e.GetProperty("message").GetString()!.Contains(fixture.Dir.Path, StringComparison.Ordinal));
+        run.AssertHealthStayedFast();
 
         var cli = WorkerProcess.Start(new Dictionary<string, string> { ["AGENT_WORKER_DATA"] = fixture.DataDir, ["WORK_DIR"] = fixture.WorkDir }, "jobs", "receipt", run.Id, "--verify");
         await using (cli)

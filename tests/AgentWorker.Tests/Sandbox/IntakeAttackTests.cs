@@ -30,6 +30,8 @@ public sealed class IntakeAttackFixture : SandboxWorkerFixture
 
     protected override IEnumerable<HostileAgent> Agents => [];
 
+    protected override bool WarmUp => true;
+
     protected override IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>
     {
         ["AGENTS_FILE"] = RegistryFile,
@@ -52,7 +54,8 @@ public sealed class IntakeAttackFixture : SandboxWorkerFixture
             Agent("prompt-file", ["bash", "-c", Digest, "agent", "{prompt_file}"]),
             // "-": cat reads its fd 0; /dev/stdin would reopen the worker's pipe, which the sandbox user may not open.
             Agent("prompt-stdin", ["bash", "-c", Digest, "agent", "-"], stdin: true),
-            Agent("prompt-arg", ["bash", "-c", "echo DONE", "agent", "{prompt}"]));
+            Agent("prompt-arg", ["bash", "-c", "echo DONE", "agent", "{prompt}"]),
+            Agent(WarmUpAgentId, ["bash", "-c", "echo DONE"]));
         var options = new JsonSerializerOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
         File.WriteAllText(RegistryFile, new JsonObject { ["agents"] = agents }.ToJsonString(options));
         return Task.CompletedTask;
@@ -93,6 +96,7 @@ public sealed class IntakeAttackFixture : SandboxWorkerFixture
     }
 }
 
+[Collection(QuietMachine.Name)]
 public sealed class IntakeAttackTests(IntakeAttackFixture worker) : IClassFixture<IntakeAttackFixture>
 {
     private async Task<(HttpStatusCode Status, JsonElement Body, string ContentType)> PostAsync(JsonObject job)
@@ -116,6 +120,7 @@ public sealed class IntakeAttackTests(IntakeAttackFixture worker) : IClassFixtur
             _ => new JsonObject { ["id"] = id, ["agent"] = "path", ["repo_url"] = url, ["prompt"] = "p" },
         };
 
+        using var health = worker.WatchHealth();
         var (status, body, contentType) = await PostAsync(job);
 
         Assert.Equal(HttpStatusCode.BadRequest, status);
@@ -128,6 +133,7 @@ public sealed class IntakeAttackTests(IntakeAttackFixture worker) : IClassFixtur
         var search = await worker.Client.GetFromJsonAsync<JsonElement>("/v1/jobs?repo=ghp_");
         Assert.Equal(0, search.GetProperty("total").GetInt32());
         AssertNotInDataDir(worker.Token);
+        health.Stop().AssertFast($"a {shape} job with a token in its URL was refused");
     }
 
     [Fact]
@@ -194,6 +200,7 @@ public sealed class IntakeAttackTests(IntakeAttackFixture worker) : IClassFixtur
         Assert.Contains("key AKIA… leaked", text, StringComparison.Ordinal);
         Assert.DoesNotContain(@"\u2026", text, StringComparison.Ordinal);
         Assert.Contains($"stdout: {IntakeAttackFixture.TerminalAttack}\n", Encoding.UTF8.GetString(raw), StringComparison.Ordinal);
+        run.AssertHealthStayedFast();
     }
 
     [Fact]
