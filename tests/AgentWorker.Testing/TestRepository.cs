@@ -42,6 +42,9 @@ public sealed class TestRepository : IDisposable
         var start = new ProcessStartInfo("git") { WorkingDirectory = directory, RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var arg in args)
             start.ArgumentList.Add(arg);
+        // A test that sets a GIT_* variable in this process (a hostile template, say) must not reach the git of tests running beside it.
+        foreach (var name in start.Environment.Keys.Where(name => name.StartsWith("GIT_", StringComparison.Ordinal)).ToList())
+            start.Environment.Remove(name);
         using var git = Process.Start(start)!;
         var stdout = git.StandardOutput.ReadToEndAsync();
         var stderr = git.StandardError.ReadToEnd();

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using AgentWorker.Core.Workspace;
 using Microsoft.Win32.SafeHandles;
 
 namespace AgentWorker.Core.Artifacts;
@@ -17,7 +18,6 @@ internal static partial class AgentFiles
     private const int OpenCloseOnExec = 0x80000;
     private const int AtEmptyPath = 0x1000;
     private const int AtSymlinkNoFollow = 0x100;
-    private const uint StatxType = 0x1;
     private const int FileTypeMask = 0xF000;
     private const int RegularFile = 0x8000;
     private const int Directory = 0x4000;
@@ -93,15 +93,9 @@ internal static partial class AgentFiles
         _ => "read or write error",
     };
 
-    /// <summary>The file type bits of <c>st_mode</c>, from <c>statx</c> (one layout on every architecture, unlike <c>struct stat</c>).</summary>
-    private static int Type(int directory, string name, int flags)
-    {
-        Span<byte> buffer = stackalloc byte[256];
-        if (Native.Statx(directory, name, flags, StatxType, ref MemoryMarshal.GetReference(buffer)) < 0)
-            throw Refused(Marshal.GetLastPInvokeError());
-        // stx_mode is the u16 at offset 28.
-        return BitConverter.ToUInt16(buffer[28..]) & FileTypeMask;
-    }
+    /// <summary>The file type bits of <c>st_mode</c>.</summary>
+    private static int Type(int directory, string name, int flags) =>
+        FileStatus.Read(directory, name, flags, out var status) is var errno and not 0 ? throw Refused(errno) : status.Mode & FileTypeMask;
 
     private static ArtifactException NotRegular(int type) => new(type switch
     {
@@ -130,7 +124,6 @@ internal static partial class AgentFiles
         [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
         public static partial int Close(int fd);
 
-        [LibraryImport("libc", EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-        public static partial int Statx(int directory, string path, int flags, uint mask, ref byte buffer);
+
     }
 }

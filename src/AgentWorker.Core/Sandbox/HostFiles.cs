@@ -63,7 +63,7 @@ internal static partial class HostFiles
     }
 
     /// <summary>Asks the kernel, as that user, whether the directory can be listed and entered.</summary>
-    public static bool CanRead(string directory, int uid)
+    private static bool CanRead(string directory, int uid)
     {
         var id = uid.ToString(CultureInfo.InvariantCulture);
         var start = new ProcessStartInfo("setpriv") { RedirectStandardError = true, RedirectStandardOutput = true };

@@ -48,12 +48,14 @@ internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
     private async Task CloneAsync(RepoRef repo, string source, string origin, string? mirror, string destination, string home, CancellationToken cancellationToken)
     {
         IReadOnlyList<(string, string)> copy = mirror is null ? [] : CopyConfig;
+        // A mirror is the worker's own and read as the worker; only the job's repository is read with the sandbox user's rights.
+        var uploadPack = mirror is null ? UploadPack(source) : [];
         if (repo.Commit is null)
         {
             string[] branch = repo.Branch is null ? [] : ["--branch", repo.Branch];
             string[] reference = mirror is null ? [] : ["--reference", mirror, "--dissociate"];
             await GitAsync(new GitCall(home, Path.GetDirectoryName(destination)!,
-                ["clone", "--depth", "1", "--no-tags", "--single-branch", "--no-checkout", .. branch, .. reference, .. UploadPack(source), "--", source, destination]) { Config = copy }, cancellationToken).ConfigureAwait(false);
+                ["clone", "--depth", "1", "--no-tags", "--single-branch", "--no-checkout", .. branch, .. reference, .. uploadPack, "--", source, destination]) { Config = copy }, cancellationToken).ConfigureAwait(false);
             if (source != origin)
                 await GitAsync(new GitCall(home, destination, ["remote", "set-url", "origin", "--", origin]), cancellationToken).ConfigureAwait(false);
             await CheckTreeAsync(home, destination, "HEAD", cancellationToken).ConfigureAwait(false);
@@ -67,7 +69,7 @@ internal sealed class GitClient(WorkspaceOptions options, ProcessRunner runner)
         var alternates = Path.Combine(destination, ".git", "objects", "info", "alternates");
         if (mirror is not null)
             await File.WriteAllTextAsync(alternates, Path.Combine(mirror, "objects") + "\n", cancellationToken).ConfigureAwait(false);
-        await GitAsync(new GitCall(home, destination, ["fetch", "--depth", "1", "--no-tags", .. UploadPack(source), source == origin ? "origin" : source, repo.Commit]), cancellationToken).ConfigureAwait(false);
+        await GitAsync(new GitCall(home, destination, ["fetch", "--depth", "1", "--no-tags", .. uploadPack, source == origin ? "origin" : source, repo.Commit]), cancellationToken).ConfigureAwait(false);
         await CheckTreeAsync(home, destination, "FETCH_HEAD", cancellationToken).ConfigureAwait(false);
         await GitAsync(new GitCall(home, destination, ["checkout", "--quiet", "--detach", "FETCH_HEAD"]), cancellationToken).ConfigureAwait(false);
         if (mirror is not null)

@@ -22,9 +22,33 @@ internal static partial class LocalRepositories
             return "the repository lies inside the worker's own directories (data dir, clone cache or WORK_DIR)";
         if (options.LocalRepoRoots is { } roots && !roots.Any(root => IsUnder(path, Resolve(root))))
             return "the repository lies outside the directories LOCAL_REPO_ROOTS allows";
-        if (options.LocalReaderUid is { } uid && Directory.Exists(path) && !Sandbox.HostFiles.CanRead(path, uid))
+        if (options.LocalReaderUid is { } uid && Directory.Exists(path) && !MayList(path, uid))
             return $"the repository is not readable by the sandbox user (uid {uid}): local repositories are read with that user's rights";
         return null;
+    }
+
+    /// <summary>
+    /// Whether <paramref name="uid"/> (with the same gid, no other groups: how the sandbox user runs) may enter every
+    /// directory down to <paramref name="directory"/> and list it, from the mode bits (ACLs are not read). Only for the
+    /// message: git reading as that user is what holds.
+    /// </summary>
+    private static bool MayList(string directory, int uid)
+    {
+        var path = "/";
+        foreach (var segment in directory.Split('/', StringSplitOptions.RemoveEmptyEntries).Prepend(""))
+        {
+            path = Path.Combine(path, segment);
+            if (FileStatus.Read(FileStatus.CurrentDirectory, path, 0, out var status) != 0 || !Allows(status, uid, path == directory ? 5 : 1))
+                return false;
+        }
+        return true;
+    }
+
+    /// <summary>Whether the owner, group or other bits that apply to <paramref name="uid"/> hold all of <paramref name="wanted"/> (r=4, x=1).</summary>
+    private static bool Allows((int Mode, uint Uid, uint Gid) status, int uid, int wanted)
+    {
+        var shift = status.Uid == (uint)uid ? 6 : status.Gid == (uint)uid ? 3 : 0;
+        return ((status.Mode >> shift) & wanted) == wanted;
     }
 
     private static bool IsUnder(string path, string directory) =>

@@ -30,6 +30,9 @@ internal static class SandboxCommands
         var cgroups = Cgroups.Detect();
         rows.Add(Row("cgroups", cgroups.Version == 0 ? "unusable" : $"v{cgroups.Version}: {string.Join(", ", cgroups.Controllers)}", cgroups.Problem ?? ""));
         rows.Add(Row("limits enforced", cgroups.Version > 0 ? "memory, pids, cpu (cgroup) + open files, file size, core (rlimit)" : "rlimits only", ""));
+        rows.Add(config.Workspace.RunFilesystem is null
+            ? Row("disk caps", "after the run", Environment.IsPrivilegedProcess ? "WORKSPACE_TMPFS=off" : "a non-root worker cannot mount a tmpfs per attempt")
+            : Row("disk caps", "tmpfs per attempt", $"workspace {config.Workspace.MaxRepoBytes >> 20} MiB, home {config.Workspace.RunFilesystem.HomeBytes >> 20} MiB, artifacts {config.Workspace.RunFilesystem.ArtifactBytes >> 20} MiB"));
         rows.Add(Row("seccomp", SeccompFilter.IsAvailable() ? $"libseccomp, {SeccompFilter.Denied.Count} calls denied" : "libseccomp missing", ""));
 
         var (ok, detail) = config.Sandbox.Kind == SandboxOptions.None

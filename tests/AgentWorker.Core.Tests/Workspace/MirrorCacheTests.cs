@@ -27,8 +27,8 @@ public sealed class MirrorCacheTests : IDisposable
     private string Remote => _dir.Combine("remote.git");
     private string CacheDir => _dir.Combine("cache");
 
-    private WorkspaceManager Manager(string? token = null) => new(
-        new WorkspaceOptions { WorkDir = _dir.Combine("work"), GitToken = token, CloneCache = new CloneCacheOptions { Dir = CacheDir } },
+    private WorkspaceManager Manager(string? token = null, int? localReaderUid = null, string? cacheDir = null) => new(
+        new WorkspaceOptions { WorkDir = _dir.Combine("work"), GitToken = token, CloneCache = new CloneCacheOptions { Dir = cacheDir ?? CacheDir }, LocalReaderUid = localReaderUid },
         new ProcessRunner(TimeProvider.System),
         _log);
 
@@ -51,6 +51,25 @@ public sealed class MirrorCacheTests : IDisposable
     private static string Head(string repo) => TestRepository.Git(repo, "rev-parse", "HEAD").Trim();
 
     private void AssertCacheUsed() => Assert.DoesNotContain(_log.Entries, e => e.Contains("Clone cache not used", StringComparison.Ordinal));
+
+    [Fact]
+    public async Task CreateAsync_RootWorkerWithAPrivateCache_ReadsTheRemoteAsTheSandboxUser_AndItsOwnMirrorAsItself()
+    {
+        Assert.True(Environment.IsPrivilegedProcess, "this test covers the root worker (the CI case)");
+        // The data directory of a real install is private: the sandbox user reads the job's repository, never the mirror.
+        var data = _dir.Combine("private-data");
+        Directory.CreateDirectory(data);
+        File.SetUnixFileMode(data, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        var manager = Manager(localReaderUid: 65534, cacheDir: Path.Combine(data, "clone-cache"));
+        var commit = Push("main", "a.txt", "two\n");
+
+        foreach (var repo in new[] { new RepoRef(Remote), new RepoRef(Remote, Branch: "main"), new RepoRef(Remote, Commit: commit) })
+        {
+            using var workspace = await manager.CreateAsync(Job(repo), CancellationToken.None);
+            Assert.Equal("two\n", File.ReadAllText(Path.Combine(workspace.RepoDir, "a.txt")));
+        }
+        AssertCacheUsed();
+    }
 
     [Fact]
     public async Task CreateAsync_RepeatClone_ComesFromTheMirrorAndOwnsItsObjects()

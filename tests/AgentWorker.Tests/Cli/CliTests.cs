@@ -126,6 +126,17 @@ public sealed class CliTests : IDisposable
         Assert.Matches(@"configured sandbox\s+bwrap", output);
         Assert.Matches(@"bubblewrap\s+bubblewrap \d", output);
         Assert.Matches(@"probe\s+ok\s+uid=65534 CapEff: 0000000000000000 NoNewPrivs: 1 Seccomp: 2", output);
+        // The test runs as root, like CI: each attempt's trees are capped tmpfs mounts.
+        Assert.Matches(@"disk caps\s+tmpfs per attempt\s+workspace 500 MiB, home 512 MiB, artifacts 100 MiB", output);
+    }
+
+    [Fact]
+    public async Task SandboxCheck_WorkspaceTmpfsOff_SaysTheLimitsAreCheckedAfterTheRun()
+    {
+        var (exit, output) = await RunAsync(new() { ["WORKSPACE_TMPFS"] = "off" }, "sandbox", "check");
+
+        Assert.True(exit == 0, output);
+        Assert.Matches(@"disk caps\s+after the run\s+WORKSPACE_TMPFS=off", output);
     }
 
     [Fact]

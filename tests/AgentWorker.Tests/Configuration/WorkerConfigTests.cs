@@ -79,6 +79,9 @@ public sealed class WorkerConfigTests : IDisposable
     [InlineData("SANDBOX", "docker", "--sandbox / SANDBOX")]
     [InlineData("SANDBOX_MEMORY_MB", "lots", "--sandbox-memory-mb / SANDBOX_MEMORY_MB")]
     [InlineData("SANDBOX_CPUS", "0", "--sandbox-cpus / SANDBOX_CPUS")]
+    [InlineData("WORKSPACE_TMPFS", "maybe", "--workspace-tmpfs / WORKSPACE_TMPFS")]
+    [InlineData("SANDBOX_HOME_MB", "0", "--sandbox-home-mb / SANDBOX_HOME_MB")]
+    [InlineData("LOCAL_REPO_ROOTS", "/srv/git,relative/repos", "--local-repo-roots / LOCAL_REPO_ROOTS")]
     public void Load_InvalidValue_NamesTheSetting(string variable, string value, string expected)
     {
         var e = Assert.Throws<ConfigException>(() => Load(env: new() { [variable] = value }));
