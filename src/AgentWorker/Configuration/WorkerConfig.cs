@@ -161,7 +161,10 @@ internal sealed record WorkerConfig
                 CommitAuthorName = Identity(values, Settings.GitAuthorName),
                 CommitAuthorEmail = Identity(values, Settings.GitAuthorEmail),
                 CloneCache = values.GetChoice(Settings.CloneCache, "on", "off") == "on" ? cloneCache : null,
-                LocalReaderUid = Environment.IsPrivilegedProcess ? values.GetInt(Settings.SandboxUid, 1, int.MaxValue) : null,
+                // Without a sandbox the agents themselves run as root and read what they like; there is no sandbox user to read as.
+                LocalReaderUid = Environment.IsPrivilegedProcess && values.GetChoice(Settings.Sandbox, SandboxOptions.Bubblewrap, SandboxOptions.None) != SandboxOptions.None
+                    ? values.GetInt(Settings.SandboxUid, 1, int.MaxValue)
+                    : null,
                 PrivatePaths = [dataDir, workDir, cloneCache.Dir],
                 LocalRepoRoots = LocalRepoRoots(values),
                 RunFilesystem = RunFilesystem(values),

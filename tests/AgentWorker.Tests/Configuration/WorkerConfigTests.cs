@@ -89,6 +89,22 @@ public sealed class WorkerConfigTests : IDisposable
     }
 
     [Fact]
+    public void Load_RootWorker_ReadsLocalRepositoriesAsTheSandboxUser_UnlessThereIsNoSandbox()
+    {
+        Assert.True(Environment.IsPrivilegedProcess, "this test covers the root worker (the CI case)");
+
+        var sandboxed = Load(env: new() { ["SANDBOX_UID"] = "4242", ["LOCAL_REPO_ROOTS"] = "/srv/git, /home/git" });
+        var unsandboxed = Load(env: new() { ["SANDBOX"] = "none" });
+
+        Assert.Equal(4242, sandboxed.Workspace.LocalReaderUid);
+        Assert.Equal(["/srv/git", "/home/git"], sandboxed.Workspace.LocalRepoRoots);
+        Assert.Contains(sandboxed.DataDir, sandboxed.Workspace.PrivatePaths);
+        Assert.NotNull(sandboxed.Workspace.RunFilesystem);
+        Assert.Null(unsandboxed.Workspace.LocalReaderUid);
+        Assert.Null(Load(env: new() { ["WORKSPACE_TMPFS"] = "off" }).Workspace.RunFilesystem);
+    }
+
+    [Fact]
     public void Load_ConfigFileWithUnknownKey_NamesFileAndKey()
     {
         var file = _dir.Combine("bad.yaml");

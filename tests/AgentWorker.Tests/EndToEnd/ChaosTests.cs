@@ -21,7 +21,8 @@ public sealed class ChaosTests(ITestOutputHelper output) : IDisposable
     private const int Kills = 20;
     private const int FleetSize = 3;
     private static readonly int[] ServerRestartAfterKill = [7, 14];
-    private static readonly TimeSpan Deadline = TimeSpan.FromMinutes(4);
+    // A guard against a hang, not a speed target (bench/ measures speed).
+    private static readonly TimeSpan Deadline = TimeSpan.FromMinutes(6);
     private static readonly TimeSpan CleanupDeadline = TimeSpan.FromSeconds(15);
 
     // The agent stays a moment after its side effect, so kills find agents running and their side effects already done.

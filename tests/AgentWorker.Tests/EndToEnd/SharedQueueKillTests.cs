@@ -14,7 +14,9 @@ namespace AgentWorker.Tests.EndToEnd;
 public sealed class SharedQueueKillTests(ITestOutputHelper output) : IDisposable
 {
     private const int JobCount = 2000;
-    private static readonly TimeSpan DrainDeadline = TimeSpan.FromMinutes(5);
+    // A guard against a hang, not a speed target (bench/ measures speed): 2000 no-op jobs share two cores with three
+    // workers, PostgreSQL and the rest of the suite, and drain at 4-7 jobs/s on the reference VM.
+    private static readonly TimeSpan DrainDeadline = TimeSpan.FromMinutes(8);
 
     private readonly NoOpJobs _jobs = new();
 
