@@ -50,7 +50,7 @@ public sealed class ChaosDiskFullTests(ITestOutputHelper output) : IDisposable
             Assert.Empty(disk.Entries());
             Assert.Empty(Processes.WithArgument(_jobs.Nonce));
             output.WriteLine($"WORK_DIR on a 16 MiB tmpfs: {JobsPerPhase} sandboxed jobs succeeded, then {filled / (1024 * 1024)} MiB filler → {JobsPerPhase} jobs dead with "
-                + $"\"{full[0].GetProperty("error").GetString()![..80]}…\", space back → {JobsPerPhase} succeeded on the same worker; {clock.Elapsed.TotalSeconds:0.0}s");
+                + $"\"{full[0].GetProperty("error").GetString()}\", space back → {JobsPerPhase} succeeded on the same worker; {clock.Elapsed.TotalSeconds:0.0}s");
         }
     }
 
