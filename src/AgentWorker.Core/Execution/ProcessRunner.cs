@@ -71,7 +71,7 @@ public sealed class ProcessRunner(TimeProvider timeProvider)
         using var process = new Process { StartInfo = startInfo };
         try
         {
-            await ProcessSpawner.StartAsync(process).ConfigureAwait(false);
+            await ProcessSpawner.StartAsync(process, sandbox?.NetworkNamespace).ConfigureAwait(false);
         }
         catch (System.ComponentModel.Win32Exception e)
         {

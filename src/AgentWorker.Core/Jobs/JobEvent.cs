@@ -13,6 +13,9 @@ public enum JobEventKind
 
     /// <summary>A delivery to a result sink (webhook, results table): one event per try, the message a JSON <c>DeliveryRecord</c>.</summary>
     [JsonStringEnumMemberName("sink")] Sink,
+
+    /// <summary>A connection the agent asked the egress proxy for, allowed or refused: the message a JSON <c>EgressEvent</c>.</summary>
+    [JsonStringEnumMemberName("egress")] Egress,
 }
 
 public static class JobEventKinds
@@ -26,6 +29,7 @@ public static class JobEventKinds
         JobEventKind.Finding => "finding",
         JobEventKind.Artifact => "artifact",
         JobEventKind.Sink => "sink",
+        JobEventKind.Egress => "egress",
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown event kind"),
     };
 
@@ -39,6 +43,7 @@ public static class JobEventKinds
             "finding" => JobEventKind.Finding,
             "artifact" => JobEventKind.Artifact,
             "sink" => JobEventKind.Sink,
+            "egress" => JobEventKind.Egress,
             _ => null,
         };
         kind = known ?? default;
@@ -49,5 +54,5 @@ public static class JobEventKinds
 /// <summary>An event to append to a job's record.</summary>
 public sealed record NewJobEvent(JobEventKind Kind, string Message, string? Stream = null);
 
-/// <summary>A stored event: state change, log line, progress, finding or artifact, in append order.</summary>
+/// <summary>A stored event: state change, log line, progress, finding, artifact, sink delivery or egress decision, in append order.</summary>
 public sealed record JobEvent(long Seq, string JobId, int Attempt, DateTimeOffset At, JobEventKind Kind, string Message, string? Stream);

@@ -28,6 +28,7 @@ public enum NetworkMode
     [JsonStringEnumMemberName("none")] None,
     [JsonStringEnumMemberName("mcp_only")] McpOnly,
     [JsonStringEnumMemberName("full")] Full,
+    [JsonStringEnumMemberName("allowlist")] Allowlist,
 }
 
 /// <summary>The canonical job request every intake normalizes into (see DESIGN.md, "Job model").</summary>

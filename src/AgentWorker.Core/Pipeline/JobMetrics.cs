@@ -9,6 +9,9 @@ public interface IJobMetrics
 
     /// <summary><paramref name="state"/> is null when the lease was lost and the outcome belongs to another worker.</summary>
     void Finished(string agent, JobState? state, TimeSpan duration);
+
+    /// <summary>One egress decision: <c>allowed</c> or <c>refused</c>.</summary>
+    void Egress(string decision);
 }
 
 /// <summary>For hosts without a metrics endpoint (`run`, `demo`).</summary>
@@ -19,6 +22,10 @@ public sealed class NoJobMetrics : IJobMetrics
     }
 
     public void Finished(string agent, JobState? state, TimeSpan duration)
+    {
+    }
+
+    public void Egress(string decision)
     {
     }
 }

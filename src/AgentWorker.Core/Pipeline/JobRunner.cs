@@ -1,6 +1,7 @@
 using AgentWorker.Core.Agents;
 using AgentWorker.Core.Allocation;
 using AgentWorker.Core.Artifacts;
+using AgentWorker.Core.Egress;
 using AgentWorker.Core.Execution;
 using AgentWorker.Core.Jobs;
 using AgentWorker.Core.Queue;
@@ -34,6 +35,8 @@ public sealed partial class JobRunner(
     ArtifactCollector artifacts,
     InstanceManager? instances = null)
 {
+    private readonly EgressPolicy _egressPolicy = new(options.Egress.AllowCidrs, options.Egress.Resolve);
+
     /// <summary>
     /// Runs the job. When <paramref name="stop"/> fires (shutdown grace over) the job is stopped and handed back.
     /// While the backend is unreachable the outcome waits to be recorded (with backoff) until it is back; the lease may
@@ -159,19 +162,25 @@ public sealed partial class JobRunner(
                 LogUnsandboxed(logger, job.Id);
             try
             {
+                // Without a sandbox the agent has the host's network; there is no namespace to put a proxy in front of.
+                var journal = new EgressJournal(events.AddAsync, metrics.Egress);
+                using var egress = network is NetworkMode.Allowlist or NetworkMode.Full && sandbox.Name != SandboxOptions.None
+                    ? new EgressProxy(_egressPolicy, agent.AllowHostsFor(job), options.Egress, journal)
+                    : null;
                 var request = new SandboxRequest(
                     Path.GetFileName(workspace.Root), workspace.RepoDir, workspace.HomeDir, workspace.SandboxDir,
-                    network, job.McpUrl, agent.Limits?.Apply(options.Limits) ?? options.Limits) { Artifacts = workspace.ArtifactsDir };
+                    network, job.McpUrl, agent.Limits?.Apply(options.Limits) ?? options.Limits) { Artifacts = workspace.ArtifactsDir, Egress = egress };
                 using var run = sandbox.Prepare(request);
                 var spec = new ProcessSpec(agent.Expand(run.WorkspacePath, job.Prompt, PromptFile(agent, job, workspace, run)), run.WorkspacePath, AgentEnvironment(agent, job, run, instance?.Instance), timeout, options.MaxOutputBytes)
                 {
                     StandardInput = agent.PromptOnStdin ? job.Prompt ?? "" : null,
                 };
-                await events.AddAsync(new NewJobEvent(JobEventKind.Progress, $"running agent {agent.Id} (sandbox {sandbox.Name}, network {network.ToString().ToLowerInvariant()})")).ConfigureAwait(false);
+                await events.AddAsync(new NewJobEvent(JobEventKind.Progress, $"running agent {agent.Id} (sandbox {sandbox.Name}, network {network.Name()})")).ConfigureAwait(false);
                 var collector = new ResultCollector(options.MaxFindings);
                 var agentStartedAt = timeProvider.GetUtcNow();
                 outcome = await processes.RunAsync(spec, line => events.AddAsync(collector.Accept(line with { Text = options.Redactor.Redact(line.Text) })), abort, run).ConfigureAwait(false);
-                result = collector.Build(outcome.ExitCode, outcome.Duration) with { Resources = Resources(outcome, run.ReadUsage()) };
+                await run.CloseNetworkAsync().ConfigureAwait(false);
+                result = collector.Build(outcome.ExitCode, outcome.Duration) with { Resources = Resources(outcome, run.ReadUsage()), Egress = journal.Summary() };
                 lastError = collector.LastError;
                 // A stopped attempt runs again and stores nothing. Every other end (a timeout too) leaves a tree that must stay
                 // within the limits a clone gets before anything of it is read or stored.
@@ -276,6 +285,8 @@ public sealed partial class JobRunner(
         environment["TMPDIR"] = run.TmpPath;
         environment["AGENT_WORKER_JOB_ID"] = job.Id;
         environment["AGENT_WORKER_WORKSPACE"] = run.WorkspacePath;
+        foreach (var (name, value) in run.NetworkVariables)
+            environment[name] = value;
         if (run.McpUrl(job.McpUrl) is { } mcpUrl)
             environment["MCP_CONNECTION_URL"] = mcpUrl;
         if (run.ArtifactsPath is { } artifactsPath)

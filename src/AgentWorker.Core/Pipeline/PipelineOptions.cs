@@ -41,5 +41,8 @@ public sealed record PipelineOptions
     /// <summary>Masks the worker's own secrets in everything an attempt stores (log lines, errors).</summary>
     public SecretRedactor Redactor { get; init; } = SecretRedactor.None;
 
+    /// <summary>The egress proxy's settings: private ranges and pinned names it allows, and its limits per run.</summary>
+    public Egress.EgressOptions Egress { get; init; } = new();
+
     public string WorkerId { get; init; } = $"{Environment.MachineName}:{Environment.ProcessId}";
 }

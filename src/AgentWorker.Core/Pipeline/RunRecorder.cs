@@ -146,12 +146,7 @@ public sealed class RunRecorder(WorkspaceManager workspaces, ArtifactStore artif
             Mode = job.Mode == JobMode.Apply ? "apply" : "dry_run",
             Agent = new ReceiptAgent(run.Agent.Id, run.Agent.Command),
             PromptSha256 = job.Prompt is null ? null : Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(job.Prompt))),
-            Sandbox = new ReceiptSandbox(run.SandboxName, run.Sandbox.Network switch
-            {
-                NetworkMode.McpOnly => "mcp_only",
-                NetworkMode.Full => "full",
-                _ => "none",
-            }, run.Sandbox.McpUrl is { } mcpUrl ? options.Redactor.Redact(mcpUrl) : null, run.Sandbox.Limits, run.Timeout.TotalSeconds, options.MaxOutputBytes),
+            Sandbox = new ReceiptSandbox(run.SandboxName, run.Sandbox.Network.Name(), run.Sandbox.McpUrl is { } mcpUrl ? options.Redactor.Redact(mcpUrl) : null, run.Sandbox.Limits, run.Timeout.TotalSeconds, options.MaxOutputBytes),
             End = run.Outcome.End == ProcessEnd.TimedOut ? "timed_out" : "exited",
             ExitCode = run.Outcome.ExitCode,
             Usage = new ReceiptUsage(run.Result.Resources, run.Outcome.OutputBytes, run.Outcome.OutputTruncated),
@@ -159,6 +154,7 @@ public sealed class RunRecorder(WorkspaceManager workspaces, ArtifactStore artif
                 Math.Round((run.AgentStartedAt - run.StartedAt).TotalSeconds, 3), Math.Round(run.Outcome.Duration.TotalSeconds, 3)),
             DiffSha256 = diff.Sha256,
             Artifacts = stored,
+            Egress = run.Result.Egress,
         };
     }
 

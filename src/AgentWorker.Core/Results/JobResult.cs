@@ -28,6 +28,9 @@ public sealed record JobResult
     /// <summary>Files kept for the job: the diff and what the agent reported.</summary>
     public IReadOnlyList<StoredArtifact> Artifacts { get; init; } = [];
 
+    /// <summary>Per host and port the agent asked its egress proxy for: connections, refusals and bytes (networks allowlist and full).</summary>
+    public IReadOnlyList<Egress.EgressHostSummary> Egress { get; init; } = [];
+
     public RunReceipt? Receipt { get; init; }
 }
 

@@ -40,6 +40,9 @@ public sealed record RunReceipt
     public required string DiffSha256 { get; init; }
 
     public required IReadOnlyList<StoredArtifact> Artifacts { get; init; }
+
+    /// <summary>What the agent reached through the egress proxy, per host and port (as in the job's result).</summary>
+    public IReadOnlyList<Egress.EgressHostSummary> Egress { get; init; } = [];
 }
 
 public sealed record ReceiptRepository(string Url, string? Branch, string? Commit);

@@ -6,7 +6,7 @@ namespace AgentWorker.Core.Sandbox;
 
 /// <summary>
 /// Runs agents under bubblewrap: new user (uid 65534, no capabilities even for a root worker), pid, ipc, uts,
-/// cgroup and, unless the job has network <c>full</c>, network namespaces; read-only system directories;
+/// cgroup and network namespaces (the network one holds only <c>lo</c> and the ports of the run's <see cref="RunNetwork"/>); read-only system directories;
 /// the workspace as the only writable host tree at <c>/workspace</c>; private size-capped <c>/tmp</c>, private
 /// <c>/proc</c>, minimal <c>/dev</c>; no_new_privs, a seccomp filter, a new session, death with the worker.
 /// The launcher joins the run's control groups and sets rlimits before bubblewrap starts, so every process
@@ -45,6 +45,7 @@ public sealed class BubblewrapSandbox : ISandbox
     private readonly IReadOnlyList<(string Source, string Target)> _readOnlyExtras;
     private readonly IReadOnlyList<string> _selfCommand;
     private readonly SandboxEtc _etc;
+    private readonly bool _ownNamespace;
 
     // A root worker hands the agent to an unprivileged host user before bubblewrap starts: the process runner starts
     // the launcher as that user (one exec less than setpriv) when the user has a name and the launcher may join the
@@ -55,9 +56,14 @@ public sealed class BubblewrapSandbox : ISandbox
     /// <param name="options">Kind, default limits and the paths to hide.</param>
     /// <param name="cgroups">Where each run gets its control groups (version 0: limits by rlimits only).</param>
     /// <param name="readOnlyExtras">Host directories agents need read-only besides the system (the worker's own binaries, for built-in agents).</param>
-    /// <param name="selfCommand">How to run this binary inside the sandbox (the mcp_only relay is <c>agent-worker sandbox forward</c>).</param>
-    public BubblewrapSandbox(SandboxOptions options, Cgroups cgroups, IReadOnlyList<string> readOnlyExtras, IReadOnlyList<string> selfCommand)
+    /// <param name="selfCommand">How to run this binary inside the sandbox (the network relay is <c>agent-worker sandbox forward</c>).</param>
+    /// <param name="ownNetworkNamespace">
+    /// True: the worker builds each run's network namespace with its ports in it (needs root); false: bubblewrap builds it and a
+    /// relay inside forwards the ports. Null: the former when the worker is root.
+    /// </param>
+    public BubblewrapSandbox(SandboxOptions options, Cgroups cgroups, IReadOnlyList<string> readOnlyExtras, IReadOnlyList<string> selfCommand, bool? ownNetworkNamespace = null)
     {
+        _ownNamespace = ownNetworkNamespace ?? Environment.IsPrivilegedProcess;
         _options = options;
         _cgroups = cgroups;
         _selfCommand = selfCommand;
@@ -93,7 +99,7 @@ public sealed class BubblewrapSandbox : ISandbox
     {
         Directory.CreateDirectory(request.Scratch);
         RunGroup? group = null;
-        McpForwarder? forwarder = null;
+        RunNetwork? network = null;
         try
         {
             group = _cgroups.Version > 0 ? _cgroups.Create(request.RunId, request.Limits) : null;
@@ -102,15 +108,13 @@ public sealed class BubblewrapSandbox : ISandbox
                 foreach (var join in group?.JoinFiles ?? [])
                     HostFiles.Chown(join, joiner);
             }
-            if (request.Network == NetworkMode.McpOnly)
-            {
-                // Unix socket paths are limited to 108 bytes; work dir + job id can be longer.
-                forwarder = McpForwarder.Start(
-                    request.McpUrl ?? throw new SandboxException("network mcp_only needs an MCP URL"),
-                    Path.Combine(Path.GetTempPath(), $"aw-mcp-{Guid.NewGuid():N}.sock"));
-            }
-            if (forwarder is not null)
-                File.WriteAllText(Path.Combine(request.Scratch, "hosts"), $"{Hosts}127.0.0.1 {forwarder.Host}\n");
+            if (request.Network == NetworkMode.McpOnly && request.McpUrl is null)
+                throw new SandboxException("network mcp_only needs an MCP URL");
+            if (request.Network is NetworkMode.Allowlist or NetworkMode.Full && request.Egress is null)
+                throw new SandboxException($"network {request.Network.ToString().ToLowerInvariant()} needs the egress proxy");
+            network = RunNetwork.Start(request, _ownNamespace);
+            if (network?.McpHost is { } mcpHost)
+                File.WriteAllText(Path.Combine(request.Scratch, "hosts"), $"{Hosts}127.0.0.1 {mcpHost}\n");
             var etc = _etc.Current();
             if (_dropTo is { } uid)
             {
@@ -119,17 +123,17 @@ public sealed class BubblewrapSandbox : ISandbox
                 if (request.Artifacts is { } artifacts && !IsUnder(artifacts, request.Workspace))
                     HostFiles.ChangeOwner(artifacts, uid);
             }
-            return new Run(this, request, group, forwarder, etc);
+            return new Run(this, request, group, network, etc);
         }
         catch (Exception e)
         {
             group?.Dispose();
-            forwarder?.Dispose();
+            network?.Dispose();
             throw e as SandboxException ?? new SandboxException($"cannot set up the sandbox: {e.Message}");
         }
     }
 
-    private List<string> BubblewrapArguments(SandboxRequest request, McpForwarder? forwarder, string etc)
+    private List<string> BubblewrapArguments(SandboxRequest request, RunNetwork? network, string etc)
     {
         List<string> args =
         [
@@ -140,7 +144,8 @@ public sealed class BubblewrapSandbox : ISandbox
             "--seccomp", "3",
             "--ro-bind", "/usr", "/usr",
         ];
-        if (request.Network != NetworkMode.Full)
+        // A namespace the worker built is the launcher's already; bubblewrap keeps it.
+        if (network?.Namespace is null)
             args.Add("--unshare-net");
         foreach (var path in TopLevelSystemPaths)
         {
@@ -150,11 +155,11 @@ public sealed class BubblewrapSandbox : ISandbox
             else if (Directory.Exists(path))
                 args.AddRange(["--ro-bind", path, path]);
         }
-        // One bind for /etc (stubs and small copies), then the host directories and, for full, the network files over it.
+        // One bind for /etc (stubs and small copies), then the host directories over it. No name server: the proxy resolves.
         args.AddRange(["--ro-bind", etc, "/etc"]);
-        foreach (var path in request.Network == NetworkMode.Full ? [.. SandboxEtc.LiveDirectories, .. SandboxEtc.NetworkFiles] : SandboxEtc.LiveDirectories)
+        foreach (var path in SandboxEtc.LiveDirectories)
             args.AddRange(["--ro-bind-try", path, path]);
-        if (forwarder is not null)
+        if (network?.McpHost is not null)
             args.AddRange(["--ro-bind", Path.Combine(request.Scratch, "hosts"), "/etc/hosts"]);
         // Mounts apply in order: /tmp first, so binaries that live under /tmp on the host stay visible above it.
         // Kernel knobs stay read-only even if the uid mapping ever gave the agent a host owner again.
@@ -165,8 +170,7 @@ public sealed class BubblewrapSandbox : ISandbox
         args.AddRange(["--bind", request.Workspace, InsideWorkspace, "--bind", request.Home, InsideHome]);
         if (request.Artifacts is { } artifacts && !IsUnder(artifacts, request.Workspace))
             args.AddRange(["--bind", artifacts, InsideArtifacts]);
-        if (forwarder is not null)
-            args.AddRange(["--bind", forwarder.SocketPath, McpForwarder.InsideSocket]);
+        args.AddRange(network?.BubblewrapArguments() ?? []);
         // Whatever of the worker's own state lies under a visible directory is covered up.
         foreach (var hidden in _options.HiddenPaths)
         {
@@ -195,7 +199,7 @@ public sealed class BubblewrapSandbox : ISandbox
             .Select(dir => Path.Combine(dir, program))
             .FirstOrDefault(File.Exists);
 
-    private sealed class Run(BubblewrapSandbox sandbox, SandboxRequest request, RunGroup? group, McpForwarder? forwarder, string etc) : SandboxRun
+    private sealed class Run(BubblewrapSandbox sandbox, SandboxRequest request, RunGroup? group, RunNetwork? network, string etc) : SandboxRun
     {
         public override string WorkspacePath => InsideWorkspace;
         public override string HomePath => InsideHome;
@@ -208,7 +212,13 @@ public sealed class BubblewrapSandbox : ISandbox
             _ => InsideArtifacts,
         };
 
-        public override string? McpUrl(string? jobMcpUrl) => forwarder?.InsideUrl ?? jobMcpUrl;
+        public override string? McpUrl(string? jobMcpUrl) => network?.InsideMcpUrl ?? jobMcpUrl;
+
+        public override IReadOnlyDictionary<string, string> NetworkVariables => network?.Variables() ?? base.NetworkVariables;
+
+        public override Microsoft.Win32.SafeHandles.SafeFileHandle? NetworkNamespace => network?.Namespace;
+
+        public override Task CloseNetworkAsync() => network?.CloseAsync() ?? Task.CompletedTask;
 
         public override string ToHostPath(string insidePath) =>
             IsUnder(insidePath, InsideWorkspace) ? request.Workspace + insidePath[InsideWorkspace.Length..] : insidePath;
@@ -226,16 +236,14 @@ public sealed class BubblewrapSandbox : ISandbox
                 group is null ? limits.Pids.ToString(CultureInfo.InvariantCulture) : "",
                 sandbox._seccompFile, .. group?.JoinFiles ?? [],
             ];
-            IEnumerable<string> inside = forwarder is null
-                ? agent.Argv
-                : [.. sandbox._selfCommand, "sandbox", "forward", "--port", forwarder.InsidePort.ToString(CultureInfo.InvariantCulture), "--socket", McpForwarder.InsideSocket, "--", .. agent.Argv];
+            IEnumerable<string> inside = [.. network?.InsidePrefix(sandbox._selfCommand) ?? [], .. agent.Argv];
             argv.Add("--");
             if (sandbox._launchAs is null && sandbox._dropTo is { } uid)
             {
                 var id = uid.ToString(CultureInfo.InvariantCulture);
                 argv.AddRange(["setpriv", $"--reuid={id}", $"--regid={id}", "--clear-groups", "--"]);
             }
-            argv.AddRange([sandbox._bwrap, .. sandbox.BubblewrapArguments(request, forwarder, etc), "--", .. inside]);
+            argv.AddRange([sandbox._bwrap, .. sandbox.BubblewrapArguments(request, network, etc), "--", .. inside]);
             return agent with { Argv = argv, WorkingDirectory = request.Workspace, UserName = sandbox._launchAs };
         }
 
@@ -249,7 +257,7 @@ public sealed class BubblewrapSandbox : ISandbox
         public override void Dispose()
         {
             group?.Dispose();
-            forwarder?.Dispose();
+            network?.Dispose();
             base.Dispose();
         }
     }

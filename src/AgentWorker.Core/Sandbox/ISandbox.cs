@@ -20,6 +20,9 @@ public sealed record SandboxRequest(string RunId, string Workspace, string Home,
 {
     /// <summary>A host directory the agent may write files to keep into; visible at <see cref="SandboxRun.ArtifactsPath"/>.</summary>
     public string? Artifacts { get; init; }
+
+    /// <summary>Serves the agent's HTTP and SOCKS5 proxy ports in networks allowlist and full (the caller owns it).</summary>
+    public Egress.EgressProxy? Egress { get; init; }
 }
 
 /// <summary>A prepared run: how paths look inside, how to launch the agent, and how to kill and measure it.</summary>
@@ -34,8 +37,17 @@ public abstract class SandboxRun : IDisposable
     /// <summary>The artifacts folder as the agent sees it (null when the run has none).</summary>
     public virtual string? ArtifactsPath => null;
 
-    /// <summary>The MCP URL as the agent must use it (may point at a forwarder).</summary>
+    /// <summary>The MCP URL as the agent must use it (may point at the run's MCP port).</summary>
     public virtual string? McpUrl(string? jobMcpUrl) => jobMcpUrl;
+
+    /// <summary>Variables the agent gets for its network (the proxy settings in networks allowlist and full).</summary>
+    public virtual IReadOnlyDictionary<string, string> NetworkVariables => new Dictionary<string, string>();
+
+    /// <summary>The network namespace the launcher must start in, when the worker built it; null otherwise.</summary>
+    public virtual Microsoft.Win32.SafeHandles.SafeFileHandle? NetworkNamespace => null;
+
+    /// <summary>After the agent ended: waits for the connections it left (so every egress decision is recorded), then stops serving.</summary>
+    public virtual Task CloseNetworkAsync() => Task.CompletedTask;
 
     /// <summary>The host path behind a path the agent sees, to check an agent binary exists before starting.</summary>
     public virtual string ToHostPath(string insidePath) => insidePath;

@@ -5,8 +5,8 @@ namespace AgentWorker.Core.Sandbox;
 /// <summary>
 /// The <c>/etc</c> a sandbox sees, bound as one prepared directory instead of a bind per file: the stub passwd, group
 /// and hosts, copies of the few small host files programs read (time zone, name service switch, the dynamic linker's
-/// cache and config), and mount points for the host directories still bound live over it (certificates, alternatives)
-/// and for the network files a run with network <c>full</c> gets. A copied host file that changed (a package install
+/// cache and config), mount points for the host directories still bound live over it (certificates, alternatives), and
+/// empty network files: no network mode has a name server inside (the egress proxy resolves names). A copied host file that changed (a package install
 /// rewrites the linker cache) gives the next run a fresh directory; the check is a stat per file.
 /// </summary>
 internal sealed class SandboxEtc(string? parent)
@@ -14,7 +14,7 @@ internal sealed class SandboxEtc(string? parent)
     /// <summary>Host directories bound read-only over the prepared /etc, so their content is always the host's.</summary>
     public static readonly IReadOnlyList<string> LiveDirectories = ["/etc/ssl", "/etc/ca-certificates", "/etc/alternatives", "/etc/ld.so.conf.d", "/etc/gitconfig.d"];
 
-    /// <summary>Bound over the prepared /etc only for network <c>full</c>; elsewhere they are empty (no name server).</summary>
+    /// <summary>Empty in every run: names are resolved by the egress proxy, never inside.</summary>
     public static readonly IReadOnlyList<string> NetworkFiles = ["/etc/resolv.conf", "/etc/gai.conf", "/etc/host.conf"];
 
     private static readonly string[] CopiedFiles = ["/etc/localtime", "/etc/nsswitch.conf", "/etc/ld.so.cache", "/etc/ld.so.conf"];

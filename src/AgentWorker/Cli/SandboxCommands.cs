@@ -1,13 +1,13 @@
 using System.CommandLine;
 using System.Diagnostics;
-using System.Net;
+using System.Globalization;
 using AgentWorker.Core.Execution;
 using AgentWorker.Core.Jobs;
 using AgentWorker.Core.Sandbox;
 
 namespace AgentWorker.Cli;
 
-/// <summary>`sandbox check` (what isolation this host gives) and `sandbox forward` (the mcp_only relay, run inside the sandbox).</summary>
+/// <summary>`sandbox check` (what isolation this host gives) and `sandbox forward` (the network relay a worker that is not root runs inside the sandbox).</summary>
 internal static class SandboxCommands
 {
     public static Command Create(CommandAction action)
@@ -87,16 +87,31 @@ internal static class SandboxCommands
 
     private static Command Forward()
     {
-        var port = new Option<int>("--port") { Description = "Loopback port to listen on inside the sandbox.", Required = true };
-        var socket = new Option<string>("--socket") { Description = "Unix socket that leads to the MCP server.", Required = true };
+        var forwards = new Option<string[]>("--forward")
+        {
+            Description = "PORT=SOCKET: listen on 127.0.0.1:PORT and relay each connection to the unix socket SOCKET (repeatable).",
+            Required = true,
+            AllowMultipleArgumentsPerToken = false,
+        };
         var command = new Argument<string[]>("command") { Description = "The agent command to run once the relay listens.", Arity = ArgumentArity.OneOrMore };
-        var forward = new Command("forward", "Relay 127.0.0.1:PORT to a unix socket, then run COMMAND (used inside the sandbox for network mcp_only).") { port, socket, command };
+        var forward = new Command("forward", "Relay loopback ports to unix sockets, then run COMMAND (used inside the sandbox by a worker that is not root).") { forwards, command };
         forward.Hidden = true;
         forward.SetAction(async (parse, cancellationToken) =>
         {
+            List<(int Port, string Socket)> pairs = [];
+            foreach (var entry in parse.GetValue(forwards)!)
+            {
+                var equals = entry.IndexOf('=', StringComparison.Ordinal);
+                if (equals < 0 || !int.TryParse(entry[..equals], NumberStyles.None, CultureInfo.InvariantCulture, out var port) || port is < 1 or > 65535 || equals == entry.Length - 1)
+                {
+                    await Console.Error.WriteLineAsync($"agent-worker sandbox forward: --forward: '{entry}' is not PORT=SOCKET");
+                    return ExitCodes.Usage;
+                }
+                pairs.Add((port, entry[(equals + 1)..]));
+            }
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             var listening = new TaskCompletionSource();
-            var relay = McpForwarder.RelayInsideAsync(new IPEndPoint(IPAddress.Loopback, parse.GetValue(port)), parse.GetValue(socket)!, listening, stop.Token);
+            var relay = RunNetwork.RelayInsideAsync(pairs, listening, stop.Token);
             await Task.WhenAny(listening.Task, relay);
             if (relay.IsFaulted)
             {

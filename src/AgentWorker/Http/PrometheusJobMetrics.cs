@@ -31,8 +31,12 @@ internal sealed class PrometheusJobMetrics : IJobMetrics
         collectors.Duration.WithLabels(name).Observe(duration.TotalSeconds);
     }
 
+    public void Egress(string decision) => _collectors.Value.Egress.WithLabels(decision).Inc();
+
     private sealed class Collectors(IMetricFactory factory)
     {
+        public Counter Egress { get; } = factory.CreateCounter("agent_worker_egress_decisions_total", "Connections agents asked their egress proxy for, by decision (allowed, refused).", ["decision"]);
+
         public Counter Finished { get; } = factory.CreateCounter("agent_worker_jobs_finished_total", "Job attempts finished by this process, by resulting state and agent.", ["state", "agent"]);
 
         public Histogram Duration { get; } = factory.CreateHistogram("agent_worker_job_duration_seconds", "Wall time of job attempts in this process, by resulting state.",

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using AgentWorker.Core.Egress;
 using AgentWorker.Core.Execution;
 using AgentWorker.Core.Jobs;
 using AgentWorker.Core.Sandbox;
@@ -107,7 +108,8 @@ public sealed class BubblewrapSandboxTests : IDisposable
             "test -s /etc/ssl/certs/ca-certificates.crt && echo certs; test -s /etc/resolv.conf && echo resolver; " +
             "(echo x > /etc/passwd) 2>/dev/null && echo WROTE; (echo x > /etc/new) 2>/dev/null && echo CREATED; echo done";
         var (none, noneLines, _) = await RunAsync(Script);
-        var (full, fullLines, _) = await RunAsync(Script, Request(NetworkMode.Full));
+        using var proxy = new EgressProxy(new EgressPolicy([], []), null, new EgressOptions(), new EgressJournal(_ => ValueTask.CompletedTask, _ => { }));
+        var (full, fullLines, _) = await RunAsync(Script, Request(NetworkMode.Full) with { Egress = proxy });
 
         Assert.Equal(0, none.ExitCode);
         // The host's /etc (shadow, the worker's config, ssh keys) is not there; only the stubs, copies and mount points.
@@ -122,9 +124,9 @@ public sealed class BubblewrapSandboxTests : IDisposable
         // The linker cache is the host's (a copy: its first bytes name the format).
         Assert.Equal(Encoding.ASCII.GetString(File.ReadAllBytes("/etc/ld.so.cache").AsSpan(0, 4)), noneLines[2]);
         Assert.Equal(["certs", "done"], noneLines[3..]);
-        // Network full binds the host's resolver configuration over the empty placeholder.
+        // No network mode has a name server inside, full neither: the egress proxy resolves names.
         Assert.Equal(0, full.ExitCode);
-        Assert.Equal(File.Exists("/etc/resolv.conf") && new FileInfo("/etc/resolv.conf").Length > 0, fullLines.Contains("resolver"));
+        Assert.Equal(["certs", "done"], fullLines[3..]);
         Assert.DoesNotContain("WROTE", fullLines);
         Assert.DoesNotContain("CREATED", fullLines);
     }
@@ -230,24 +232,59 @@ public sealed class BubblewrapSandboxTests : IDisposable
         Assert.Equal("http://127.0.0.1:4567/mcp", run.McpUrl("http://127.0.0.1:4567/mcp"));
     }
 
+    /// <summary>A root worker builds the namespace with the MCP port in it: the agent reaches that port and sees only lo.</summary>
     [Fact]
-    public async Task McpForwarder_RelaysTheSocketToTheMcpPort()
+    public async Task Run_McpOnly_RootWorker_ReachesTheMcpPortInItsOwnNamespace()
     {
+        Assert.True(Environment.IsPrivilegedProcess, "this test covers the root worker (the CI case)");
         using var mcp = new TcpListener(IPAddress.Loopback, 0);
         mcp.Start();
         var port = ((IPEndPoint)mcp.LocalEndpoint).Port;
-        var socketPath = _dir.Combine("scratch", "mcp.sock");
-        using var forwarder = McpForwarder.Start($"http://127.0.0.1:{port}/mcp", socketPath);
         var served = ServeOnceAsync(mcp, "pong");
 
-        using var client = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        await client.ConnectAsync(new UnixDomainSocketEndPoint(socketPath));
+        var (outcome, lines, _) = await RunAsync(
+            $"tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; python3 -c \"import socket; s = socket.create_connection(('127.0.0.1', {port})); s.sendall(b'ping'); print('reply', s.recv(16).decode())\"",
+            Request(NetworkMode.McpOnly, $"http://127.0.0.1:{port}/mcp"));
+
+        Assert.Equal(0, outcome.ExitCode);
+        Assert.Equal(["lo", "reply pong"], lines);
+        Assert.Equal("ping", await served);
+    }
+
+    /// <summary>A worker that is not root: bubblewrap makes the namespace, and each port is relayed over a unix socket (both halves here).</summary>
+    [Fact]
+    public async Task RunNetwork_Relay_ForwardsTheMcpPortOverItsUnixSocket()
+    {
+        using var mcp = new TcpListener(IPAddress.Loopback, 0);
+        mcp.Start();
+        var mcpPort = ((IPEndPoint)mcp.LocalEndpoint).Port;
+        using var network = RunNetwork.Start(Request(NetworkMode.McpOnly, $"http://127.0.0.1:{mcpPort}/mcp"), ownNamespace: false)!;
+        Assert.Null(network.Namespace);
+        Assert.Equal(["--bind", network.HostSocket(mcpPort), $"/run/agent-worker/{mcpPort}.sock"], network.BubblewrapArguments());
+        var insidePort = FreePort();
+        using var stop = new CancellationTokenSource();
+        var listening = new TaskCompletionSource();
+        var relay = RunNetwork.RelayInsideAsync([(insidePort, network.HostSocket(mcpPort))], listening, stop.Token);
+        await listening.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        var served = ServeOnceAsync(mcp, "pong");
+
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await client.ConnectAsync(IPAddress.Loopback, insidePort);
         await client.SendAsync(Encoding.ASCII.GetBytes("ping"));
         var buffer = new byte[16];
         var read = await client.ReceiveAsync(buffer);
 
         Assert.Equal("pong", Encoding.ASCII.GetString(buffer, 0, read));
         Assert.Equal("ping", await served);
+        await stop.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => relay);
+    }
+
+    private static int FreePort()
+    {
+        using var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        return ((IPEndPoint)probe.LocalEndpoint).Port;
     }
 
     private static async Task<string> ServeOnceAsync(TcpListener listener, string answer)

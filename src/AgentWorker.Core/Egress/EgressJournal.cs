@@ -1,0 +1,49 @@
+using System.Text.Json;
+using AgentWorker.Core.Jobs;
+using AgentWorker.Core.Pipeline;
+
+namespace AgentWorker.Core.Egress;
+
+/// <summary>
+/// One connection the agent asked the egress proxy for: the job event of kind <c>egress</c> (its message is this, as JSON).
+/// <c>Decision</c> is <c>allowed</c> or <c>refused</c>; <c>Protocol</c> <c>connect</c> (HTTP CONNECT), <c>http</c> (an
+/// absolute-URI request) or <c>socks5</c>; <c>Address</c> the one the policy checked (none for a refusal before resolving).
+/// </summary>
+public sealed record EgressEvent(string Host, int Port, string? Address, string Decision, string Reason, string Protocol, long BytesUp, long BytesDown, long DurationMs)
+{
+    public const string Allowed = "allowed";
+    public const string Refused = "refused";
+}
+
+/// <summary>What one run exchanged with one host and port (a job result's and a run receipt's <c>egress</c> list).</summary>
+public sealed record EgressHostSummary(string Host, int Port, int Connections, int Refused, long BytesUp, long BytesDown);
+
+/// <summary>
+/// A run's egress decisions: each becomes a job event as it happens (an allowed connection when it closes, with its bytes),
+/// is counted for <c>/metrics</c>, and adds to the per-host summary the result keeps.
+/// </summary>
+public sealed class EgressJournal(Func<NewJobEvent, ValueTask> report, Action<string> count)
+{
+    private readonly Dictionary<(string Host, int Port), EgressHostSummary> _hosts = [];
+
+    public async ValueTask RecordAsync(EgressEvent egress)
+    {
+        lock (_hosts)
+        {
+            var key = (egress.Host, egress.Port);
+            var seen = _hosts.GetValueOrDefault(key) ?? new EgressHostSummary(egress.Host, egress.Port, 0, 0, 0, 0);
+            _hosts[key] = egress.Decision == EgressEvent.Allowed
+                ? seen with { Connections = seen.Connections + 1, BytesUp = seen.BytesUp + egress.BytesUp, BytesDown = seen.BytesDown + egress.BytesDown }
+                : seen with { Refused = seen.Refused + 1 };
+        }
+        count(egress.Decision);
+        await report(new NewJobEvent(JobEventKind.Egress, JsonSerializer.Serialize(egress, ResultJson.Options))).ConfigureAwait(false);
+    }
+
+    /// <summary>Per host and port, in the order first seen.</summary>
+    public IReadOnlyList<EgressHostSummary> Summary()
+    {
+        lock (_hosts)
+            return [.. _hosts.Values];
+    }
+}
