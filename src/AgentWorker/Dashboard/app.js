@@ -499,8 +499,34 @@ function logLine(e) {
       return line;
     } catch { /* shown as it came */ }
   }
+  if (e.kind === 'egress') {
+    try {
+      const x = JSON.parse(e.message);
+      line.append(x.decision === 'allowed'
+        ? `allowed ${x.host}:${x.port}${x.address ? ` (${x.address})` : ''} ${x.protocol}, ${bytes(x.bytesUp)} up, ${bytes(x.bytesDown)} down, ${x.durationMs} ms${x.reason === 'allowed' ? '' : `: ${x.reason}`}`
+        : `REFUSED ${x.host}:${x.port} ${x.protocol}: ${x.reason}`);
+      if (x.decision !== 'allowed') line.classList.add('stderr');
+      return line;
+    } catch { /* shown as it came */ }
+  }
   line.append(e.message);
   return line;
+}
+
+/** Per host the agent asked its egress proxy for: from the result once there is one, else summed from the live events. */
+function egressRows(result, events) {
+  if (result?.egress?.length) return result.egress;
+  const hosts = new Map();
+  for (const e of events) {
+    if (e.kind !== 'egress') continue;
+    let x;
+    try { x = JSON.parse(e.message); } catch { continue; }
+    const key = `${x.host}:${x.port}`;
+    const row = hosts.get(key) ?? { host: x.host, port: x.port, connections: 0, refused: 0, bytesUp: 0, bytesDown: 0 };
+    if (x.decision === 'allowed') { row.connections++; row.bytesUp += x.bytesUp; row.bytesDown += x.bytesDown; } else row.refused++;
+    hosts.set(key, row);
+  }
+  return [...hosts.values()];
 }
 
 async function jobView(main, id, signal) {
@@ -579,11 +605,19 @@ async function jobView(main, id, signal) {
         findings.querySelector(`th[aria-sort]:not([aria-sort="none"]) button`)?.focus();
       }));
     const states = events.filter(e => e.kind === 'state');
+    const egress = egressRows(r, events);
     fill(timeline,
       h('h2', { id: 'timeline-title' }, 'Timeline'),
       states.length ? h('ol', { class: 'timeline' }, states.map(e => h('li', {},
         h('time', { datetime: e.at }, clock(e.at)), stateBadge(e.message.split(':')[0]),
         e.attempt ? ` attempt ${e.attempt}` : '', e.message.includes(':') ? ` — ${e.message.slice(e.message.indexOf(':') + 1).trim()}` : ''))) : h('p', { class: 'muted' }, 'No state changes yet.'),
+      egress.length ? h('div', { class: 'table-wrap' }, h('table', { class: 'cards-sm', id: 'egress' },
+        h('caption', { class: 'hint' }, 'Network: hosts the agent asked for'),
+        h('thead', {}, h('tr', {}, ['Host', 'Connections', 'Refused', 'Up', 'Down'].map(x => h('th', { scope: 'col' }, x)))),
+        h('tbody', {}, egress.map(x => h('tr', {},
+          h('td', { 'data-label': 'Host', class: 'mono wrap' }, `${x.host}:${x.port}`), h('td', { 'data-label': 'Connections' }, x.connections),
+          h('td', { 'data-label': 'Refused' }, x.refused), h('td', { 'data-label': 'Up' }, bytes(x.bytesUp)),
+          h('td', { 'data-label': 'Down' }, bytes(x.bytesDown))))))) : null,
       job.attemptHistory.length ? h('div', { class: 'table-wrap' }, h('table', { class: 'cards-sm' },
         h('caption', { class: 'hint' }, 'Attempts'),
         h('thead', {}, h('tr', {}, ['#', 'Worker', 'Started', 'Finished', 'Outcome', 'Exit'].map(x => h('th', { scope: 'col' }, x)))),
@@ -621,7 +655,7 @@ async function jobView(main, id, signal) {
         log.append(logLine(e));
         while (log.childElementCount > MAX_LOG_LINES) log.firstElementChild.remove();
         if (atBottom) log.scrollTop = log.scrollHeight;
-        if (e.kind === 'state' || e.kind === 'finding' || e.kind === 'artifact') {
+        if (e.kind === 'state' || e.kind === 'finding' || e.kind === 'artifact' || e.kind === 'egress') {
           renderSoon();
           reloadSoon();
         }
