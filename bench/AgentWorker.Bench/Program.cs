@@ -4,6 +4,7 @@ const string Usage =
     "usage: AgentWorker.Bench sqlite|redis|postgres [--jobs N] [--workers C] [--data-dir DIR | --url URL]\n" +
     "       AgentWorker.Bench scale --backend sqlite|redis|postgres [--small N] [--large N] [--ops N] [--rounds N] [--data-dir DIR | --url URL]\n" +
     "       AgentWorker.Bench sandbox [--runs N] [--concurrency C]\n" +
+    "       AgentWorker.Bench egress [--runs N] [--mib N] [--connects N]\n" +
     "       AgentWorker.Bench summarize < results.jsonl\n" +
     "       AgentWorker.Bench report < results.jsonl > docs/benchmarks.md\n" +
     "       AgentWorker.Bench clone [--files N] [--runs N] [--dir DIR] [--remote packed|loose]\n" +
@@ -49,6 +50,12 @@ try
             Console.WriteLine(await SandboxBench.RunAsync(options.Number("--runs", 300, 100_000), options.Number("--concurrency", 4, 1_000), cancel.Token));
             return 0;
         }
+        case "egress":
+        {
+            var options = BenchOptions.Parse(args.AsSpan(1), "--runs", "--mib", "--connects");
+            Console.WriteLine(await EgressBench.RunAsync(options.Number("--runs", 200, 100_000), options.Number("--mib", 100, 100_000), options.Number("--connects", 300, 100_000), cancel.Token));
+            return 0;
+        }
         case "clone":
         {
             var options = BenchOptions.Parse(args.AsSpan(1), "--files", "--runs", "--dir", "--remote");
@@ -79,9 +86,9 @@ try
             Console.WriteLine(Usage);
             return 0;
         case null:
-            return Fail(2, "missing command (sqlite, redis, postgres, scale, sandbox, clone, startup, summarize or report); --help shows usage");
+            return Fail(2, "missing command (sqlite, redis, postgres, scale, sandbox, egress, clone, startup, summarize or report); --help shows usage");
         default:
-            return Fail(2, $"unknown command '{args[0]}' (expected sqlite, redis, postgres, scale, sandbox, clone, startup, summarize or report)");
+            return Fail(2, $"unknown command '{args[0]}' (expected sqlite, redis, postgres, scale, sandbox, egress, clone, startup, summarize or report)");
     }
 }
 catch (UsageException e)

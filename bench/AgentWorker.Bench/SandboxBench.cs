@@ -79,7 +79,7 @@ internal static class SandboxBench
         }
     }
 
-    private static double Round(double value) => Math.Round(value, 2);
+    internal static double Round(double value) => Math.Round(value, 2);
 
     /// <summary>
     /// bubblewrap with the namespaces, session and capability drop of our sandbox but nothing else: /usr and the
@@ -103,14 +103,15 @@ internal static class SandboxBench
         return argv;
     }
 
-    /// <summary>Milliseconds from preparing the run to having torn it down, as a job pays them.</summary>
-    private static async Task<double> TimeOneAsync(ProcessRunner runner, ISandbox sandbox, string root, string name, IReadOnlyList<string> argv, CancellationToken cancellationToken, string? userName = null)
+    /// <summary>Milliseconds from preparing the run to having torn it down, as a job pays them. <c>shape</c> changes the request (another network mode, say); without it the run has network none.</summary>
+    internal static async Task<double> TimeOneAsync(ProcessRunner runner, ISandbox sandbox, string root, string name, IReadOnlyList<string> argv, CancellationToken cancellationToken, string? userName = null, Func<SandboxRequest, SandboxRequest>? shape = null)
     {
         var dir = Path.Combine(root, name);
         foreach (var sub in new[] { "repo", "home", "sandbox" })
             Directory.CreateDirectory(Path.Combine(dir, sub));
         var started = Stopwatch.GetTimestamp();
-        using (var run = sandbox.Prepare(new SandboxRequest($"bench-{Environment.ProcessId}-{name}", Path.Combine(dir, "repo"), Path.Combine(dir, "home"), Path.Combine(dir, "sandbox"), NetworkMode.None, null, new SandboxLimits())))
+        var request = new SandboxRequest($"bench-{Environment.ProcessId}-{name}", Path.Combine(dir, "repo"), Path.Combine(dir, "home"), Path.Combine(dir, "sandbox"), NetworkMode.None, null, new SandboxLimits());
+        using (var run = sandbox.Prepare(shape?.Invoke(request) ?? request))
         {
             var outcome = await runner.RunAsync(
                 new ProcessSpec(argv, run.WorkspacePath, new Dictionary<string, string> { ["PATH"] = "/usr/bin:/bin" }, TimeSpan.FromSeconds(30), 64 * 1024, userName),

@@ -18,6 +18,7 @@ public sealed class EgressProxy(EgressPolicy policy, IReadOnlyList<HostPattern>?
     private const int MaxHead = 16 * 1024;
     private static readonly TimeSpan HeadTimeout = TimeSpan.FromSeconds(10);
     private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan RearmEvery = TimeSpan.FromMilliseconds(250);
     private static readonly byte[] SocksRefused = [5, 2, 0, 1, 0, 0, 0, 0, 0, 0];
 
     private readonly CancellationTokenSource _stop = new();
@@ -94,9 +95,15 @@ public sealed class EgressProxy(EgressPolicy policy, IReadOnlyList<HostPattern>?
         await request.AcceptAsync(client, upstream, _stop.Token).ConfigureAwait(false);
         using var idle = new CancellationTokenSource(options.IdleTimeout);
         using var end = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token, idle.Token);
+        // Re-arming the timer on every read costs a lock; once a second is as good for a timeout counted in seconds.
+        var armed = Stopwatch.GetTimestamp();
         bool OnRead(int read)
         {
-            idle.CancelAfter(options.IdleTimeout);
+            if (Stopwatch.GetElapsedTime(armed) >= RearmEvery)
+            {
+                armed = Stopwatch.GetTimestamp();
+                idle.CancelAfter(options.IdleTimeout);
+            }
             return Interlocked.Add(ref _bytes, read) <= options.MaxBytes;
         }
         var up = SocketPipe.CopyAsync(client, upstream, request.Leftover.Length, end, OnRead);

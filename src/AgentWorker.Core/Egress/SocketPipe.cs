@@ -6,7 +6,7 @@ namespace AgentWorker.Core.Egress;
 /// <summary>One direction of a relayed connection.</summary>
 internal static class SocketPipe
 {
-    private const int BufferSize = 64 * 1024;
+    private const int BufferSize = 256 * 1024;
 
     /// <summary>
     /// Copies from <paramref name="from"/> to <paramref name="to"/> until end of stream, then half-closes <paramref name="to"/>
