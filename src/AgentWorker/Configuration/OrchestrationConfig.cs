@@ -1,6 +1,6 @@
 using System.Globalization;
+using AgentWorker.Core.Egress;
 using AgentWorker.Orchestration;
-using AgentWorker.Orchestration.Policy;
 using AgentWorker.Orchestration.Tools;
 using AgentWorker.Orchestration.Worker;
 
@@ -49,12 +49,12 @@ internal sealed record OrchestrationConfig(OrchestratorLinkOptions Link, ToolOpt
         if (searchUrl is not null && (!Uri.TryCreate(searchUrl.Replace("{query}", "q", StringComparison.Ordinal).Replace("{count}", "1", StringComparison.Ordinal), UriKind.Absolute, out var searchUri)
             || searchUri.Scheme is not ("http" or "https") || !searchUrl.Contains("{query}", StringComparison.Ordinal)))
             throw values.Invalid(Settings.WebSearchUrl, "must be an http(s) URL containing {query}");
-        List<AllowRule> allow = [];
+        List<CidrRule> allow = [];
         foreach (var entry in (values.Get(Settings.WebAllow) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
             try
             {
-                allow.Add(AllowRule.Parse(entry));
+                allow.Add(CidrRule.Parse(entry));
             }
             catch (FormatException e)
             {
