@@ -41,8 +41,6 @@ public sealed record HostPattern(string Host, bool Subdomains, int Port)
             throw new FormatException($"'{text}': {problem}");
         if (subdomains && literal is not null)
             throw new FormatException($"'{text}': '*.' goes before a domain name, not an address");
-        if (IsLocalhost(canonical))
-            throw new FormatException($"'{text}': localhost is never reachable through the egress proxy");
         return new HostPattern(canonical, subdomains, port);
     }
 

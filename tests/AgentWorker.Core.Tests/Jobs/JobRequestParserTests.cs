@@ -64,7 +64,7 @@ public sealed class JobRequestParserTests
     [InlineData("""{"agent":"codex","repoUrl":"--upload-pack=touch /tmp/x"}""", "repoUrl", "not a repository")]
     [InlineData("""{"agent":"codex","repoUrl":"/r","branch":"--force"}""", "branch", "not a valid branch")]
     [InlineData("""{"agent":"codex","repoUrl":"/r","mode":"yolo"}""", "mode", "dry_run or apply")]
-    [InlineData("""{"agent":"codex","repoUrl":"/r","network":"internet"}""", "network", "none, mcp_only or full")]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","network":"internet"}""", "network", "none, mcp_only, allowlist or full")]
     [InlineData("""{"agent":"codex","repoUrl":"/r","network":"mcp_only"}""", "network", "needs an MCP URL")]
     [InlineData("""{"agent":"codex","repoUrl":"/r","timeoutSeconds":0}""", "timeoutSeconds", "whole number")]
     [InlineData("""{"agent":"codex","repoUrl":"/r","maxAttempts":"3"}""", "maxAttempts", "whole number")]
