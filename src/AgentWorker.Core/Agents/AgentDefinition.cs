@@ -1,4 +1,5 @@
 using System.Text;
+using AgentWorker.Core.Egress;
 using AgentWorker.Core.Execution;
 using AgentWorker.Core.Jobs;
 
@@ -25,6 +26,12 @@ public sealed record AgentDefinition
     /// <summary>Network when the job names none.</summary>
     public NetworkMode? Network { get; init; }
 
+    /// <summary>The hosts this agent may reach with network allowlist (registry <c>allowHosts</c>).</summary>
+    public IReadOnlyList<HostPattern> AllowHosts { get; init; } = [];
+
+    /// <summary>Jobs may name hosts this agent's list does not (<c>EGRESS_JOBS_MAY_ADD_HOSTS</c>).</summary>
+    public bool JobsMayAddHosts { get; init; }
+
     /// <summary>Limits for this agent's runs where they differ from the worker's defaults.</summary>
     public AgentLimits? Limits { get; init; }
 
@@ -40,6 +47,48 @@ public sealed record AgentDefinition
 
     /// <summary>The network a job gets: its own choice, else this agent's, else none.</summary>
     public NetworkMode NetworkFor(JobSpec job) => job.Network ?? Network ?? NetworkMode.None;
+
+    /// <summary>
+    /// The hosts a job's agent may reach: null for any public host (network full), empty for none. A job's own
+    /// <see cref="JobSpec.AllowHosts"/> replace this agent's list. When this agent has an allow list and jobs may not
+    /// add hosts, the list bounds the job: job entries it does not cover are left out (intake refuses such a job
+    /// where it knows the agent, see <see cref="JobNetworkProblem"/>), and a job asking for network full gets this
+    /// agent's list.
+    /// </summary>
+    public IReadOnlyList<HostPattern>? AllowHostsFor(JobSpec job)
+    {
+        var network = NetworkFor(job);
+        if (network is NetworkMode.None or NetworkMode.McpOnly)
+            return [];
+        var bound = Bounds ? AllowHosts : null;
+        if (network == NetworkMode.Full)
+            return bound;
+        if (job.AllowHosts is not { } asked)
+            return Network == NetworkMode.Allowlist ? AllowHosts : [];
+        var patterns = asked.Select(HostPattern.Parse);
+        return bound is null ? [.. patterns] : [.. patterns.Where(p => bound.Any(a => a.Covers(p)))];
+    }
+
+    /// <summary>
+    /// Why a job's network request does not fit this agent, as the job field to blame and a message, or null when it
+    /// fits: it would widen the agent's allow list, or asks for an allow list without naming hosts when the agent has none.
+    /// </summary>
+    public (string Field, string Problem)? JobNetworkProblem(JobSpec job)
+    {
+        if (job.Network == NetworkMode.Allowlist && job.AllowHosts is null && Network != NetworkMode.Allowlist)
+            return ("network", $"allowlist needs allowHosts: agent '{Id}' has no allow list of its own");
+        if (!Bounds)
+            return null;
+        var listed = $"agent '{Id}' allows {string.Join(", ", AllowHosts)}; EGRESS_JOBS_MAY_ADD_HOSTS lets jobs widen it";
+        if (job.Network == NetworkMode.Full)
+            return ("network", $"full would reach any host: {listed}");
+        if (job.AllowHosts?.Select(HostPattern.Parse).FirstOrDefault(p => !AllowHosts.Any(a => a.Covers(p))) is { } extra)
+            return ("allowHosts", $"'{extra}' is not in the agent's list: {listed}");
+        return null;
+    }
+
+    /// <summary>Whether this agent's allow list bounds its jobs' lists.</summary>
+    private bool Bounds => Network == NetworkMode.Allowlist && !JobsMayAddHosts;
 
     /// <summary>
     /// The argv with placeholders filled in (paths as the agent sees them). Throws <see cref="ProcessStartException"/>

@@ -1,4 +1,5 @@
 using AgentWorker.Core.Agents.BuiltIn;
+using AgentWorker.Core.Egress;
 using AgentWorker.Core.Jobs;
 using YamlDotNet.Core;
 using YamlDotNet.Serialization;
@@ -24,9 +25,11 @@ public sealed class AgentRegistry
     /// <param name="file">The registry file (AGENTS_FILE), or null for the built-ins only.</param>
     /// <param name="selfCommand">How to run this binary (built-ins run as <c>agent exec ID</c>).</param>
     /// <param name="llmVariables">The llm agent's endpoint, model and key: given to that agent only, never to others.</param>
-    public static AgentRegistry Load(string? file, IReadOnlyList<string> selfCommand, IReadOnlyDictionary<string, string>? llmVariables = null)
+    /// <param name="jobsMayAddHosts">Jobs may name hosts their agent's allow list does not (<c>EGRESS_JOBS_MAY_ADD_HOSTS</c>).</param>
+    public static AgentRegistry Load(string? file, IReadOnlyList<string> selfCommand, IReadOnlyDictionary<string, string>? llmVariables = null, bool jobsMayAddHosts = false)
     {
         var agents = new Dictionary<string, AgentDefinition>(StringComparer.Ordinal);
+        var llmEndpoint = new Uri(llmVariables?.GetValueOrDefault(LlmReviewer.BaseUrlVariable) ?? LlmReviewer.DefaultBaseUrl);
         foreach (var agent in BuiltInAgents.All.Append(BuiltInAgents.Llm))
         {
             var llm = agent == BuiltInAgents.Llm;
@@ -36,15 +39,17 @@ public sealed class AgentRegistry
                 Description = agent.Description,
                 Command = [.. selfCommand, "agent", "exec", agent.Id, "--workspace", "{workspace}", "--prompt", "{prompt}"],
                 BuiltIn = true,
-                // It must reach its endpoint; the offline agents get no network unless a job asks.
-                Network = llm ? NetworkMode.Full : null,
+                // It must reach its endpoint, and nothing else; the offline agents get no network unless a job asks.
+                Network = llm ? NetworkMode.Allowlist : null,
+                AllowHosts = llm ? [HostPattern.Parse($"{(llmEndpoint.HostNameType == UriHostNameType.IPv6 ? llmEndpoint.Host : llmEndpoint.IdnHost)}:{llmEndpoint.Port}")] : [],
+                JobsMayAddHosts = jobsMayAddHosts,
                 Variables = llm ? llmVariables ?? new Dictionary<string, string>() : new Dictionary<string, string>(),
             };
         }
         if (file is not null)
         {
             foreach (var agent in ReadFile(file))
-                agents[agent.Id] = agent;
+                agents[agent.Id] = agent with { JobsMayAddHosts = jobsMayAddHosts };
         }
         return new AgentRegistry(agents);
     }
@@ -95,9 +100,14 @@ public sealed class AgentRegistry
             if (entry.Network is not null)
             {
                 if (!JobRequestParser.TryParseNetwork(entry.Network, out var parsedNetwork))
-                    throw new AgentRegistryException($"{where}.network: must be none, mcp_only or full");
+                    throw new AgentRegistryException($"{where}.network: {JobRequestParser.NetworkRule}");
                 network = parsedNetwork;
             }
+            var allowHosts = ReadAllowHosts(entry.AllowHosts, where);
+            if (network == NetworkMode.Allowlist && allowHosts.Count == 0)
+                throw new AgentRegistryException($"{where}.allowHosts: network allowlist needs a non-empty list of hosts (host, *.domain, optional :port)");
+            if (network != NetworkMode.Allowlist && entry.AllowHosts is not null)
+                throw new AgentRegistryException($"{where}.allowHosts: only used with network: allowlist");
             if (entry.Limits is { } limits && (limits.MemoryMb is <= 0 || limits.Pids is <= 0 || limits.TmpMb is <= 0
                 || limits.Cpus is { } cpus && !(double.IsFinite(cpus) && cpus > 0)))
                 throw new AgentRegistryException($"{where}.limits: memoryMb, pids, cpus and tmpMb must be positive");
@@ -111,10 +121,28 @@ public sealed class AgentRegistry
                 Variables = entry.Variables?.ToDictionary(v => v.Key, v => v.Value ?? "", StringComparer.Ordinal) ?? new Dictionary<string, string>(),
                 PromptOnStdin = entry.Stdin == "prompt",
                 Network = network,
+                AllowHosts = allowHosts,
                 Limits = entry.Limits is { } l ? new AgentLimits(l.MemoryMb, l.Pids, l.Cpus, l.TmpMb) : null,
             });
         }
         return result;
+    }
+
+    private static List<HostPattern> ReadAllowHosts(List<string?>? entries, string where)
+    {
+        var patterns = new List<HostPattern>();
+        foreach (var (entry, index) in (entries ?? []).Select((e, i) => (e, i)))
+        {
+            try
+            {
+                patterns.Add(HostPattern.Parse(entry ?? ""));
+            }
+            catch (FormatException e)
+            {
+                throw new AgentRegistryException($"{where}.allowHosts[{index}]: {e.Message}");
+            }
+        }
+        return patterns;
     }
 
     private sealed class RegistryFile
@@ -132,6 +160,7 @@ public sealed class AgentRegistry
         public Dictionary<string, string?>? Variables { get; set; }
         public string? Stdin { get; set; }
         public string? Network { get; set; }
+        public List<string?>? AllowHosts { get; set; }
         public RegistryLimits? Limits { get; set; }
     }
 

@@ -1,6 +1,8 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using AgentWorker.Core.Agents;
+using AgentWorker.Core.Egress;
 using AgentWorker.Core.Workspace;
 
 namespace AgentWorker.Core.Jobs;
@@ -16,6 +18,10 @@ public static class JobRequestParser
     public const int MaxIdLength = 128;
     public const int MaxCommitMessageLength = 4096;
 
+    /// <summary>What <see cref="TryParseNetwork"/> accepts, as an error message.</summary>
+    public const string NetworkRule = "must be none, mcp_only, allowlist or full";
+    private const string AllowHostsField = "allowHosts";
+
     private static readonly string[] AgentNames = ["agent", "agentId", "agent_id"];
     private static readonly string[] RepoUrlNames = ["repoUrl", "repo_url"];
     private static readonly string[] McpNames = ["mcpUrl", "mcp_connection_url", "mcpConnectionUrl"];
@@ -26,13 +32,23 @@ public static class JobRequestParser
     private static readonly string[] CommitMessageNames = ["commitMessage", "commit_message"];
     private static readonly HashSet<string> Known =
     [
-        "id", "repo", "branch", "commit", "prompt", "mode", "network", "priority", "metadata",
+        "id", "repo", "branch", "commit", "prompt", "mode", "network", AllowHostsField, "priority", "metadata",
         .. AgentNames, .. RepoUrlNames, .. McpNames, .. TimeoutNames, .. MaxAttemptsNames, .. RunAtNames,
         .. CreateBranchNames, .. CommitMessageNames,
     ];
 
-    /// <summary>Parses and validates <paramref name="body"/>. <paramref name="agentExists"/> says whether an agent id is registered.</summary>
-    public static JobParseResult Parse(JsonNode? body, Func<string, bool> agentExists, string? defaultAgent, Func<string> newId)
+    /// <summary>
+    /// Parses and validates <paramref name="body"/> against a registry: besides the agent's id, its network rules
+    /// (a job may not widen its agent's allow list, see <see cref="AgentDefinition.JobNetworkProblem"/>).
+    /// </summary>
+    public static JobParseResult Parse(JsonNode? body, AgentRegistry agents, string? defaultAgent, Func<string> newId) =>
+        Parse(body, id => agents.Find(id) is not null, defaultAgent, newId, agents.Find);
+
+    /// <summary>
+    /// Parses and validates <paramref name="body"/>. <paramref name="agentExists"/> says whether an agent id is registered;
+    /// <paramref name="findAgent"/>, when given, lets the job's network request be checked against its agent.
+    /// </summary>
+    public static JobParseResult Parse(JsonNode? body, Func<string, bool> agentExists, string? defaultAgent, Func<string> newId, Func<string, AgentDefinition?>? findAgent = null)
     {
         var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
         // The first problem found for a field is the one reported.
@@ -82,12 +98,21 @@ public static class JobRequestParser
             Error(commitMessageField!, $"must be at most {MaxCommitMessageLength} characters");
 
         NetworkMode? network = null;
-        if (ReadString(obj, "network", Error) is { } networkText)
+        var networkText = ReadString(obj, "network", Error);
+        if (networkText is not null)
         {
             if (TryParseNetwork(networkText, out var parsedNetwork))
                 network = parsedNetwork;
             else
-                Error("network", "must be none, mcp_only or full");
+                Error("network", NetworkRule);
+        }
+        var allowHosts = ReadAllowHosts(obj, Error);
+        if (allowHosts is not null)
+        {
+            // Naming hosts asks for an allow list.
+            network ??= NetworkMode.Allowlist;
+            if (network != NetworkMode.Allowlist)
+                Error(AllowHostsField, $"only used with network allowlist, not {networkText}");
         }
 
         var (mcpField, mcpUrl) = ReadFirstString(obj, McpNames, Error);
@@ -128,7 +153,7 @@ public static class JobRequestParser
 
         if (errors.Count > 0 || repo is null)
             return new JobParseResult(null, errors);
-        return new JobParseResult(new JobSpec
+        var job = new JobSpec
         {
             Id = id,
             Agent = agent,
@@ -138,13 +163,20 @@ public static class JobRequestParser
             CreateBranch = createBranch,
             CommitMessage = commitMessage,
             Network = network,
+            AllowHosts = allowHosts,
             McpUrl = mcpUrl,
             TimeoutSeconds = timeout,
             MaxAttempts = maxAttempts ?? 3,
             Priority = priority ?? 0,
             RunAt = runAt,
             Metadata = metadata.Count > 0 ? metadata : null,
-        }, errors);
+        };
+        if ((agent ?? defaultAgent) is { } agentId && findAgent?.Invoke(agentId)?.JobNetworkProblem(job) is var (field, problem))
+        {
+            Error(field, problem);
+            return new JobParseResult(null, errors);
+        }
+        return new JobParseResult(job, errors);
     }
 
     /// <summary>What <see cref="IsValidId"/> accepts, as an error message: <c>^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$</c>.</summary>
@@ -165,6 +197,7 @@ public static class JobRequestParser
         {
             "none" => (true, NetworkMode.None),
             "mcp_only" => (true, NetworkMode.McpOnly),
+            "allowlist" => (true, NetworkMode.Allowlist),
             "full" => (true, NetworkMode.Full),
             _ => (false, NetworkMode.None),
         };
@@ -285,6 +318,32 @@ public static class JobRequestParser
     private static bool IsSafeRef(string name) =>
         name.Length is > 0 and <= 255 && !name.StartsWith('-') && !name.Contains("..", StringComparison.Ordinal)
         && name.All(c => !char.IsControl(c) && c is not (' ' or '~' or '^' or ':' or '?' or '*' or '[' or '\\'));
+
+    /// <summary>The job's <c>allowHosts</c> in canonical form, or null when absent; a bad entry is an error naming it.</summary>
+    private static List<string>? ReadAllowHosts(JsonObject obj, Action<string, string> error)
+    {
+        if (obj[AllowHostsField] is not { } node)
+            return null;
+        if (node is not JsonArray array || array.Any(e => e?.GetValueKind() != JsonValueKind.String))
+        {
+            error(AllowHostsField, "must be a list of host entries (host, *.domain, optional :port)");
+            return null;
+        }
+        var hosts = new List<string>();
+        foreach (var entry in array)
+        {
+            try
+            {
+                hosts.Add(HostPattern.Parse(entry!.GetValue<string>()).ToString());
+            }
+            catch (FormatException e)
+            {
+                error(AllowHostsField, e.Message);
+                return null;
+            }
+        }
+        return hosts;
+    }
 
     private static (string? Field, string? Value) ReadFirstString(JsonObject obj, string[] names, Action<string, string> error)
     {

@@ -27,6 +27,11 @@ public enum NetworkMode
 {
     [JsonStringEnumMemberName("none")] None,
     [JsonStringEnumMemberName("mcp_only")] McpOnly,
+
+    /// <summary>The hosts of an allow list, through the worker's egress proxy.</summary>
+    [JsonStringEnumMemberName("allowlist")] Allowlist,
+
+    /// <summary>Any public host, through the worker's egress proxy.</summary>
     [JsonStringEnumMemberName("full")] Full,
     [JsonStringEnumMemberName("allowlist")] Allowlist,
 }
@@ -50,6 +55,12 @@ public sealed record JobSpec
     public string? CommitMessage { get; init; }
     /// <summary>Null: the agent's registry setting, else <see cref="NetworkMode.None"/>.</summary>
     public NetworkMode? Network { get; init; }
+
+    /// <summary>
+    /// Network allowlist: the hosts this job may reach, as canonical <see cref="Egress.HostPattern"/> entries; null means
+    /// the agent's list (see <see cref="Agents.AgentDefinition.AllowHostsFor"/>).
+    /// </summary>
+    public IReadOnlyList<string>? AllowHosts { get; init; }
     public string? McpUrl { get; init; }
     public int? TimeoutSeconds { get; init; }
     public int MaxAttempts { get; init; } = 3;

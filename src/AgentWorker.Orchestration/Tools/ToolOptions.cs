@@ -1,4 +1,4 @@
-using AgentWorker.Orchestration.Policy;
+using AgentWorker.Core.Egress;
 
 namespace AgentWorker.Orchestration.Tools;
 
@@ -57,7 +57,7 @@ public sealed record ToolOptions
     public required string WorkspaceRoot { get; init; }
 
     /// <summary>Addresses web tools may reach although they are loopback, private or link-local (<c>--web-allow</c>).</summary>
-    public IReadOnlyList<AllowRule> WebAllow { get; init; } = [];
+    public IReadOnlyList<CidrRule> WebAllow { get; init; } = [];
 
     /// <summary>Search API URL with <c>{query}</c> (and optionally <c>{count}</c>); web_search is off without one.</summary>
     public string? SearchUrl { get; init; }

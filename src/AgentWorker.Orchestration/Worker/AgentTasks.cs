@@ -33,7 +33,7 @@ internal sealed class AgentTasks(IJobQueue queue, AgentRegistry agents, Pipeline
         {
             throw TaskRefusedException.Argument($"job_json: not JSON ({e.Message})");
         }
-        var parsed = JobRequestParser.Parse(body, id => agents.Find(id) is not null, pipeline.DefaultAgent, () => taskId);
+        var parsed = JobRequestParser.Parse(body, agents, pipeline.DefaultAgent, () => taskId);
         if (parsed.Job is not { } spec || parsed.Errors.Count > 0)
             throw TaskRefusedException.Argument(string.Join("; ", parsed.Errors.Select(e => $"job_json.{e.Key}: {string.Join(", ", e.Value)}")));
 

@@ -21,7 +21,7 @@ public static class LinkServices
     {
         services.AddSingleton(link);
         services.AddSingleton(tools);
-        services.AddSingleton(new UrlPolicy(tools.WebAllow, UrlPolicy.ResolveWithDns));
+        services.AddSingleton(new UrlPolicy(tools.WebAllow));
         services.AddSingleton(sp => new ToolExecutor(
             tools,
             sp.GetRequiredService<ISandbox>(),

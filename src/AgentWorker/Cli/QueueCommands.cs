@@ -70,7 +70,7 @@ internal static class QueueCommands
             ("--agent", "agent", "Agent id from the registry (default: DEFAULT_AGENT)."),
             ("--mode", "mode", "dry_run (default) or apply (commit and push to --branch)."),
             ("--commit-message", "commit_message", "Apply mode: the commit message."),
-            ("--network", "network", "none (default), mcp_only or full."),
+            ("--network", "network", "none (default unless the agent names one), mcp_only, allowlist (the agent's allowHosts, or --allow-host) or full (any public host)."),
         };
         var options = fields.Select(f => (f.Field, f.Flag, Option: new Option<string?>(f.Flag) { Description = f.Help })).ToList();
         var numbers = new (string Flag, string Field, string Help)[]
@@ -81,7 +81,11 @@ internal static class QueueCommands
         };
         var numberOptions = numbers.Select(f => (f.Field, f.Flag, Option: new Option<int?>(f.Flag) { Description = f.Help })).ToList();
         var createBranch = new Option<bool>("--create-branch") { Description = "Apply mode: create --branch from the default branch (or --commit) when it does not exist." };
-        var command = new Command("enqueue", "Queue a job.") { createBranch };
+        var allowHosts = new Option<string[]>("--allow-host")
+        {
+            Description = "Network allowlist: a host this job may reach (host, *.domain, optional :port; default port 443); repeatable. Must be in the agent's own list unless EGRESS_JOBS_MAY_ADD_HOSTS=true.",
+        };
+        var command = new Command("enqueue", "Queue a job.") { createBranch, allowHosts };
         foreach (var (_, _, option) in options)
             command.Options.Add(option);
         foreach (var (_, _, option) in numberOptions)
@@ -102,13 +106,15 @@ internal static class QueueCommands
             }
             if (context.Parse.GetValue(createBranch))
                 body["create_branch"] = true;
+            if (context.Parse.GetValue(allowHosts) is { Length: > 0 } hosts)
+                body["allowHosts"] = new JsonArray([.. hosts.Select(h => (JsonNode)h)]);
             var agents = context.LoadAgents();
-            var parsed = JobRequestParser.Parse(body, id => agents.Find(id) is not null, context.Config.Pipeline.DefaultAgent, () => Ulid.NewUlid().ToString());
+            var parsed = JobRequestParser.Parse(body, agents, context.Config.Pipeline.DefaultAgent, () => Ulid.NewUlid().ToString());
             if (parsed.Job is not { } job)
             {
                 // The parser names a missing URL in the dialect it guessed; on the command line it is always --repo-url.
                 var flagOf = options.Select(o => (o.Field, o.Flag)).Concat(numberOptions.Select(o => (o.Field, o.Flag)))
-                    .Append((Field: "repoUrl", Flag: "--repo-url")).Append((Field: "create_branch", Flag: "--create-branch")).ToDictionary(o => o.Field, o => o.Flag);
+                    .Append((Field: "repoUrl", Flag: "--repo-url")).Append((Field: "create_branch", Flag: "--create-branch")).Append((Field: "allowHosts", Flag: "--allow-host")).ToDictionary(o => o.Field, o => o.Flag);
                 throw new Configuration.ConfigException("invalid option " + string.Join("; ", parsed.Errors.Select(e =>
                     $"{flagOf.GetValueOrDefault(e.Key, e.Key)}: {string.Join(", ", e.Value)}")));
             }

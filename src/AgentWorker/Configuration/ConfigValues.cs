@@ -100,6 +100,32 @@ internal sealed class ConfigValues
         var path => Path.GetFullPath(path),
     };
 
+    /// <summary>true/false, 1/0 or yes/no; unset or empty is false.</summary>
+    public bool GetBool(Setting setting) => Get(setting)?.ToLowerInvariant() switch
+    {
+        "true" or "1" or "yes" => true,
+        "false" or "0" or "no" or "" or null => false,
+        var other => throw Invalid(setting, $"'{other}' is not one of true, false, 1, 0, yes, no"),
+    };
+
+    /// <summary>A comma-separated list, each entry read by <paramref name="parse"/>, whose <see cref="FormatException"/> names the entry.</summary>
+    public IReadOnlyList<T> GetList<T>(Setting setting, Func<string, T> parse)
+    {
+        var items = new List<T>();
+        foreach (var entry in (Get(setting) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            try
+            {
+                items.Add(parse(entry));
+            }
+            catch (FormatException e)
+            {
+                throw Invalid(setting, e.Message);
+            }
+        }
+        return items;
+    }
+
     public string GetChoice(Setting setting, params string[] choices)
     {
         var text = Get(setting)?.ToLowerInvariant();

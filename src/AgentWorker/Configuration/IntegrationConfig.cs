@@ -57,12 +57,7 @@ internal sealed record IntegrationConfig
     {
         if (values.Get(Settings.MinioEndpoint) is not { } endpoint)
             return null;
-        var secure = values.Get(Settings.MinioSecure)?.ToLowerInvariant() switch
-        {
-            "true" or "1" or "yes" => true,
-            "false" or "0" or "no" or "" or null => false,
-            var other => throw values.Invalid(Settings.MinioSecure, $"'{other}' is not one of true, false, 1, 0, yes, no"),
-        };
+        var secure = values.GetBool(Settings.MinioSecure);
         var options = new S3Options
         {
             Endpoint = endpoint,

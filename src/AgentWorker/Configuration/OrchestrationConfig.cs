@@ -1,6 +1,6 @@
 using System.Globalization;
+using AgentWorker.Core.Egress;
 using AgentWorker.Orchestration;
-using AgentWorker.Orchestration.Policy;
 using AgentWorker.Orchestration.Tools;
 using AgentWorker.Orchestration.Worker;
 
@@ -49,23 +49,11 @@ internal sealed record OrchestrationConfig(OrchestratorLinkOptions Link, ToolOpt
         if (searchUrl is not null && (!Uri.TryCreate(searchUrl.Replace("{query}", "q", StringComparison.Ordinal).Replace("{count}", "1", StringComparison.Ordinal), UriKind.Absolute, out var searchUri)
             || searchUri.Scheme is not ("http" or "https") || !searchUrl.Contains("{query}", StringComparison.Ordinal)))
             throw values.Invalid(Settings.WebSearchUrl, "must be an http(s) URL containing {query}");
-        List<AllowRule> allow = [];
-        foreach (var entry in (values.Get(Settings.WebAllow) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-        {
-            try
-            {
-                allow.Add(AllowRule.Parse(entry));
-            }
-            catch (FormatException e)
-            {
-                throw values.Invalid(Settings.WebAllow, e.Message);
-            }
-        }
         var tools = new ToolOptions
         {
             Tools = enabled.Distinct().ToDictionary(t => t, t => limits[t]),
             WorkspaceRoot = values.Get(Settings.ToolWorkspaces) is { Length: > 0 } ? values.GetDirectory(Settings.ToolWorkspaces) : Path.Combine(dataDir, "workspaces"),
-            WebAllow = allow,
+            WebAllow = values.GetList(Settings.WebAllow, CidrRule.Parse),
             SearchUrl = searchUrl,
         };
         return new OrchestrationConfig(link, tools, values.Describe(Settings.OrchestratorAddr).Origin != ConfigOrigin.Default);

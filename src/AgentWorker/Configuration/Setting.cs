@@ -49,6 +49,14 @@ internal static class Settings
     public static readonly Setting LogFormat = new("logFormat", "--log-format", ["LOG_FORMAT", "WORKER_LOG_FORMAT"], "auto", "json, text, or auto (text on a terminal, JSON otherwise).");
     public static readonly Setting LogOutput = new("logOutput", "--log-output", ["LOG_OUTPUT", "WORKER_LOG_OUTPUT"], "stdout", "Where logs go: stdout, stderr, or a file path (appended).");
 
+    // Egress: what agents with network allowlist or full reach through the worker's egress proxy.
+    public static readonly Setting EgressAllowCidrs = new("egressAllowCidrs", "--egress-allow-cidrs", ["EGRESS_ALLOW_CIDRS"], null, "Non-public addresses agents may still reach through the egress proxy (e.g. a private model gateway): IPs, CIDRs or IP:PORT, comma-separated.");
+    public static readonly Setting EgressResolve = new("egressResolve", "--egress-resolve", ["EGRESS_RESOLVE"], null, "Names the egress proxy connects to a fixed address instead of looking them up: host:port:address, comma-separated (like curl --resolve).");
+    public static readonly Setting EgressJobsMayAddHosts = new("egressJobsMayAddHosts", "--egress-jobs-may-add-hosts", ["EGRESS_JOBS_MAY_ADD_HOSTS"], "false", "A job's allowHosts (or network full) may go beyond its agent's allow list (true/false).");
+    public static readonly Setting EgressMaxConnections = new("egressMaxConnections", "--egress-max-connections", ["EGRESS_MAX_CONNECTIONS"], "64", "Egress connections one agent run may have open at once.");
+    public static readonly Setting EgressMaxMb = new("egressMaxMb", "--egress-max-mb", ["EGRESS_MAX_MB"], "2048", "Egress traffic (up and down) one agent run may send and receive.");
+    public static readonly Setting EgressIdleTimeout = new("egressIdleTimeoutSeconds", "--egress-idle-timeout", ["EGRESS_IDLE_TIMEOUT_SECONDS"], "300", "An egress connection with no traffic for this many seconds is closed.");
+
     // Orchestrator link (`connect`, `serve --orchestrator-addr`) and the tool set; names and defaults of the Go tool worker.
     public static readonly Setting OrchestratorAddr = new("orchestratorAddr", "--orchestrator-addr", ["WORKER_ORCHESTRATOR_ADDR"], "unix:///tmp/agent-worker-grpc.sock", "Orchestrator gRPC address: unix:///PATH or http://HOST:PORT. `serve`/`run` link to it only when set.");
     public static readonly Setting WorkerName = new("name", "--name", ["WORKER_NAME"], null, "Worker name the orchestrator knows this worker by (default worker-<hostname>).");
@@ -78,7 +86,7 @@ internal static class Settings
     public static readonly Setting MinioBucket = new("minioBucket", "--minio-bucket", ["MINIO_BUCKET"], "screenshots", "Bucket artifacts go to (created when missing).");
     public static readonly Setting AllocatorApiUrl = new("allocatorApiUrl", "--allocator-api-url", ["ALLOCATOR_API_URL"], null, "Instance allocator: POST /borrow before each attempt, POST /return after it; unset = none.");
     public static readonly Setting LlmApiKey = new("llmApiKey", "--llm-api-key", ["OPENROUTER_API_KEY", "LLM_API_KEY"], null, "API key of the llm agent's endpoint; handed to that agent only.", Secret: true);
-    public static readonly Setting LlmBaseUrl = new("llmBaseUrl", "--llm-base-url", ["LLM_BASE_URL"], "https://openrouter.ai/api/v1", "OpenAI-compatible endpoint of the llm agent (…/chat/completions is appended).");
+    public static readonly Setting LlmBaseUrl = new("llmBaseUrl", "--llm-base-url", ["LLM_BASE_URL"], Core.Agents.BuiltIn.LlmReviewer.DefaultBaseUrl, "OpenAI-compatible endpoint of the llm agent (…/chat/completions is appended).");
     public static readonly Setting LlmModel = new("llmModel", "--llm-model", ["LLM_MODEL"], "openai/gpt-4o-mini", "Model of the llm agent unless the job names one (job field `model`).");
     // Integrations: git remotes and apply-mode commits, artifacts, result sinks (webhooks, results table).
     public static readonly Setting GitSshKey = new("gitSshKey", "--git-ssh-key", ["GIT_SSH_KEY_FILE"], null, "Private key file for SSH remotes (clone and push); hidden from agents.");
@@ -107,7 +115,8 @@ internal static class Settings
         ConfigFile, DataDir, Backend, RedisUrl, QueueName, PostgresUrl, PostgresSchema, WorkDir, Port, Host, PublicUrl, Workers, ApiKey, RateLimit, MaxQueueDepth, MaxBodyBytes,
         AgentsFile, DefaultAgent, JobTimeout, LeaseSeconds, HeartbeatSeconds, RetryBaseDelay, ShutdownGrace,
         MaxRepoSizeMb, MaxRepoFiles, MaxOutputBytes, GitToken, GitTokenHost, Sandbox, SandboxMemoryMb, SandboxPids, SandboxCpus,
-        SandboxTmpMb, SandboxFileSizeMb, SandboxOpenFiles, SandboxHomeMb, WorkspaceTmpfs, LocalRepoRoots, SandboxUid, LogLevel, LogFormat,
+        SandboxTmpMb, SandboxFileSizeMb, SandboxOpenFiles, SandboxHomeMb, WorkspaceTmpfs, LocalRepoRoots, SandboxUid,
+        EgressAllowCidrs, EgressResolve, EgressJobsMayAddHosts, EgressMaxConnections, EgressMaxMb, EgressIdleTimeout, LogLevel, LogFormat,
         LogOutput, OrchestratorAddr, WorkerName, DialTimeout, RpcTimeout, MaxRecvMsgSize, MaxSendMsgSize, ReconnectInterval, ReconnectMaxAttempts,
         HeartbeatInterval, MaxConcurrentTasks, CancelGrace, Tools, ToolWorkspaces, WebAllow, WebSearchUrl,
         Intake, AgentId, PollInterval, RunTaskTimeout, MinioEndpoint, MinioAccessKey, MinioSecretKey, MinioSecure, MinioBucket,

@@ -753,7 +753,8 @@ async function newJobView(main, params, signal) {
         h('option', { value: '' }, 'Agent default'),
         h('option', { value: 'none' }, 'none: no network'),
         h('option', { value: 'mcp_only' }, 'mcp_only: only the MCP URL'),
-        h('option', { value: 'full' }, 'full')),
+        h('option', { value: 'allowlist' }, 'allowlist: the agent\'s allowHosts'),
+        h('option', { value: 'full' }, 'full: any public host')),
       fieldError('f-network')),
     text('f-mcp', 'MCP URL', 'Needed for mcp_only; handed to the agent as MCP_CONNECTION_URL.', { name: 'mcpUrl', type: 'url', autocomplete: 'off', spellcheck: 'false' }),
     submit);

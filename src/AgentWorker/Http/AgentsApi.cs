@@ -4,7 +4,7 @@ using AgentWorker.Core.Jobs;
 namespace AgentWorker.Http;
 
 /// <summary>An agent as clients see it: what it is called and how it runs by default, not its command line or environment.</summary>
-internal sealed record AgentView(string Id, string? Description, bool BuiltIn, NetworkMode? Network, int? TimeoutSeconds);
+internal sealed record AgentView(string Id, string? Description, bool BuiltIn, NetworkMode? Network, IReadOnlyList<string>? AllowHosts, int? TimeoutSeconds);
 
 internal sealed record AgentList(IReadOnlyList<AgentView> Items);
 
@@ -15,7 +15,7 @@ internal static class AgentsApi
     {
         app.MapGroup("").RequireBearer(apiKey).WithTags("agents")
             .MapGet("/v1/agents", (AgentRegistry agents) => TypedResults.Ok(new AgentList(
-                [.. agents.All.OrderBy(a => a.Id, StringComparer.Ordinal).Select(a => new AgentView(a.Id, a.Description, a.BuiltIn, a.Network, a.TimeoutSeconds))])))
+                [.. agents.All.OrderBy(a => a.Id, StringComparer.Ordinal).Select(a => new AgentView(a.Id, a.Description, a.BuiltIn, a.Network, a.AllowHosts.Count > 0 ? [.. a.AllowHosts.Select(h => h.ToString())] : null, a.TimeoutSeconds))])))
             .WithSummary("List the agents jobs can name")
             .WithDescription("Built-in agents and the entries of the registry file (AGENTS_FILE), sorted by id.");
     }

@@ -69,7 +69,7 @@ internal static class JobsApi
             return Problems.Create(e.StatusCode, "Unreadable request body", e.Message);
         }
 
-        var parsed = JobRequestParser.Parse(body, id => agents.Find(id) is not null, config.Pipeline.DefaultAgent, () => Ulid.NewUlid().ToString());
+        var parsed = JobRequestParser.Parse(body, agents, config.Pipeline.DefaultAgent, () => Ulid.NewUlid().ToString());
         if (parsed.Job is not { } job)
             return Problems.Invalid(parsed.Errors);
 

@@ -1,4 +1,6 @@
 using System.Text.Json.Nodes;
+using AgentWorker.Core.Agents;
+using AgentWorker.Core.Egress;
 using AgentWorker.Core.Jobs;
 
 namespace AgentWorker.Core.Tests.Jobs;
@@ -64,7 +66,7 @@ public sealed class JobRequestParserTests
     [InlineData("""{"agent":"codex","repoUrl":"--upload-pack=touch /tmp/x"}""", "repoUrl", "not a repository")]
     [InlineData("""{"agent":"codex","repoUrl":"/r","branch":"--force"}""", "branch", "not a valid branch")]
     [InlineData("""{"agent":"codex","repoUrl":"/r","mode":"yolo"}""", "mode", "dry_run or apply")]
-    [InlineData("""{"agent":"codex","repoUrl":"/r","network":"internet"}""", "network", "none, mcp_only or full")]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","network":"internet"}""", "network", "none, mcp_only, allowlist or full")]
     [InlineData("""{"agent":"codex","repoUrl":"/r","network":"mcp_only"}""", "network", "needs an MCP URL")]
     [InlineData("""{"agent":"codex","repoUrl":"/r","timeoutSeconds":0}""", "timeoutSeconds", "whole number")]
     [InlineData("""{"agent":"codex","repoUrl":"/r","maxAttempts":"3"}""", "maxAttempts", "whole number")]
@@ -145,4 +147,60 @@ public sealed class JobRequestParserTests
         Assert.Equal((JobMode.Apply, "agent/fix", true, "Fix it"), (job.Mode, job.Repo.Branch, job.CreateBranch, job.CommitMessage));
         Assert.Null(job.Metadata);
     }
+
+    [Theory]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","allowHosts":"api.openai.com"}""", "allowHosts", "must be a list")]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","allowHosts":[1]}""", "allowHosts", "must be a list")]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","allowHosts":["bad host"]}""", "allowHosts", "'bad host'")]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","allowHosts":["a.test:0"]}""", "allowHosts", "'a.test:0': bad port")]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","network":"none","allowHosts":["a.test"]}""", "allowHosts", "only used with network allowlist, not none")]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","network":"mcp_only","mcpUrl":"http://m/","allowHosts":["a.test"]}""", "allowHosts", "not mcp_only")]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","network":"full","allowHosts":["a.test"]}""", "allowHosts", "not full")]
+    public void Parse_BadAllowHosts_IsNamed(string json, string field, string message) => Parse_BadField_IsNamed(json, field, message);
+
+    [Fact]
+    public void Parse_AllowHosts_AreCanonicalAndAskForAnAllowList()
+    {
+        var job = Parse("""{"agent":"codex","repoUrl":"/r","allowHosts":["API.OpenAI.com.","*.example.com:8443"]}""").Job!;
+
+        Assert.Equal(NetworkMode.Allowlist, job.Network);
+        Assert.Equal(["api.openai.com:443", "*.example.com:8443"], job.AllowHosts);
+        Assert.False(job.Metadata?.ContainsKey("allowHosts") ?? false);
+    }
+
+    [Fact]
+    public void Parse_AllowlistNetwork_IsRead() =>
+        Assert.Equal(NetworkMode.Allowlist, Parse("""{"agent":"codex","repoUrl":"/r","network":"allowlist"}""").Job!.Network);
+
+    private static readonly AgentDefinition AllowlistCodex = new()
+    {
+        Id = "codex",
+        Command = ["codex"],
+        Network = NetworkMode.Allowlist,
+        AllowHosts = [HostPattern.Parse("api.openai.com")],
+    };
+
+    private static JobParseResult ParseFor(AgentDefinition agent, string json, string? defaultAgent = null) =>
+        JobRequestParser.Parse(JsonNode.Parse(json), id => id == agent.Id, defaultAgent, () => "generated-id", id => id == agent.Id ? agent : null);
+
+    [Theory]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","allowHosts":["evil.test"]}""", "allowHosts", "'evil.test:443' is not in the agent's list")]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","allowHosts":["api.openai.com:80"]}""", "allowHosts", "'api.openai.com:80' is not in the agent's list")]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","network":"full"}""", "network", "full would reach any host")]
+    [InlineData("""{"repoUrl":"/r","network":"full"}""", "network", "full would reach any host")]
+    public void Parse_JobWideningItsAgentsList_IsRefusedNamingTheField(string json, string field, string message)
+    {
+        var result = ParseFor(AllowlistCodex, json, defaultAgent: "codex");
+
+        Assert.Null(result.Job);
+        Assert.Contains(message, Assert.Single(result.Errors[field]), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Parse_JobNarrowingItsAgentsList_IsAccepted() =>
+        Assert.Equal(["api.openai.com:443"], ParseFor(AllowlistCodex, """{"agent":"codex","repoUrl":"/r","allowHosts":["api.openai.com"]}""").Job!.AllowHosts);
+
+    [Fact]
+    public void Parse_JobsMayAddHosts_AcceptsAWiderList() =>
+        Assert.NotNull(ParseFor(AllowlistCodex with { JobsMayAddHosts = true }, """{"agent":"codex","repoUrl":"/r","allowHosts":["pypi.org"]}""").Job);
 }

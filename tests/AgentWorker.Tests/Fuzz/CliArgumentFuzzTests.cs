@@ -28,7 +28,7 @@ public sealed class CliArgumentFuzzTests : IDisposable
 
     private static readonly string[] Options =
     [
-        "--job-id", "--repo-url", "--branch", "--commit", "--prompt", "--mcp-connection-url", "--agent", "--mode", "--network", "--timeout-seconds",
+        "--job-id", "--repo-url", "--branch", "--commit", "--prompt", "--mcp-connection-url", "--agent", "--mode", "--network", "--allow-host", "--timeout-seconds",
         "--max-attempts", "--priority", "--count", "--state", "--limit", "--offset", "--help", "-h", "-?", "--version", "--", "-", "--=", "---x",
         .. Settings.All.Where(s => s != Settings.RedisUrl && s != Settings.PostgresUrl && s != Settings.Backend).Select(s => s.Flag),
     ];

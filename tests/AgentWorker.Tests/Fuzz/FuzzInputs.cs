@@ -155,7 +155,7 @@ internal static class FuzzInputs
             ("branch", branch), ("commit", commit),
             ("prompt", Field(StorableText.Select(Quote), Text.Select(Quote))),
             ("mode", Field(Quoted("dry_run"), Quoted("apply", "DRY_RUN", "plan"))),
-            ("network", Field(Quoted("none", "full"), Quoted("mcp_only", "host"))),
+            ("network", Field(Quoted("none", "allowlist", "full"), Quoted("mcp_only", "host"))),
             ("mcpUrl", Field(Quoted("http://127.0.0.1:1/mcp", "ws://[::1]:1/"), Quoted("ftp://127.0.0.1/x", "not a url", "/relative"))),
             ("mcp_connection_url", Field(Quoted("http://127.0.0.1:1/mcp"), Quoted("relative/mcp"))),
             ("timeoutSeconds", Field(Number(1, 86_400), badNumber)), ("timeout_seconds", Field(Number(1, 86_400), badNumber)),

@@ -1,4 +1,5 @@
 using System.Net;
+using AgentWorker.Core.Egress;
 using AgentWorker.Orchestration.Policy;
 using AgentWorker.Orchestration.Protocol;
 
@@ -14,7 +15,7 @@ public sealed class UrlPolicyTests
     private readonly List<string> _lookups = [];
 
     private UrlPolicy Policy(params string[] allow) =>
-        new([.. allow.Select(AllowRule.Parse)], (host, _) =>
+        new([.. allow.Select(CidrRule.Parse)], (host, _) =>
         {
             _lookups.Add(host);
             return Task.FromResult(host switch
@@ -102,7 +103,7 @@ public sealed class UrlPolicyTests
         Assert.Contains(because, await DeniedAsync(Policy(), url), StringComparison.Ordinal);
 
     [Fact]
-    public async Task CheckAsync_AllowRuleWithPort_AdmitsOnlyThatPort()
+    public async Task CheckAsync_CidrRuleWithPort_AdmitsOnlyThatPort()
     {
         var policy = Policy("127.0.0.1:8080");
 
@@ -112,7 +113,7 @@ public sealed class UrlPolicyTests
     }
 
     [Fact]
-    public async Task CheckAsync_AllowRuleCidr_AdmitsTheBlockOnly()
+    public async Task CheckAsync_CidrRuleBlock_AdmitsTheBlockOnly()
     {
         var policy = Policy("10.0.0.0/8", "[::1]:9000");
 
@@ -130,12 +131,12 @@ public sealed class UrlPolicyTests
     [InlineData("::1", "::1")]
     [InlineData("[::1]:8080", "[::1]:8080")]
     [InlineData("fd00::/8", "fd00::/8")]
-    public void AllowRule_Parse_RoundTrips(string text, string expected) => Assert.Equal(expected, AllowRule.Parse(text).ToString());
+    public void CidrRule_Parse_RoundTrips(string text, string expected) => Assert.Equal(expected, CidrRule.Parse(text).ToString());
 
     [Theory]
     [InlineData("localhost")]
     [InlineData("10.0.0.0/33")]
     [InlineData("127.0.0.1:0")]
     [InlineData("[::1")]
-    public void AllowRule_Parse_BadEntry_Throws(string text) => Assert.Throws<FormatException>(() => AllowRule.Parse(text));
+    public void CidrRule_Parse_BadEntry_Throws(string text) => Assert.Throws<FormatException>(() => CidrRule.Parse(text));
 }

@@ -18,6 +18,7 @@ internal sealed class LlmReviewer : IBuiltInAgent
 {
     public const string AgentId = "llm";
     public const string BaseUrlVariable = "LLM_BASE_URL";
+    public const string DefaultBaseUrl = "https://openrouter.ai/api/v1";
     public const string ApiKeyVariable = "OPENROUTER_API_KEY";
     public const string ModelVariable = "LLM_MODEL";
     public const string JobModelVariable = "AGENT_WORKER_MODEL";
