@@ -75,7 +75,7 @@ internal static class WorkerServices
     {
         try
         {
-            return AgentRegistry.Load(config.AgentsFile, SelfCommand(), Integrations.LlmVariables(config), config.Egress.JobsMayAddHosts);
+            return AgentRegistry.Load(config.AgentsFile, SelfCommand(), Integrations.LlmVariables(config), config.Pipeline.Egress.JobsMayAddHosts);
         }
         catch (AgentRegistryException e)
         {

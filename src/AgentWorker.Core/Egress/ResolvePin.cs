@@ -24,4 +24,7 @@ public sealed record ResolvePin(string Host, int Port, IPAddress Address)
             throw new FormatException($"'{text}': '{parts[2]}' is not an IP address");
         return new ResolvePin(host, port, parsed);
     }
+
+    /// <summary>As the setting spells it: <c>host:port:address</c>, an IPv6 address in brackets.</summary>
+    public override string ToString() => Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"{Host}:{Port}:[{Address}]" : $"{Host}:{Port}:{Address}";
 }

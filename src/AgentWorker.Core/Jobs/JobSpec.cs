@@ -28,11 +28,10 @@ public enum NetworkMode
     [JsonStringEnumMemberName("none")] None,
     [JsonStringEnumMemberName("mcp_only")] McpOnly,
 
-    /// <summary>The hosts of an allow list, through the worker's egress proxy.</summary>
-    [JsonStringEnumMemberName("allowlist")] Allowlist,
-
     /// <summary>Any public host, through the worker's egress proxy.</summary>
     [JsonStringEnumMemberName("full")] Full,
+
+    /// <summary>The hosts of an allow list, through the worker's egress proxy (after full: stored values keep their numbers).</summary>
     [JsonStringEnumMemberName("allowlist")] Allowlist,
 }
 

@@ -33,6 +33,13 @@ internal static class SandboxCommands
         rows.Add(config.Workspace.RunFilesystem is null
             ? Row("disk caps", "after the run", Environment.IsPrivilegedProcess ? "WORKSPACE_TMPFS=off" : "a non-root worker cannot mount a tmpfs per attempt")
             : Row("disk caps", "tmpfs per attempt", $"workspace {config.Workspace.MaxRepoBytes >> 20} MiB, home {config.Workspace.RunFilesystem.HomeBytes >> 20} MiB, artifacts {config.Workspace.RunFilesystem.ArtifactBytes >> 20} MiB"));
+        var egress = config.Pipeline.Egress;
+        rows.Add(Row("egress", config.Sandbox.Kind == SandboxOptions.None
+                ? "none: agents share the host's network (--sandbox none)"
+                : Environment.IsPrivilegedProcess ? "proxy; namespace built by the worker" : "proxy; relayed over unix sockets (worker not root)",
+            $"allowlist/full through the proxy; private ranges allowed: {(egress.AllowCidrs.Count == 0 ? "none" : string.Join(' ', egress.AllowCidrs))}; "
+            + $"pinned names: {(egress.Resolve.Count == 0 ? "none" : string.Join(' ', egress.Resolve))}; per run {egress.MaxConnections} connections, "
+            + $"{egress.MaxBytes >> 20} MiB, {egress.IdleTimeout.TotalSeconds:0}s idle"));
         rows.Add(Row("seccomp", SeccompFilter.IsAvailable() ? $"libseccomp, {SeccompFilter.Denied.Count} calls denied" : "libseccomp missing", ""));
 
         var (ok, detail) = config.Sandbox.Kind == SandboxOptions.None

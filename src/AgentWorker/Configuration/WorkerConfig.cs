@@ -33,9 +33,6 @@ internal sealed record WorkerConfig
     public required PipelineOptions Pipeline { get; init; }
     public required WorkspaceOptions Workspace { get; init; }
     public required SandboxOptions Sandbox { get; init; }
-
-    /// <summary>What agents with network allowlist or full may reach through the egress proxy, and its limits per run.</summary>
-    public required EgressOptions Egress { get; init; }
     public required Microsoft.Extensions.Logging.LogLevel LogLevel { get; init; }
     public required string LogFormat { get; init; }
     public required SinkOptions Sinks { get; init; }
@@ -141,6 +138,15 @@ internal sealed record WorkerConfig
                 Redactor = new SecretRedactor(Settings.All.Where(s => s.Secret).Select(values.Get)),
                 Limits = limits,
                 AgentVariables = WorkerServices.AgentVariables(),
+                Egress = new EgressOptions
+                {
+                    AllowCidrs = values.GetList(Settings.EgressAllowCidrs, CidrRule.Parse),
+                    Resolve = values.GetList(Settings.EgressResolve, ResolvePin.Parse),
+                    JobsMayAddHosts = values.GetBool(Settings.EgressJobsMayAddHosts),
+                    MaxConnections = values.GetInt(Settings.EgressMaxConnections, 1, 100_000),
+                    MaxBytes = values.GetLong(Settings.EgressMaxMb, 1, 1L << 30) * 1024 * 1024,
+                    IdleTimeout = TimeSpan.FromSeconds(values.GetInt(Settings.EgressIdleTimeout, 1, 86_400)),
+                },
             },
             Sandbox = new SandboxOptions
             {
@@ -149,15 +155,6 @@ internal sealed record WorkerConfig
                 HostUid = values.GetInt(Settings.SandboxUid, 1, int.MaxValue),
                 StateDir = Path.Combine(dataDir, "sandbox"),
                 HiddenPaths = [dataDir, workDir, orchestration.Tools.WorkspaceRoot, .. OutsideOf(dataDir, cloneCache.Dir), .. new[] { values.Get(Settings.ConfigFile), agentsFile, sshKey, knownHosts }.OfType<string>().Select(Path.GetFullPath)],
-            },
-            Egress = new EgressOptions
-            {
-                AllowCidrs = values.GetList(Settings.EgressAllowCidrs, CidrRule.Parse),
-                Resolve = values.GetList(Settings.EgressResolve, ResolvePin.Parse),
-                JobsMayAddHosts = values.GetBool(Settings.EgressJobsMayAddHosts),
-                MaxConnections = values.GetInt(Settings.EgressMaxConnections, 1, 100_000),
-                MaxBytes = values.GetLong(Settings.EgressMaxMb, 1, 1L << 30) * 1024 * 1024,
-                IdleTimeout = TimeSpan.FromSeconds(values.GetInt(Settings.EgressIdleTimeout, 1, 86_400)),
             },
             Workspace = new WorkspaceOptions
             {

@@ -12,7 +12,7 @@ public sealed class EgressConfigTests : IDisposable
     private EgressOptions Load(Dictionary<string, string> env)
     {
         env.TryAdd("AGENT_WORKER_DATA", _dir.Combine("data"));
-        return WorkerConfigTests.Load(env: env).Egress;
+        return WorkerConfigTests.Load(env: env).Pipeline.Egress;
     }
 
     [Fact]
