@@ -1,0 +1,102 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace AgentWorker.Testing;
+
+/// <summary>
+/// A canary on a loopback address: a TCP listener that counts connections (and answers each with a banner) or a UDP socket
+/// that counts datagrams. A test that must show nothing reached the host asserts the count stayed 0.
+/// </summary>
+public sealed class CountingListener : IAsyncDisposable
+{
+    private readonly Socket _socket;
+    private readonly byte[] _banner;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _loop;
+    private int _count;
+
+    private CountingListener(Socket socket, string banner)
+    {
+        _socket = socket;
+        _banner = System.Text.Encoding.ASCII.GetBytes(banner);
+        _loop = socket.SocketType == SocketType.Stream ? AcceptAsync() : ReceiveAsync();
+    }
+
+    public IPAddress Address => ((IPEndPoint)_socket.LocalEndPoint!).Address;
+
+    public int Port => ((IPEndPoint)_socket.LocalEndPoint!).Port;
+
+    /// <summary>Connections accepted (TCP) or datagrams received (UDP).</summary>
+    public int Count => Volatile.Read(ref _count);
+
+    /// <summary>A TCP listener on <paramref name="address"/> (127.0.0.1 by default), any free port.</summary>
+    public static CountingListener Tcp(string banner, IPAddress? address = null)
+    {
+        address ??= IPAddress.Loopback;
+        var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        socket.Bind(new IPEndPoint(address, 0));
+        socket.Listen();
+        return new CountingListener(socket, banner);
+    }
+
+    /// <summary>A UDP socket on <paramref name="address"/> (127.0.0.1 by default), any free port.</summary>
+    public static CountingListener Udp(IPAddress? address = null)
+    {
+        address ??= IPAddress.Loopback;
+        var socket = new Socket(address.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+        socket.Bind(new IPEndPoint(address, 0));
+        return new CountingListener(socket, "");
+    }
+
+    private async Task AcceptAsync()
+    {
+        while (true)
+        {
+            Socket client;
+            try
+            {
+                client = await _socket.AcceptAsync(_stop.Token);
+            }
+            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+            {
+                return;
+            }
+            Interlocked.Increment(ref _count);
+            using (client)
+            {
+                try
+                {
+                    await client.SendAsync(_banner, SocketFlags.None);
+                }
+                catch (SocketException)
+                {
+                }
+            }
+        }
+    }
+
+    private async Task ReceiveAsync()
+    {
+        var buffer = new byte[65536];
+        while (true)
+        {
+            try
+            {
+                await _socket.ReceiveFromAsync(buffer, SocketFlags.None, new IPEndPoint(_socket.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any, 0), _stop.Token);
+            }
+            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+            {
+                return;
+            }
+            Interlocked.Increment(ref _count);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        _socket.Dispose();
+        await _loop;
+        _stop.Dispose();
+    }
+}
