@@ -13,6 +13,7 @@ public sealed class CountingListener : IAsyncDisposable
     private readonly byte[] _banner;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _loop;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<EndPoint, bool> _fences = new();
     private int _count;
 
     private CountingListener(Socket socket, string banner)
@@ -61,7 +62,8 @@ public sealed class CountingListener : IAsyncDisposable
             {
                 return;
             }
-            Interlocked.Increment(ref _count);
+            if (!Arrived(client.RemoteEndPoint!))
+                Interlocked.Increment(ref _count);
             using (client)
             {
                 try
@@ -82,14 +84,44 @@ public sealed class CountingListener : IAsyncDisposable
         {
             try
             {
-                await _socket.ReceiveFromAsync(buffer, SocketFlags.None, new IPEndPoint(_socket.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any, 0), _stop.Token);
+                var received = await _socket.ReceiveFromAsync(buffer, SocketFlags.None, new IPEndPoint(_socket.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any, 0), _stop.Token);
+                if (!Arrived(received.RemoteEndPoint))
+                    Interlocked.Increment(ref _count);
             }
             catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
             {
                 return;
             }
-            Interlocked.Increment(ref _count);
         }
+    }
+
+    /// <summary>Marks a fence as arrived; true when <paramref name="from"/> is one (fences are not counted).</summary>
+    private bool Arrived(EndPoint from)
+    {
+        if (!_fences.ContainsKey(from))
+            return false;
+        _fences[from] = true;
+        return true;
+    }
+
+    /// <summary>
+    /// <see cref="Count"/> once everything sent here before the call has been handled: sends a connection (or datagram) of
+    /// its own, not counted, and waits for it. Arrivals are handled in order, so a 0 after this is a 0, not "not yet".
+    /// </summary>
+    public async Task<int> SettledCountAsync()
+    {
+        using var fence = new Socket(_socket.AddressFamily, _socket.SocketType, _socket.ProtocolType);
+        fence.Bind(new IPEndPoint(Address, 0));
+        var from = fence.LocalEndPoint!;
+        _fences[from] = false;
+        var to = new IPEndPoint(Address, Port);
+        if (_socket.SocketType == SocketType.Stream)
+            await fence.ConnectAsync(to);
+        else
+            await fence.SendToAsync("fence"u8.ToArray(), SocketFlags.None, to);
+        await Eventually.UntilAsync(() => _fences[from], TimeSpan.FromSeconds(10), $"the fence reached the canary on {to}");
+        _fences.TryRemove(from, out _);
+        return Count;
     }
 
     public async ValueTask DisposeAsync()
