@@ -58,8 +58,8 @@ public sealed class TestCertificateAuthority : IDisposable
         request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(_ca, includeKeyIdentifier: true, includeIssuerAndSerial: false));
         var serial = RandomNumberGenerator.GetBytes(16);
         serial[0] &= 0x7F;
-        var now = DateTimeOffset.UtcNow;
-        using var signed = request.Create(_ca, now.AddDays(-1), now.AddDays(7), serial);
+        // Within the CA's own validity: a leaf issued later must not outlive its issuer.
+        using var signed = request.Create(_ca, _ca.NotBefore, _ca.NotAfter, serial);
         using var withKey = signed.CopyWithPrivateKey(key);
         // Through PKCS#12, so the key is one SslStream can use rather than an ephemeral handle.
         return X509CertificateLoader.LoadPkcs12(withKey.Export(X509ContentType.Pkcs12), null);
