@@ -10,13 +10,16 @@ using AgentWorker.Tests.EndToEnd;
 namespace AgentWorker.Tests.Agents;
 
 /// <summary>
-/// Acceptance 5, first half: the built-in `llm` agent, run by a real worker in the bubblewrap sandbox (its registry entry
-/// asks for network full), against a loopback stub of the chat-completions API.
+/// Acceptance 5, first half: the built-in `llm` agent, run by a real worker in the bubblewrap sandbox, against a loopback
+/// stub of the chat-completions API. Its registry entry asks for network allowlist with the host of LLM_BASE_URL, so the
+/// stub is reached by a name the worker pins to it (EGRESS_RESOLVE, EGRESS_ALLOW_CIDRS): through the egress proxy, as a
+/// real vendor is. A literal 127.0.0.1 would be NO_PROXY and go nowhere from the agent's empty network namespace.
 /// </summary>
 public sealed class LlmAgentTests : IDisposable
 {
     private const string ApiKey = "llm-test-api";
     private const string ModelKey = "sk-or-test-0123456789abcdef";
+    private const string StubName = "llm.test";
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(60);
 
     private readonly TempDirectory _dir = new("aw-llm");
@@ -44,6 +47,7 @@ public sealed class LlmAgentTests : IDisposable
               - id: envdump
                 command: ["sh", "-c", "env"]
             """);
+        var stubPort = new Uri(stub.BaseUrl).Port;
         var port = WorkerProcess.FreePort();
         var worker = WorkerProcess.Start(new Dictionary<string, string>
         {
@@ -54,7 +58,9 @@ public sealed class LlmAgentTests : IDisposable
             ["WORK_DIR"] = _dir.Combine("work"),
             ["AGENTS_FILE"] = _dir.Combine("agents.yaml"),
             ["RETRY_BASE_DELAY_SECONDS"] = "0",
-            ["LLM_BASE_URL"] = stub.BaseUrl,
+            ["LLM_BASE_URL"] = $"http://{StubName}:{stubPort}/v1",
+            ["EGRESS_RESOLVE"] = $"{StubName}:{stubPort}:127.0.0.1",
+            ["EGRESS_ALLOW_CIDRS"] = $"127.0.0.1:{stubPort}",
             ["LLM_MODEL"] = "default/model",
             ["OPENROUTER_API_KEY"] = ModelKey,
         }, "serve");
@@ -98,6 +104,14 @@ public sealed class LlmAgentTests : IDisposable
             var user = request.Body["messages"]![1]!["content"]!.GetValue<string>();
             Assert.Contains("Task: Look for injection bugs", user);
             Assert.Contains("=== FILE: app/handler.py ===\n1| def handle(request):\n2|     return eval(request.body)", user);
+
+            // Through the proxy: allowed for the stub's name and port, at the address it is pinned to, and nothing refused.
+            var egress = await EgressAsync(client, "llm-1");
+            Assert.NotEmpty(egress);
+            var stubPort = new Uri(stub.BaseUrl).Port;
+            Assert.All(egress, e => Assert.True(
+                e.GetProperty("decision").GetString() == "allowed" && e.GetProperty("host").GetString() == StubName && e.GetProperty("port").GetInt32() == stubPort
+                && e.GetProperty("address").GetString() == "127.0.0.1" && e.GetProperty("bytesDown").GetInt64() > 0, e.ToString()));
         }
     }
 
@@ -147,6 +161,12 @@ public sealed class LlmAgentTests : IDisposable
             Assert.DoesNotContain(logs, l => l.Contains("OPENROUTER_API_KEY", StringComparison.Ordinal) || l.Contains("LLM_BASE_URL", StringComparison.Ordinal));
         }
     }
+
+    /// <summary>The job's <c>egress</c> events, each message parsed.</summary>
+    private static async Task<List<JsonElement>> EgressAsync(HttpClient client, string id) =>
+        [.. (await client.GetFromJsonAsync<JsonElement>($"/v1/jobs/{id}/logs")).GetProperty("items").EnumerateArray()
+            .Where(e => e.GetProperty("kind").GetString() == "egress")
+            .Select(e => JsonDocument.Parse(e.GetProperty("message").GetString()!).RootElement.Clone())];
 
     public void Dispose()
     {
