@@ -17,7 +17,7 @@ internal static class InfoCommands
                 a.Id,
                 a.BuiltIn ? "built-in" : "external",
                 a.TimeoutSeconds?.ToString(CultureInfo.InvariantCulture) ?? "default",
-                a.Network?.ToString().ToLowerInvariant() ?? "job",
+                a.Network is { } network ? network.ToString().ToLowerInvariant() + (a.AllowHosts.Count > 0 ? $" ({string.Join(", ", a.AllowHosts)})" : "") : "job",
                 a.Description ?? string.Join(' ', a.Command),
             ]));
             return Task.FromResult(ExitCodes.Ok);

@@ -87,6 +87,36 @@ public sealed class JobsApiTests
         Assert.Equal(0, await host.StoredJobsAsync());
     }
 
+    [Theory]
+    [InlineData("""{"id":"x","agent":"vendor","repo":{"url":"/srv/r"},"allowHosts":["evil.test"]}""", "allowHosts", "'evil.test:443' is not in the agent's list")]
+    [InlineData("""{"id":"x","agent":"vendor","repo":{"url":"/srv/r"},"allowHosts":["bad host"]}""", "allowHosts", "'bad host'")]
+    [InlineData("""{"id":"x","agent":"vendor","repo":{"url":"/srv/r"},"network":"full"}""", "network", "full would reach any host")]
+    [InlineData("""{"id":"x","agent":"noop","repo":{"url":"/srv/r"},"network":"none","allowHosts":["api.vendor.test"]}""", "allowHosts", "only used with network allowlist")]
+    public async Task Submit_JobWideningItsAgentsAllowList_Returns400NamingTheField(string body, string field, string message)
+    {
+        await using var host = await ApiHost.StartAsync(agentsYaml: Agents + "\n  - id: vendor\n    command: [\"true\"]\n    network: allowlist\n    allowHosts: [api.vendor.test]\n");
+
+        var response = await host.Client.PostAsync("/v1/jobs", Json(body));
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var problem = await ProblemAsync(response);
+        Assert.Contains(message, problem.GetProperty("errors").GetProperty(field)[0].GetString(), StringComparison.Ordinal);
+        Assert.Equal(0, await host.StoredJobsAsync());
+    }
+
+    [Fact]
+    public async Task Submit_JobNarrowingItsAgentsAllowList_IsStoredWithItsHosts()
+    {
+        await using var host = await ApiHost.StartAsync(agentsYaml: Agents + "\n  - id: vendor\n    command: [\"true\"]\n    network: allowlist\n    allowHosts: [\"*.vendor.test\"]\n");
+
+        var response = await host.Client.PostAsync("/v1/jobs", Json("""{"id":"narrow","agent":"vendor","repo":{"url":"/srv/r"},"allowHosts":["API.vendor.test"]}"""));
+
+        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        var job = await host.Client.GetFromJsonAsync<JsonElement>("/v1/jobs/narrow");
+        Assert.Equal("allowlist", job.GetProperty("network").GetString());
+        Assert.Equal("api.vendor.test:443", job.GetProperty("allowHosts")[0].GetString());
+    }
+
     [Fact]
     public async Task Submit_BodyOverLimit_Returns413AndStoresNothing()
     {
