@@ -111,7 +111,7 @@ public sealed class BubblewrapSandbox : ISandbox
             if (request.Network == NetworkMode.McpOnly && request.McpUrl is null)
                 throw new SandboxException("network mcp_only needs an MCP URL");
             if (request.Network is NetworkMode.Allowlist or NetworkMode.Full && request.Egress is null)
-                throw new SandboxException($"network {request.Network.ToString().ToLowerInvariant()} needs the egress proxy");
+                throw new SandboxException($"network {request.Network.Name()} needs the egress proxy");
             network = RunNetwork.Start(request, _ownNamespace);
             if (network?.McpHost is { } mcpHost)
                 File.WriteAllText(Path.Combine(request.Scratch, "hosts"), $"{Hosts}127.0.0.1 {mcpHost}\n");

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using AgentWorker.Configuration;
+using AgentWorker.Core.Jobs;
 
 namespace AgentWorker.Cli;
 
@@ -17,7 +18,7 @@ internal static class InfoCommands
                 a.Id,
                 a.BuiltIn ? "built-in" : "external",
                 a.TimeoutSeconds?.ToString(CultureInfo.InvariantCulture) ?? "default",
-                a.Network is { } network ? network.ToString().ToLowerInvariant() + (a.AllowHosts.Count > 0 ? $" ({string.Join(", ", a.AllowHosts)})" : "") : "job",
+                a.Network is { } network ? network.Name() + (a.AllowHosts.Count > 0 ? $" ({string.Join(", ", a.AllowHosts)})" : "") : "job",
                 a.Description ?? string.Join(' ', a.Command),
             ]));
             return Task.FromResult(ExitCodes.Ok);
