@@ -35,4 +35,11 @@ internal sealed class UrlPolicy(IReadOnlyList<CidrRule> allow, Func<string, Canc
             throw TaskRefusedException.Policy($"url: {url} refused: {decision.Reason} (allow it explicitly with --web-allow)");
         return new UrlDecision(uri, decision.Host, decision.Port, decision.Address!);
     }
+
+    /// <summary>
+    /// The rules of the run's egress proxy for <paramref name="decision"/>: the same ones, with the host pinned to the address
+    /// checked here, so the proxy reaches what was checked without a second lookup.
+    /// </summary>
+    public EgressPolicy For(UrlDecision decision) => new(allow,
+        decision.Url.HostNameType is UriHostNameType.IPv4 or UriHostNameType.IPv6 ? [] : [new ResolvePin(decision.Host, decision.Port, decision.Address)], resolve);
 }

@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Net.Sockets;
 using AgentWorker.Core.Execution;
 using AgentWorker.Orchestration.Policy;
 using AgentWorker.Orchestration.Protocol;
@@ -50,7 +49,7 @@ internal sealed partial class ToolExecutor
                 if (line.Stream == "stdout")
                     reply.Add(line.Text);
                 return ValueTask.CompletedTask;
-            }, cancellationToken).ConfigureAwait(false);
+            }, cancellationToken, urls.For(decision)).ConfigureAwait(false);
             if (process.Outcome is { End: ProcessEnd.Exited, ExitCode: CurlFileTooLarge or CurlWriteError or ExitBySigxfsz })
                 return Failed(box, ErrorCode.LimitExceeded, $"{context.Tool}: the response from {decision.Url} is larger than {context.Limits.MaxBytes} bytes");
             if (!process.Succeeded())
@@ -88,18 +87,13 @@ internal sealed partial class ToolExecutor
     {
         List<string> argv =
         [
-            // -q first: no .curlrc. Proxies are ignored, only http(s), and redirects come back to the worker.
-            "curl", "-q", "--silent", "--show-error", "--proto", "=http,https", "--max-redirs", "0", "--noproxy", "*",
+            // -q first: no .curlrc. Only the run's egress proxy, only http(s), and redirects come back to the worker.
+            "curl", "-q", "--silent", "--show-error", "--proto", "=http,https", "--max-redirs", "0", "--proxy", run.NetworkVariables["HTTPS_PROXY"],
             "--max-filesize", maxBytes.ToString(CultureInfo.InvariantCulture),
             "--user-agent", "agent-worker",
             "--output", $"{run.HomePath}/{BodyFile}",
             "--write-out", "%{http_code}\\n%{content_type}\\n%{redirect_url}\\n",
         ];
-        if (decision.Url.HostNameType is not (UriHostNameType.IPv4 or UriHostNameType.IPv6))
-        {
-            var address = decision.Address.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{decision.Address}]" : decision.Address.ToString();
-            argv.AddRange(["--resolve", $"{decision.Host}:{decision.Port.ToString(CultureInfo.InvariantCulture)}:{address}"]);
-        }
         argv.Add(decision.Url.AbsoluteUri);
         return argv;
     }

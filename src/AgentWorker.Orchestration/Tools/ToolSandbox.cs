@@ -1,4 +1,5 @@
 using System.Globalization;
+using AgentWorker.Core.Egress;
 using AgentWorker.Core.Execution;
 using AgentWorker.Core.Jobs;
 using AgentWorker.Core.Sandbox;
@@ -29,7 +30,6 @@ internal sealed class ToolSandbox : IDisposable
     private readonly JobWorkspace _scratch;
     private readonly string _workspace;
     private readonly SandboxLimits _limits;
-    private readonly NetworkMode _network;
     private readonly long _maxOutputBytes;
     private readonly TimeProvider _time;
     private readonly long _started;
@@ -47,7 +47,6 @@ internal sealed class ToolSandbox : IDisposable
         Timeout = timeout;
         _scratch = workspaces.CreateEmpty($"tool-{taskId}");
         _workspace = workspace ?? _scratch.RepoDir;
-        _network = ToolNames.IsWeb(tool) ? NetworkMode.Full : NetworkMode.None;
         // Output caps the worker's memory for streamed lines; payloads travel as files and are capped by their own checks.
         _maxOutputBytes = limits.MaxBytes + 64 * 1024;
         _limits = defaults with
@@ -77,14 +76,22 @@ internal sealed class ToolSandbox : IDisposable
         PidsLimitHit = _usages.Any(u => u.PidsLimitHit),
     };
 
-    /// <summary>Runs one process in a fresh sandbox over the workspace. <paramref name="argv"/> gets the run to name paths as seen inside.</summary>
-    public async Task<ToolProcess> RunAsync(Func<SandboxRun, IReadOnlyList<string>> argv, Func<OutputLine, ValueTask>? onLine, CancellationToken cancellationToken)
+    /// <summary>
+    /// Runs one process in a fresh sandbox over the workspace. <paramref name="argv"/> gets the run to name paths as seen inside.
+    /// With <paramref name="egress"/> (the web tools) the run has network full: its way out is an egress proxy on those rules.
+    /// </summary>
+    public async Task<ToolProcess> RunAsync(Func<SandboxRun, IReadOnlyList<string>> argv, Func<OutputLine, ValueTask>? onLine, CancellationToken cancellationToken, EgressPolicy? egress = null)
     {
         var remaining = Timeout - _time.GetElapsedTime(_started);
         if (remaining <= TimeSpan.Zero)
             return new ToolProcess(new ProcessOutcome(ProcessEnd.TimedOut, null, 0, false, TimeSpan.Zero), null, []);
         var runId = $"tool-{Path.GetFileName(_scratch.Root)}-{++_runs}";
-        using var run = _sandbox.Prepare(new SandboxRequest(runId, _workspace, _scratch.HomeDir, _scratch.SandboxDir, _network, null, _limits));
+        // The tool's own result says what it fetched; its proxy's decisions are not kept.
+        using var proxy = egress is null ? null : new EgressProxy(egress, null, new EgressOptions(), new EgressJournal(_ => ValueTask.CompletedTask, _ => { }));
+        using var run = _sandbox.Prepare(new SandboxRequest(runId, _workspace, _scratch.HomeDir, _scratch.SandboxDir, egress is null ? NetworkMode.None : NetworkMode.Full, null, _limits)
+        {
+            Egress = proxy,
+        });
         var environment = new Dictionary<string, string>
         {
             ["PATH"] = "/usr/bin:/bin",
