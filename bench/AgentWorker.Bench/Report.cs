@@ -26,6 +26,7 @@ internal static class Report
         var peers = queue.Where(g => !g.Peer.StartsWith("agent-worker-", StringComparison.Ordinal)).ToList();
         var scale = groups.Where(g => g.Bench == "scale").OrderBy(g => Order(g.Peer)).ToList();
         var sandbox = groups.FirstOrDefault(g => g.Bench == "sandbox");
+        var egress = groups.FirstOrDefault(g => g.Bench == "egress");
         var clone = groups.FirstOrDefault(g => g.Bench == "clone");
         var startup = groups.FirstOrDefault(g => g.Bench == "startup");
         var slots = env?["slots"] is { } s ? (int)s : ours.Select(g => g.Concurrency).DefaultIfEmpty(0).Max();
@@ -85,6 +86,18 @@ internal static class Report
             md.AppendLine("| plain p50 / p99 ms | sandboxed p50 / p99 ms | overhead p50 / p99 ms | bare bwrap overhead p50 / p99 ms | overhead ÷ bare bwrap's | sandboxed runs/s |");
             md.AppendLine("|--:|--:|--:|--:|--:|--:|");
             md.AppendLine(Invariant($"| {Ms(sandbox["plain_ms_p50"])} / {Ms(sandbox["plain_ms_p99"])} | {Ms(sandbox["sandboxed_ms_p50"])} / {Ms(sandbox["sandboxed_ms_p99"])} | {Ms(sandbox["overhead_ms_p50"])} / {Ms(sandbox["overhead_ms_p99"])} | {Ms(sandbox["bare_bwrap_overhead_ms_p50"])} / {Ms(sandbox["bare_bwrap_overhead_ms_p99"])} | {Times(sandbox["ratio_overhead_vs_bare_bwrap_p50"])} | {Rate(sandbox["sandboxed_per_s"])} |"));
+            md.AppendLine();
+        }
+
+        if (egress is not null)
+        {
+            md.AppendLine("## Egress proxy");
+            md.AppendLine();
+            md.AppendLine(Invariant($"The sandboxed no-op agent in network none and in allowlist (its namespace built by the worker with the proxy ports in it), pairwise, overhead over the unsandboxed run; {Count(egress["mib"])} MiB from a loopback server straight and through the proxy (CONNECT to a pinned name), alternating, median of 3 each; a CONNECT through the proxy beside a direct TCP connect, {Count(egress["connects"])} pairs."));
+            md.AppendLine();
+            md.AppendLine("| none overhead p50 ms | allowlist overhead p50 / p99 ms | allowlist ÷ none | direct MiB/s | proxied MiB/s | proxied ÷ direct | added connect p50 / p99 ms |");
+            md.AppendLine("|--:|--:|--:|--:|--:|--:|--:|");
+            md.AppendLine(Invariant($"| {Ms(egress["none_overhead_ms_p50"])} | {Ms(egress["allowlist_overhead_ms_p50"])} / {Ms(egress["allowlist_overhead_ms_p99"])} | {Times(egress["ratio_allowlist_vs_none_overhead_p50"])} | {Rate(egress["direct_mib_per_s"])} | {Rate(egress["proxied_mib_per_s"])} | {Times(egress["ratio_proxied_vs_direct_rate"])} | {Ms(egress["connect_added_ms_p50"])} / {Ms(egress["connect_added_ms_p99"])} |"));
             md.AppendLine();
         }
 
@@ -148,6 +161,9 @@ internal static class Report
             md.AppendLine(Invariant($"| {label} | {(value is { } v ? $"{v:0.##} {unit}" : "–")} | {Met(value is { } m ? m >= floor : null)} |"));
         Below("sandboxed no-op overhead p50 < 10 ms", sandbox?["overhead_ms_p50"], 10, "ms");
         AtLeast("sandboxed no-op jobs ≥ 100/s", sandbox?["sandboxed_per_s"], 100, "runs/s");
+        Below("allowlist no-op overhead within 1.3× of none's (p50)", egress?["ratio_allowlist_vs_none_overhead_p50"], 1.3, "×");
+        AtLeast("download through the proxy ≥ 0.5× the direct rate", egress?["ratio_proxied_vs_direct_rate"], 0.5, "×");
+        Below("connect latency the proxy adds p50 < 2 ms", egress?["connect_added_ms_p50"], 2, "ms");
         AtLeast("repeat clone ≥ 8× faster than `git clone --depth 1`", clone?["ratio_repeat_vs_plain"], 8, "×");
         Below("idle `serve` RSS < 80 MB", startup?["serve_rss_mb_p50"], 80, "MB");
         Below("`agent-worker stats` start < 150 ms", startup?["stats_ms_p50"], 150, "ms");

@@ -242,19 +242,7 @@ public sealed class EgressAttackFixture : EgressWorkerFixture
             curl -sS --max-time 20 --cacert ca.pem "https://$1/" | sed 's/^/VENDOR /'
             echo DONE
             """, [VendorHost]),
-        new("interfaces", """
-            sed 's/^/ROUTE /' /proc/net/route
-            sed 's/^/ROUTE6 /' /proc/net/ipv6_route
-            tail -n +3 /proc/net/dev | sed 's/^ *//; s/:.*//; s/^/DEV /'
-            if [ -d /sys/class/net ]; then ls /sys/class/net | sed 's/^/SYSNET /'; fi
-            # Only with no route out can a lookup not leave the host, even if the sandbox is broken.
-            if [ "$(tail -n +2 /proc/net/route | wc -l)" -eq 0 ] && ! grep -qv ' lo$' /proc/net/ipv6_route; then
-              if getent hosts example.com; then echo RESOLVED; else echo NOT-RESOLVED; fi
-            else
-              echo RESOLUTION-SKIPPED
-            fi
-            echo DONE
-            """, [VendorHost]),
+        new("interfaces", NetworkAttackFixture.InterfacesProbe, [VendorHost]),
     ];
 }
 

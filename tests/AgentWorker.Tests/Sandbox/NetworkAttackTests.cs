@@ -8,6 +8,21 @@ namespace AgentWorker.Tests.Sandbox;
 /// </summary>
 public sealed class NetworkAttackFixture : SandboxWorkerFixture
 {
+    /// <summary>Prints the namespace's routes and interfaces, and tries a name lookup only when no route leaves it.</summary>
+    internal const string InterfacesProbe = """
+            sed 's/^/ROUTE /' /proc/net/route
+            sed 's/^/ROUTE6 /' /proc/net/ipv6_route
+            tail -n +3 /proc/net/dev | sed 's/^ *//; s/:.*//; s/^/DEV /'
+            if [ -d /sys/class/net ]; then ls /sys/class/net | sed 's/^/SYSNET /'; fi
+            # Only with no route out can a lookup not leave the host, even if the sandbox is broken.
+            if [ "$(tail -n +2 /proc/net/route | wc -l)" -eq 0 ] && ! grep -qv ' lo$' /proc/net/ipv6_route; then
+              if getent hosts example.com; then echo RESOLVED; else echo NOT-RESOLVED; fi
+            else
+              echo RESOLUTION-SKIPPED
+            fi
+            echo DONE
+            """;
+
     private LoopbackServer? _canary;
     private LoopbackServer? _abstractCanary;
     private LoopbackServer? _mcp;
@@ -90,19 +105,7 @@ public sealed class NetworkAttackFixture : SandboxWorkerFixture
             echo ok > written && echo "WROTE $(cat written)"
             echo DONE
             """),
-        new("interfaces", """
-            sed 's/^/ROUTE /' /proc/net/route
-            sed 's/^/ROUTE6 /' /proc/net/ipv6_route
-            tail -n +3 /proc/net/dev | sed 's/^ *//; s/:.*//; s/^/DEV /'
-            if [ -d /sys/class/net ]; then ls /sys/class/net | sed 's/^/SYSNET /'; fi
-            # Only with no route out can a lookup not leave the host, even if the sandbox is broken.
-            if [ "$(tail -n +2 /proc/net/route | wc -l)" -eq 0 ] && ! grep -qv ' lo$' /proc/net/ipv6_route; then
-              if getent hosts example.com; then echo RESOLVED; else echo NOT-RESOLVED; fi
-            else
-              echo RESOLUTION-SKIPPED
-            fi
-            echo DONE
-            """),
+        new("interfaces", InterfacesProbe),
         new("mcp-client", """
             set -- $1
             echo "MCP-URL $MCP_CONNECTION_URL"
