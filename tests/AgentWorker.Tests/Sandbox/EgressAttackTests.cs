@@ -293,6 +293,10 @@ public sealed class EgressAttackTests(EgressAttackFixture fixture) : IClassFixtu
             var socks = Assert.Single(events, e => e.Port == target.Port && e.Protocol == "socks5");
             Assert.True(socks.Refused && !string.IsNullOrWhiteSpace(socks.Reason), $"SOCKS {target}: {socks}");
         }
+        // A pinned name is refused for the address it is pinned to (a reason without it would mean the pin was not used and
+        // the name went to DNS); in allowlist the other port of an allowed name is refused before it is resolved at all.
+        foreach (var e in events.Where(e => e.Port == fixture.Canaries["pinned"].Port || (network == "full" && e.Port == fixture.Canaries["vendor-port"].Port)))
+            Assert.True(e.Reason.Contains("127.0.0.1", StringComparison.Ordinal), $"{e}\n{run.EgressReport()}");
         Assert.DoesNotContain(events, e => !e.Refused);
         Assert.DoesNotContain(run.Lines, l => l.Contains("uptimeSeconds", StringComparison.Ordinal) || l.Contains(fixture.Banner, StringComparison.Ordinal));
         Assert.Equal(before, await CanaryCountsAsync());
@@ -325,7 +329,8 @@ public sealed class EgressAttackTests(EgressAttackFixture fixture) : IClassFixtu
         foreach (var (port, protocol) in ports.Zip(["http", "connect", "socks5"]))
         {
             var refusal = Assert.Single(events, e => e.Port == port);
-            Assert.True(refusal.Refused && refusal.Protocol == protocol && refusal.Host == "sneaky.test" && !string.IsNullOrWhiteSpace(refusal.Reason), run.EgressReport());
+            // Refused for the loopback address it is pinned to, so it was never looked up.
+            Assert.True(refusal.Refused && refusal.Protocol == protocol && refusal.Host == "sneaky.test" && refusal.Reason.Contains("127.0.0.1", StringComparison.Ordinal), run.EgressReport());
         }
         Assert.Equal(before, await CanaryCountsAsync());
     }
