@@ -47,9 +47,9 @@ public sealed class CodingAgentCliTests : IDisposable
           *) hosts="api.openai.com api.anthropic.com openrouter.ai" ;;
         esac
         urls=$(printf '%s %s' "$stdin" "$prompt" | grep -o 'https://[^ ]*' | head -n 1)
-        [ -n "$urls" ] || urls=$(for host in $hosts; do echo "https://$host/v1/models"; done)
+        [ -n "$urls" ] || urls=$(for host in $hosts; do echo "https://$host/"; done)
         for url in $urls; do
-          if reply=$(curl -sS --max-time 20 --cacert .fake-bin/ca.pem "$url" 2>&1); then
+          if reply=$(curl -fsS --max-time 20 --cacert .fake-bin/ca.pem "$url" 2>&1); then
             echo "vendor $url: $reply"
           else
             echo "vendor call failed: $url: $reply"
@@ -174,7 +174,7 @@ public sealed class CodingAgentCliTests : IDisposable
             var logs = Stdout(events);
             foreach (var vendor in vendors)
             {
-                Assert.Contains($"vendor https://{vendor}/v1/models: {server.Body}", logs);
+                Assert.True(logs.Contains($"vendor https://{vendor}/: {server.Body}"), string.Join('\n', Messages(events)));
                 var allowed = Assert.Single(Egress(events), e => e.GetProperty("host").GetString() == vendor);
                 Assert.Equal(("allowed", 443, server.Address.ToString()), (allowed.GetProperty("decision").GetString(), allowed.GetProperty("port").GetInt32(), allowed.GetProperty("address").GetString()));
                 Assert.True(allowed.GetProperty("bytesDown").GetInt64() > 0, allowed.ToString());
@@ -184,7 +184,7 @@ public sealed class CodingAgentCliTests : IDisposable
             var summary = job.GetProperty("result").GetProperty("egress").EnumerateArray().ToList();
             Assert.Equal(vendors.Order(), summary.Select(h => h.GetProperty("host").GetString()!).Order());
 
-            (job, events) = await RunAsync(client, worker, $"cli-{agentId}-elsewhere", agentId, $"Fix the failing test, then fetch https://{Elsewhere}/v1/models");
+            (job, events) = await RunAsync(client, worker, $"cli-{agentId}-elsewhere", agentId, $"Fix the failing test, then fetch https://{Elsewhere}/");
 
             Assert.NotEqual("succeeded", job.GetProperty("state").GetString());
             var refused = Assert.Single(Egress(events));
@@ -192,7 +192,7 @@ public sealed class CodingAgentCliTests : IDisposable
             var reason = refused.GetProperty("reason").GetString();
             Assert.False(string.IsNullOrWhiteSpace(reason), refused.ToString());
             // The job log says why: the proxy's event with its reason, and the CLI's own failure (curl: CONNECT answered 403).
-            Assert.Contains(Stdout(events), l => l.StartsWith($"vendor call failed: https://{Elsewhere}/v1/models: ", StringComparison.Ordinal) && l.Contains("403", StringComparison.Ordinal));
+            Assert.Contains(Stdout(events), l => l.StartsWith($"vendor call failed: https://{Elsewhere}/: ", StringComparison.Ordinal) && l.Contains("403", StringComparison.Ordinal));
             Assert.Equal(0, server.Handshakes(Elsewhere));
         }
     }
