@@ -116,8 +116,6 @@ public sealed class TlsTestServer : IAsyncDisposable
             return next(context);
         });
         app.MapGet("/", () => Results.Text(body + "\n"));
-        // What the fake coding-agent CLIs call, as the real ones list their vendor's models.
-        app.MapGet("/v1/models", () => Results.Text(body + "\n"));
         app.MapGet("/big", async (HttpContext context, int mb) =>
         {
             context.Response.ContentType = "application/octet-stream";
