@@ -20,30 +20,49 @@ public sealed record EgressHostSummary(string Host, int Port, int Connections, i
 
 /// <summary>
 /// A run's egress decisions: each becomes a job event as it happens (an allowed connection when it closes, with its bytes),
-/// is counted for <c>/metrics</c>, and adds to the per-host summary the result keeps.
+/// is counted for <c>/metrics</c>, and adds to the per-host summary the result keeps. An agent can ask for connections
+/// as fast as the loopback answers, so both are bounded: the first <see cref="MaxEvents"/> decisions are logged one by
+/// one (then a line says how many more there were), and the summary keeps <see cref="MaxHosts"/> hosts, the rest in one row.
 /// </summary>
 public sealed class EgressJournal(Func<NewJobEvent, ValueTask> report, Action<string> count)
 {
+    public const int MaxEvents = 1000;
+    public const int MaxHosts = 100;
+
+    /// <summary>The summary row of the hosts past <see cref="MaxHosts"/>.</summary>
+    public const string OtherHosts = "(other hosts)";
+
     private readonly Dictionary<(string Host, int Port), EgressHostSummary> _hosts = [];
+    private int _events;
 
     public async ValueTask RecordAsync(EgressEvent egress)
     {
+        bool logged;
         lock (_hosts)
         {
             var key = (egress.Host, egress.Port);
-            var seen = _hosts.GetValueOrDefault(key) ?? new EgressHostSummary(egress.Host, egress.Port, 0, 0, 0, 0);
+            if (!_hosts.ContainsKey(key) && _hosts.Count >= MaxHosts)
+                key = (OtherHosts, 0);
+            var seen = _hosts.GetValueOrDefault(key) ?? new EgressHostSummary(key.Item1, key.Item2, 0, 0, 0, 0);
             _hosts[key] = egress.Decision == EgressEvent.Allowed
                 ? seen with { Connections = seen.Connections + 1, BytesUp = seen.BytesUp + egress.BytesUp, BytesDown = seen.BytesDown + egress.BytesDown }
                 : seen with { Refused = seen.Refused + 1 };
+            logged = ++_events <= MaxEvents;
         }
         count(egress.Decision);
-        await report(new NewJobEvent(JobEventKind.Egress, JsonSerializer.Serialize(egress, ResultJson.Options))).ConfigureAwait(false);
+        if (logged)
+            await report(new NewJobEvent(JobEventKind.Egress, JsonSerializer.Serialize(egress, ResultJson.Options))).ConfigureAwait(false);
     }
 
-    /// <summary>Per host and port, in the order first seen.</summary>
-    public IReadOnlyList<EgressHostSummary> Summary()
+    /// <summary>Per host and port, in the order first seen; after the run, with a log line for the decisions not logged one by one.</summary>
+    public async ValueTask<IReadOnlyList<EgressHostSummary>> CloseAsync()
     {
+        int events;
+        EgressHostSummary[] hosts;
         lock (_hosts)
-            return [.. _hosts.Values];
+            (events, hosts) = (_events, [.. _hosts.Values]);
+        if (events > MaxEvents)
+            await report(new NewJobEvent(JobEventKind.Log, $"[agent-worker: {events - MaxEvents} more egress decision(s) not logged one by one (at most {MaxEvents} a run); the result's egress summary counts them]")).ConfigureAwait(false);
+        return hosts;
     }
 }

@@ -26,7 +26,13 @@ public sealed class EgressProxy(EgressPolicy policy, IReadOnlyList<HostPattern>?
     private long _bytes;
     private int _disposed;
 
-    /// <summary>Serves one connection from the agent until it or the far side closes, the run ends or a limit is hit.</summary>
+    /// <summary>Also admitted past <see cref="EgressOptions.MaxConnections"/>, to be refused with the reason; beyond, connections wait in the backlog.</summary>
+    public int MaxOpen => options.MaxConnections + 16;
+
+    /// <summary>
+    /// Serves one connection from the agent until it or the far side closes, the run ends or a limit is hit. Every request
+    /// read is recorded, whatever happens after: a refusal before it is answered, an allowed connection when it ends.
+    /// </summary>
     public async Task ServeAsync(Socket client)
     {
         var started = Stopwatch.GetTimestamp();
@@ -48,14 +54,11 @@ public sealed class EgressProxy(EgressPolicy policy, IReadOnlyList<HostPattern>?
                 }
                 if (request is null)
                     return;
-                var refusal = Limit(open) ?? request.Error;
-                var decision = refusal is null
-                    ? await policy.DecideAsync(request.Host, request.Port, allowHosts, head.Token).ConfigureAwait(false)
-                    : new EgressDecision(false, request.Host, request.Port, null, refusal);
+                var decision = await DecideAsync(request, open, head.Token).ConfigureAwait(false);
                 if (!decision.Allowed || decision.Address is not { } address)
                 {
-                    await request.RefuseAsync(client, decision.Reason, head.Token).ConfigureAwait(false);
                     await RecordAsync(request, decision, EgressEvent.Refused, decision.Reason, 0, 0, started).ConfigureAwait(false);
+                    await request.RefuseAsync(client, decision.Reason, head.Token).ConfigureAwait(false);
                     return;
                 }
                 await ForwardAsync(client, request, decision, address, started).ConfigureAwait(false);
@@ -71,55 +74,76 @@ public sealed class EgressProxy(EgressPolicy policy, IReadOnlyList<HostPattern>?
         }
     }
 
-    private string? Limit(int open) =>
-        Interlocked.Read(ref _bytes) >= options.MaxBytes ? $"the run moved its {options.MaxBytes / (1024 * 1024)} MiB (EGRESS_MAX_MB)"
-        : open > options.MaxConnections ? $"more than {options.MaxConnections} connections at once (EGRESS_MAX_CONNECTIONS)"
-        : null;
+    private async Task<EgressDecision> DecideAsync(Request request, int open, CancellationToken cancellationToken)
+    {
+        var refusal = Interlocked.Read(ref _bytes) >= options.MaxBytes ? $"the run moved its {options.MaxBytes / (1024 * 1024)} MiB (EGRESS_MAX_MB)"
+            : open > options.MaxConnections ? $"more than {options.MaxConnections} connections at once (EGRESS_MAX_CONNECTIONS)"
+            : request.Error;
+        if (refusal is not null)
+            return new EgressDecision(false, request.Host, request.Port, null, refusal);
+        try
+        {
+            return await policy.DecideAsync(request.Host, request.Port, allowHosts, cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!_stop.IsCancellationRequested)
+        {
+            return new EgressDecision(false, request.Host, request.Port, null, $"no decision within {HeadTimeout.TotalSeconds:0}s (name resolution too slow)");
+        }
+    }
 
     private async Task ForwardAsync(Socket client, Request request, EgressDecision decision, IPAddress address, long started)
     {
-        using var upstream = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        var reason = decision.Reason;
+        Task<long>? up = null, down = null;
         try
         {
-            using var connect = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
-            connect.CancelAfter(ConnectTimeout);
-            await upstream.ConnectAsync(new IPEndPoint(address, request.Port), connect.Token).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is SocketException or OperationCanceledException && !_stop.IsCancellationRequested)
-        {
-            var failure = $"cannot connect to {address}: {(e is SocketException s ? s.SocketErrorCode.ToString() : "timed out")}";
-            await request.FailAsync(client, failure, e as SocketException, _stop.Token).ConfigureAwait(false);
-            await RecordAsync(request, decision, EgressEvent.Allowed, failure, 0, 0, started).ConfigureAwait(false);
-            return;
-        }
-        await request.AcceptAsync(client, upstream, _stop.Token).ConfigureAwait(false);
-        using var idle = new CancellationTokenSource(options.IdleTimeout);
-        using var end = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token, idle.Token);
-        // Re-arming the timer on every read costs a lock; once a second is as good for a timeout counted in seconds.
-        var armed = Stopwatch.GetTimestamp();
-        bool OnRead(int read)
-        {
-            if (Stopwatch.GetElapsedTime(armed) >= RearmEvery)
+            using var upstream = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            try
             {
-                armed = Stopwatch.GetTimestamp();
-                idle.CancelAfter(options.IdleTimeout);
+                using var connect = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+                connect.CancelAfter(ConnectTimeout);
+                await upstream.ConnectAsync(new IPEndPoint(address, request.Port), connect.Token).ConfigureAwait(false);
             }
-            return Interlocked.Add(ref _bytes, read) <= options.MaxBytes;
+            catch (Exception e) when (e is SocketException or OperationCanceledException && !_stop.IsCancellationRequested)
+            {
+                reason = $"cannot connect to {address}: {(e is SocketException s ? s.SocketErrorCode.ToString() : "timed out")}";
+                await request.FailAsync(client, reason, e as SocketException, _stop.Token).ConfigureAwait(false);
+                return;
+            }
+            await request.AcceptAsync(client, upstream, _stop.Token).ConfigureAwait(false);
+            using var idle = new CancellationTokenSource(options.IdleTimeout);
+            using var end = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token, idle.Token);
+            // Re-arming the timer on every read costs a lock; four times a second is as good for a timeout counted in seconds.
+            var armed = Stopwatch.GetTimestamp();
+            bool OnRead(int read)
+            {
+                if (Stopwatch.GetElapsedTime(armed) >= RearmEvery)
+                {
+                    armed = Stopwatch.GetTimestamp();
+                    idle.CancelAfter(options.IdleTimeout);
+                }
+                return Interlocked.Add(ref _bytes, read) <= options.MaxBytes;
+            }
+            up = SocketPipe.CopyAsync(client, upstream, request.Leftover.Length, end, OnRead);
+            down = SocketPipe.CopyAsync(upstream, client, 0, end, OnRead);
+            // A forwarded request asked for Connection: close, so the answer's end is the exchange's end.
+            if (request.Protocol == "http")
+                await down.ContinueWith(_ => end.CancelAsync(), TaskScheduler.Default).Unwrap().ConfigureAwait(false);
+            await Task.WhenAll(up, down).ConfigureAwait(false);
+            reason = Interlocked.Read(ref _bytes) > options.MaxBytes ? $"closed: the run moved its {options.MaxBytes / (1024 * 1024)} MiB (EGRESS_MAX_MB)"
+                : idle.IsCancellationRequested ? $"closed: idle for {options.IdleTimeout.TotalSeconds:0}s (EGRESS_IDLE_TIMEOUT_SECONDS)"
+                : decision.Reason;
         }
-        var up = SocketPipe.CopyAsync(client, upstream, request.Leftover.Length, end, OnRead);
-        var down = SocketPipe.CopyAsync(upstream, client, 0, end, OnRead);
-        // A forwarded request asked for Connection: close, so the answer's end is the exchange's end.
-        if (request.Protocol == "http")
-            await down.ContinueWith(_ => end.CancelAsync(), TaskScheduler.Default).Unwrap().ConfigureAwait(false);
-        await Task.WhenAll(up, down).ConfigureAwait(false);
-        var reason = Interlocked.Read(ref _bytes) > options.MaxBytes ? $"closed: the run moved its {options.MaxBytes / (1024 * 1024)} MiB (EGRESS_MAX_MB)"
-            : idle.IsCancellationRequested ? $"closed: idle for {options.IdleTimeout.TotalSeconds:0}s (EGRESS_IDLE_TIMEOUT_SECONDS)"
-            : decision.Reason;
-        await RecordAsync(request, decision, EgressEvent.Allowed, reason, await up.ConfigureAwait(false), await down.ConfigureAwait(false), started).ConfigureAwait(false);
+        finally
+        {
+            await RecordAsync(request, decision, EgressEvent.Allowed, reason,
+                up is { IsCompletedSuccessfully: true } ? up.Result : 0, down is { IsCompletedSuccessfully: true } ? down.Result : 0, started).ConfigureAwait(false);
+        }
     }
 
+    // Recorded under the policy's spelling of the host (lower case, punycode), so one host is one summary row.
     private ValueTask RecordAsync(Request request, EgressDecision decision, string verdict, string reason, long up, long down, long started) =>
-        journal.RecordAsync(new EgressEvent(request.Host, request.Port, decision.Address?.ToString(), verdict, reason, request.Protocol, up, down,
+        journal.RecordAsync(new EgressEvent(decision.Host.Length > 253 ? decision.Host[..253] : decision.Host, request.Port, decision.Address?.ToString(), verdict, reason, request.Protocol, up, down,
             (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds));
 
     /// <summary>Reads the request: SOCKS5 when the first byte is 5, else an HTTP request head. Null when the agent closed first.</summary>
@@ -174,7 +198,7 @@ public sealed class EgressProxy(EgressPolicy policy, IReadOnlyList<HostPattern>?
 
     private sealed class HttpRequest(string host, int port, string protocol) : Request(host, port, protocol)
     {
-        private static readonly HashSet<string> HopByHop = new(StringComparer.OrdinalIgnoreCase) { "Proxy-Connection", "Proxy-Authorization", "Connection", "Keep-Alive" };
+        private static readonly HashSet<string> HopByHop = new(StringComparer.OrdinalIgnoreCase) { "Host", "Proxy-Connection", "Proxy-Authorization", "Connection", "Keep-Alive" };
 
         private byte[]? _forward;
 
@@ -197,6 +221,8 @@ public sealed class EgressProxy(EgressPolicy policy, IReadOnlyList<HostPattern>?
                 return Malformed("a proxy request needs an absolute http:// URL (https goes through CONNECT)");
             // Sent upstream in origin form, one request per connection.
             var forward = new StringBuilder().Append(CultureInfo.InvariantCulture, $"{method} {uri.PathAndQuery} {parts[2]}\r\n");
+            // The Host header names what was decided, not what the agent wrote there.
+            forward.Append(CultureInfo.InvariantCulture, $"Host: {uri.Authority}\r\n");
             foreach (var line in lines.Skip(1))
             {
                 var colon = line.IndexOf(':', StringComparison.Ordinal);

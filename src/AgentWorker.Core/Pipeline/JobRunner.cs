@@ -180,7 +180,7 @@ public sealed partial class JobRunner(
                 var agentStartedAt = timeProvider.GetUtcNow();
                 outcome = await processes.RunAsync(spec, line => events.AddAsync(collector.Accept(line with { Text = options.Redactor.Redact(line.Text) })), abort, run).ConfigureAwait(false);
                 await run.CloseNetworkAsync().ConfigureAwait(false);
-                result = collector.Build(outcome.ExitCode, outcome.Duration) with { Resources = Resources(outcome, run.ReadUsage()), Egress = journal.Summary() };
+                result = collector.Build(outcome.ExitCode, outcome.Duration) with { Resources = Resources(outcome, run.ReadUsage()), Egress = await journal.CloseAsync().ConfigureAwait(false) };
                 lastError = collector.LastError;
                 // A stopped attempt runs again and stores nothing. Every other end (a timeout too) leaves a tree that must stay
                 // within the limits a clone gets before anything of it is read or stored.

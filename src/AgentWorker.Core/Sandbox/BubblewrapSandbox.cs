@@ -58,12 +58,12 @@ public sealed class BubblewrapSandbox : ISandbox
     /// <param name="readOnlyExtras">Host directories agents need read-only besides the system (the worker's own binaries, for built-in agents).</param>
     /// <param name="selfCommand">How to run this binary inside the sandbox (the network relay is <c>agent-worker sandbox forward</c>).</param>
     /// <param name="ownNetworkNamespace">
-    /// True: the worker builds each run's network namespace with its ports in it (needs root); false: bubblewrap builds it and a
-    /// relay inside forwards the ports. Null: the former when the worker is root.
+    /// True: the worker builds each run's network namespace with its ports in it (needs CAP_SYS_ADMIN); false: bubblewrap builds
+    /// it and a relay inside forwards the ports. Null: the former when the worker may.
     /// </param>
     public BubblewrapSandbox(SandboxOptions options, Cgroups cgroups, IReadOnlyList<string> readOnlyExtras, IReadOnlyList<string> selfCommand, bool? ownNetworkNamespace = null)
     {
-        _ownNamespace = ownNetworkNamespace ?? Environment.IsPrivilegedProcess;
+        _ownNamespace = ownNetworkNamespace ?? NetworkNamespace.CanCreate;
         _options = options;
         _cgroups = cgroups;
         _selfCommand = selfCommand;

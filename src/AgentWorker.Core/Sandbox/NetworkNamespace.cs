@@ -48,6 +48,21 @@ internal sealed partial class NetworkNamespace : IDisposable
         return created ?? throw new SandboxException($"cannot build the agent's network namespace: {error?.Message}");
     }
 
+    /// <summary>
+    /// Whether this process may build network namespaces (CAP_SYS_ADMIN: root, unless a container or unit took the capability
+    /// away). Tried once, on a thread that ends right after, so the namespace goes with it.
+    /// </summary>
+    public static bool CanCreate => Probe.Value;
+
+    private static readonly Lazy<bool> Probe = new(() =>
+    {
+        var created = false;
+        var thread = new Thread(() => created = Native.Unshare(CloneNewNet) == 0) { IsBackground = true, Name = "agent-worker network namespace probe" };
+        thread.Start();
+        thread.Join();
+        return created;
+    });
+
     /// <summary>Moves the calling thread into the namespace <paramref name="handle"/> refers to.</summary>
     public static void Enter(SafeFileHandle handle)
     {

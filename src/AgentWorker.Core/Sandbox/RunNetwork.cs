@@ -18,6 +18,9 @@ internal sealed class RunNetwork : IDisposable
 {
     public const int HttpProxyPort = 3128;
     public const int SocksProxyPort = 1080;
+
+    // One agent must not exhaust the worker's file descriptors through its MCP port.
+    private const int MaxMcpConnections = 64;
     private const string InsideDirectory = "/run/agent-worker";
 
     private readonly List<(int Port, Func<Socket, Task> Serve)> _routes = [];
@@ -25,6 +28,8 @@ internal sealed class RunNetwork : IDisposable
     private readonly string? _socketDirectory;
     private readonly List<Socket> _listeners = [];
     private readonly List<Task> _connections = [];
+    private readonly List<Task> _accepting = [];
+    private readonly SemaphoreSlim _open;
     private readonly CancellationTokenSource _stop = new();
     private readonly EgressProxy? _proxy;
     private readonly Uri? _mcp;
@@ -32,6 +37,8 @@ internal sealed class RunNetwork : IDisposable
     private RunNetwork(SandboxRequest request, bool ownNamespace)
     {
         _proxy = request.Network is NetworkMode.Allowlist or NetworkMode.Full ? request.Egress : null;
+        // Each connection costs the worker a descriptor: past this many at once, the agent's connects wait in the backlog.
+        _open = new SemaphoreSlim(_proxy?.MaxOpen ?? MaxMcpConnections);
         if (_proxy is { } proxy)
         {
             _routes.Add((HttpProxyPort, proxy.ServeAsync));
@@ -79,7 +86,7 @@ internal sealed class RunNetwork : IDisposable
             throw new SandboxException($"cannot set up the agent's network: {e.Message}");
         }
         for (var i = 0; i < _routes.Count; i++)
-            _ = AcceptAsync(_listeners[i], _routes[i].Serve);
+            _accepting.Add(AcceptAsync(_listeners[i], _routes[i].Serve));
     }
 
     /// <summary>Null when the run's network is only an idle <c>lo</c> (network none, or mcp_only without a URL).</summary>
@@ -159,15 +166,17 @@ internal sealed class RunNetwork : IDisposable
     /// <summary>Waits for the connections still open (the agent is gone by now, so they end at once) and stops serving.</summary>
     public async Task CloseAsync()
     {
+        await _stop.CancelAsync().ConfigureAwait(false);
         foreach (var listener in _listeners)
             listener.Dispose();
+        // Once no loop accepts any more, the list below is every connection there was.
+        await Task.WhenAll(_accepting).ConfigureAwait(false);
         Task[] open;
         lock (_connections)
             open = [.. _connections];
         // What the agent left open dies with its processes; a far side that keeps a tunnel up is cut after a moment.
         if (!await Task.WhenAll(open).WaitAsync(TimeSpan.FromSeconds(2)).ContinueWith(t => t.IsCompletedSuccessfully, TaskScheduler.Default).ConfigureAwait(false))
         {
-            await _stop.CancelAsync().ConfigureAwait(false);
             _proxy?.Dispose();
             await Task.WhenAll(open).WaitAsync(TimeSpan.FromSeconds(2)).ContinueWith(_ => { }, TaskScheduler.Default).ConfigureAwait(false);
         }
@@ -180,6 +189,7 @@ internal sealed class RunNetwork : IDisposable
             Socket client;
             try
             {
+                await _open.WaitAsync(_stop.Token).ConfigureAwait(false);
                 client = await listener.AcceptAsync(_stop.Token).ConfigureAwait(false);
             }
             catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
@@ -189,10 +199,11 @@ internal sealed class RunNetwork : IDisposable
             catch (SocketException)
             {
                 // Out of descriptors for a moment (EMFILE): keep serving the run rather than going silent.
+                _open.Release();
                 await Task.Delay(50, CancellationToken.None).ConfigureAwait(false);
                 continue;
             }
-            var connection = serve(client);
+            var connection = serve(client).ContinueWith(_ => _open.Release(), TaskScheduler.Default);
             lock (_connections)
             {
                 _connections.RemoveAll(c => c.IsCompleted);

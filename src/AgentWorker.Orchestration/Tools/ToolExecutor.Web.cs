@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Net.Sockets;
 using AgentWorker.Core.Execution;
 using AgentWorker.Orchestration.Policy;
 using AgentWorker.Orchestration.Protocol;
@@ -87,13 +88,27 @@ internal sealed partial class ToolExecutor
     {
         List<string> argv =
         [
-            // -q first: no .curlrc. Only the run's egress proxy, only http(s), and redirects come back to the worker.
-            "curl", "-q", "--silent", "--show-error", "--proto", "=http,https", "--max-redirs", "0", "--proxy", run.NetworkVariables["HTTPS_PROXY"],
+            // -q first: no .curlrc. Only http(s), and redirects come back to the worker.
+            "curl", "-q", "--silent", "--show-error", "--proto", "=http,https", "--max-redirs", "0",
             "--max-filesize", maxBytes.ToString(CultureInfo.InvariantCulture),
             "--user-agent", "agent-worker",
             "--output", $"{run.HomePath}/{BodyFile}",
             "--write-out", "%{http_code}\\n%{content_type}\\n%{redirect_url}\\n",
         ];
+        // Sandboxed, the run's egress proxy is the only way out; with --sandbox none curl goes straight to the checked address.
+        if (run.NetworkVariables.TryGetValue("HTTPS_PROXY", out var proxy))
+        {
+            argv.AddRange(["--proxy", proxy]);
+        }
+        else
+        {
+            argv.AddRange(["--noproxy", "*"]);
+            if (decision.Url.HostNameType is not (UriHostNameType.IPv4 or UriHostNameType.IPv6))
+            {
+                var address = decision.Address.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{decision.Address}]" : decision.Address.ToString();
+                argv.AddRange(["--resolve", $"{decision.Host}:{decision.Port.ToString(CultureInfo.InvariantCulture)}:{address}"]);
+            }
+        }
         argv.Add(decision.Url.AbsoluteUri);
         return argv;
     }

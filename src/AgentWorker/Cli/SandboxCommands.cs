@@ -36,7 +36,7 @@ internal static class SandboxCommands
         var egress = config.Pipeline.Egress;
         rows.Add(Row("egress", config.Sandbox.Kind == SandboxOptions.None
                 ? "none: agents share the host's network (--sandbox none)"
-                : Environment.IsPrivilegedProcess ? "proxy; namespace built by the worker" : "proxy; relayed over unix sockets (worker not root)",
+                : NetworkNamespace.CanCreate ? "proxy; namespace built by the worker" : "proxy; relayed over unix sockets (no CAP_SYS_ADMIN)",
             $"allowlist/full through the proxy; private ranges allowed: {(egress.AllowCidrs.Count == 0 ? "none" : string.Join(' ', egress.AllowCidrs))}; "
             + $"pinned names: {(egress.Resolve.Count == 0 ? "none" : string.Join(' ', egress.Resolve))}; per run {egress.MaxConnections} connections, "
             + $"{egress.MaxBytes >> 20} MiB, {egress.IdleTimeout.TotalSeconds:0}s idle"));

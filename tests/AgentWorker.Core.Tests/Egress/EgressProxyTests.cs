@@ -101,7 +101,7 @@ public sealed class EgressProxyTests : IDisposable
 
         var allowed = await EventAsync(e => e.Decision == EgressEvent.Allowed);
         Assert.Equal(("vendor.test", VendorPort, "127.0.0.1", "connect", 4L, 5L), (allowed.Host, allowed.Port, allowed.Address, allowed.Protocol, allowed.BytesUp, allowed.BytesDown));
-        var summary = Assert.Single(_journal.Summary());
+        var summary = Assert.Single(await _journal.CloseAsync());
         Assert.Equal(new EgressHostSummary("vendor.test", VendorPort, 1, 0, 4, 5), summary);
         Assert.Equal([EgressEvent.Allowed], _counted);
     }
@@ -129,7 +129,8 @@ public sealed class EgressProxyTests : IDisposable
         using var proxy = Proxy();
         using var agent = await ConnectAsync(proxy);
         // Port 80 is not implied by an allow-list entry, so the request names the vendor's port.
-        await SendAsync(agent, $"POST http://vendor.test:{VendorPort}/v1/chat?x=1 HTTP/1.1\r\nHost: vendor.test:{VendorPort}\r\nProxy-Connection: keep-alive\r\nProxy-Authorization: Basic Zm9v\r\nContent-Length: 2\r\n\r\nhi");
+        // The Host header names another site (fronting): upstream gets the one that was decided.
+        await SendAsync(agent, $"POST http://vendor.test:{VendorPort}/v1/chat?x=1 HTTP/1.1\r\nHost: other.test\r\nProxy-Connection: keep-alive\r\nProxy-Authorization: Basic Zm9v\r\nContent-Length: 2\r\n\r\nhi");
 
         using var vendor = await _vendor.AcceptSocketAsync().WaitAsync(Deadline);
         var expected = $"POST /v1/chat?x=1 HTTP/1.1\r\nHost: vendor.test:{VendorPort}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi";
@@ -220,6 +221,26 @@ public sealed class EgressProxyTests : IDisposable
         await ReadUntilClosedAsync(agent);
 
         Assert.Contains("idle", (await EventAsync(e => e.Decision == EgressEvent.Allowed)).Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Journal_LogsTheFirstThousandDecisions_AndSumsTheHostsPastAHundredInOneRow()
+    {
+        var logged = new List<NewJobEvent>();
+        var journal = new EgressJournal(e =>
+        {
+            logged.Add(e);
+            return ValueTask.CompletedTask;
+        }, _ => { });
+
+        for (var i = 0; i < EgressJournal.MaxEvents + 5; i++)
+            await journal.RecordAsync(new EgressEvent($"h{i}.test", 443, null, EgressEvent.Refused, "not in the allow list", "connect", 0, 0, 1));
+        var summary = await journal.CloseAsync();
+
+        Assert.Equal(EgressJournal.MaxEvents, logged.Count(e => e.Kind == JobEventKind.Egress));
+        Assert.Contains("5 more egress decision(s) not logged", Assert.Single(logged, e => e.Kind == JobEventKind.Log).Message, StringComparison.Ordinal);
+        Assert.Equal(EgressJournal.MaxHosts + 1, summary.Count);
+        Assert.Equal(new EgressHostSummary(EgressJournal.OtherHosts, 0, 0, EgressJournal.MaxEvents + 5 - EgressJournal.MaxHosts, 0, 0), summary[^1]);
     }
 
     public void Dispose()

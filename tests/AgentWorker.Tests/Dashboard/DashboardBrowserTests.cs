@@ -159,6 +159,30 @@ public sealed class DashboardBrowserTests(DashboardServer server, ITestOutputHel
         session.AssertNoConsoleErrors();
     }
 
+    /// <summary>Issue 16: an egress refusal is a line of the job's log and a row of the hosts the agent asked for.</summary>
+    [Fact]
+    public async Task JobDetail_EgressRefusal_IsInTheLogAndTheHostsTable()
+    {
+        var id = await server.EnqueueAsync("metadata-reader");
+        await server.WaitForStateAsync(id, "succeeded");
+        await using var session = await BrowserSession.OpenAsync(server);
+        var page = session.Page;
+        await session.SignInAsync();
+
+        await page.GotoAsync($"/#/jobs/{id}");
+
+        await Expect(page.Locator("#egress tbody tr")).ToHaveCountAsync(1);
+        await Expect(page.Locator("#egress td[data-label=Host]")).ToHaveTextAsync("169.254.169.254:80");
+        await Expect(page.Locator("#egress td[data-label=Connections]")).ToHaveTextAsync("0");
+        await Expect(page.Locator("#egress td[data-label=Refused]")).ToHaveTextAsync("1");
+        await Expect(page.Locator("#log")).ToContainTextAsync("REFUSED 169.254.169.254:80 http: 169.254.169.254 is a link-local address");
+        // The agent's own output carries the proxy's answer.
+        await Expect(page.Locator("#log")).ToContainTextAsync("agent-worker egress: refused 169.254.169.254:80");
+        await session.ScreenshotAsync("job-egress");
+        await session.AssertAccessibleAsync("job egress");
+        session.AssertNoConsoleErrors();
+    }
+
     [Fact]
     public async Task CancelButton_RunningJob_IsKilledThenRetryQueuesItAgain()
     {

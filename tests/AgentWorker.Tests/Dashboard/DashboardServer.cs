@@ -43,6 +43,7 @@ public sealed class DashboardServer : IAsyncLifetime
         // ticker: prints a line a second, so a follower sees the log grow while the job runs.
         // reporter: findings of every severity in shuffled order (score 100 - 25 - 10 - 4 - 1 = 60), and three artifact paths.
         // sleeper: runs until cancelled.
+        // metadata-reader: asks its egress proxy for the cloud metadata address, which the proxy refuses before connecting.
         File.WriteAllText(agents, """
             agents:
               - id: ticker
@@ -62,6 +63,9 @@ public sealed class DashboardServer : IAsyncLifetime
                     echo '{"type":"artifact","path":"https://artifacts.example/run/report.html"}'
               - id: sleeper
                 command: ["sh", "-c", "echo started; exec sleep 300"]
+              - id: metadata-reader
+                command: ["sh", "-c", "curl -sS --max-time 10 http://169.254.169.254/latest/meta-data/"]
+                network: full
             """);
         _worker = StartWorker([], out var baseUrl);
         BaseUrl = baseUrl;
