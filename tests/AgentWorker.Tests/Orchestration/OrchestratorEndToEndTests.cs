@@ -155,6 +155,17 @@ public sealed class OrchestratorEndToEndTests(OrchestratorFixture fixture)
         Assert.Contains(run.Lines, l => l.EndsWith(" c.txt", StringComparison.Ordinal));
     }
 
+    /// <summary>Without a sandbox there is no proxy: curl goes straight to the address the policy checked.</summary>
+    [Fact]
+    public async Task FetchUrl_WithoutSandbox_ReturnsTheBody()
+    {
+        var run = await RunAsync(Tasks.Fetch($"http://127.0.0.1:{fixture.Page.Port}/unsandboxed"), workspace: "", worker: UnsandboxedWorker);
+
+        AssertSucceeded(run);
+        Assert.Equal(PageBody, run.StdoutText);
+        Assert.Contains("GET /unsandboxed HTTP/1.1", fixture.Page.RequestLines);
+    }
+
     [Fact]
     public async Task FetchUrl_AllowedLoopbackServer_ReturnsTheBody()
     {

@@ -13,14 +13,16 @@ public sealed class OrchestratorCollection : ICollectionFixture<OrchestratorFixt
 }
 
 /// <summary>
-/// One real reference orchestrator on a unix socket with two real workers attached (`agent-worker connect`, default
-/// bubblewrap sandbox): <see cref="MainWorker"/> with small message limits, loopback web servers allowed by
-/// address and port and a loopback search stub; <see cref="LimitedWorker"/> with tiny grep memory and list pids limits.
+/// One real reference orchestrator on a unix socket with three real workers attached (`agent-worker connect`):
+/// <see cref="MainWorker"/> (default bubblewrap sandbox) with small message limits, loopback web servers allowed by
+/// address and port and a loopback search stub; <see cref="LimitedWorker"/> with tiny grep memory and list pids limits;
+/// <see cref="UnsandboxedWorker"/> with <c>--sandbox none</c>, where the web tools have no egress proxy.
 /// </summary>
 public sealed class OrchestratorFixture : IAsyncLifetime
 {
     public const string MainWorker = "e2e-main";
     public const string LimitedWorker = "e2e-limited";
+    public const string UnsandboxedWorker = "e2e-unsandboxed";
     public const string Workspace = "main";
     public const int MaxRecvBytes = 4 * 1024 * 1024;
     public const int MaxSendBytes = 1024 * 1024;
@@ -29,6 +31,7 @@ public sealed class OrchestratorFixture : IAsyncLifetime
 
     private WorkerProcess? _main;
     private WorkerProcess? _limited;
+    private WorkerProcess? _unsandboxed;
     private OrchestratorProcess? _orchestrator;
 
     /// <summary>Under /var/tmp like the sandbox fixtures (the sandbox's /tmp is private), short for the socket path.</summary>
@@ -87,9 +90,11 @@ public sealed class OrchestratorFixture : IAsyncLifetime
         var config = Dir.Combine("limited.yaml");
         File.WriteAllText(config, $"toolLimits:\n  grep:\n    memoryMb: {GrepMemoryMb}\n  list:\n    pids: {ListPids}\n");
         _limited = StartWorker(LimitedWorker, "--config", config);
+        _unsandboxed = StartWorker(UnsandboxedWorker, "--sandbox", "none", "--web-allow", $"127.0.0.1:{Page.Port}");
 
         await Orchestrator.WaitForWorkerAsync(MainWorker, Main, TimeSpan.FromSeconds(60));
         await Orchestrator.WaitForWorkerAsync(LimitedWorker, Limited, TimeSpan.FromSeconds(60));
+        await Orchestrator.WaitForWorkerAsync(UnsandboxedWorker, _unsandboxed, TimeSpan.FromSeconds(60));
     }
 
     private WorkerProcess StartWorker(string name, params string[] extra) =>
@@ -149,6 +154,8 @@ public sealed class OrchestratorFixture : IAsyncLifetime
             await _main.DisposeAsync();
         if (_limited is not null)
             await _limited.DisposeAsync();
+        if (_unsandboxed is not null)
+            await _unsandboxed.DisposeAsync();
         if (_orchestrator is not null)
             await _orchestrator.DisposeAsync();
         foreach (var server in new[] { Page, Forbidden, Search, RedirectToForbidden, RedirectToV6, RedirectToFile })
