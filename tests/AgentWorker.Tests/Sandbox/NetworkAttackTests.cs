@@ -9,6 +9,17 @@ namespace AgentWorker.Tests.Sandbox;
 public sealed class NetworkAttackFixture : SandboxWorkerFixture
 {
     /// <summary>Prints the namespace's routes and interfaces, and tries a name lookup only when no route leaves it.</summary>
+    /// <summary>What <see cref="InterfacesProbe"/> prints in a namespace with only <c>lo</c>: no route (the header line only), no lookup.</summary>
+    internal static void AssertOnlyLoopback(AgentRun run)
+    {
+        run.AssertFinished();
+        Assert.StartsWith("Iface", Assert.Single(run.Values("ROUTE")), StringComparison.Ordinal);
+        Assert.All(run.Values("ROUTE6"), r => Assert.EndsWith(" lo", r, StringComparison.Ordinal));
+        Assert.Equal(["lo"], run.Values("DEV"));
+        Assert.All(run.Values("SYSNET"), n => Assert.Equal("lo", n));
+        Assert.True(run.Printed("NOT-RESOLVED"), run.ToString());
+    }
+
     internal const string InterfacesProbe = """
             sed 's/^/ROUTE /' /proc/net/route
             sed 's/^/ROUTE6 /' /proc/net/ipv6_route
@@ -159,13 +170,7 @@ public sealed class NetworkAttackTests(NetworkAttackFixture fixture) : IClassFix
     {
         var run = await fixture.RunAsync("interfaces", network: network, mcpUrl: McpUrlFor(network));
 
-        run.AssertFinished();
-        // The header line only.
-        Assert.StartsWith("Iface", Assert.Single(run.Values("ROUTE")), StringComparison.Ordinal);
-        Assert.All(run.Values("ROUTE6"), r => Assert.EndsWith(" lo", r, StringComparison.Ordinal));
-        Assert.Equal(["lo"], run.Values("DEV"));
-        Assert.All(run.Values("SYSNET"), n => Assert.Equal("lo", n));
-        Assert.True(run.Printed("NOT-RESOLVED"), run.ToString());
+        NetworkAttackFixture.AssertOnlyLoopback(run);
     }
 
     [Fact]
