@@ -73,7 +73,7 @@ internal sealed record RawResponse(int Status, IReadOnlyDictionary<string, strin
 
 /// <summary>
 /// Sends one request on its own loopback connection and reads the final response (1xx interim answers skipped) until
-/// the server closes. Null when the connection ended without a response.
+/// the server closes. Null when the connection ended without a final response.
 /// </summary>
 internal static class RawHttp
 {
@@ -111,31 +111,32 @@ internal static class RawHttp
         {
             return null;
         }
-        return received.Length == 0 ? null
-            : Parse(received.ToArray()) ?? throw new InvalidDataException($"not an HTTP response: {Encoding.Latin1.GetString(received.ToArray())}");
+        var text = Encoding.Latin1.GetString(received.ToArray());
+        var final = WithoutInterimAnswers(text);
+        // Only interim answers (e.g. "100 Continue" to a client that then left mid-body) is no answer at all.
+        return final.Length == 0 ? null
+            : Parse(final) ?? throw new InvalidDataException($"not an HTTP response: {text}");
     }
 
-    private static RawResponse? Parse(byte[] bytes)
+    private static string WithoutInterimAnswers(string text)
     {
-        var text = Encoding.Latin1.GetString(bytes);
-        while (true)
-        {
-            var end = text.IndexOf("\r\n\r\n", StringComparison.Ordinal);
-            if (!text.StartsWith("HTTP/1.1 ", StringComparison.Ordinal) || end < 0)
-                return null;
-            var lines = text[..end].Split("\r\n");
-            var status = int.Parse(lines[0].AsSpan(9, 3), CultureInfo.InvariantCulture);
-            var rest = text[(end + 4)..];
-            if (status is >= 100 and < 200)
-            {
-                text = rest;
-                continue;
-            }
-            var headers = lines.Skip(1).Select(l => l.Split(':', 2)).ToDictionary(p => p[0].Trim().ToLowerInvariant(), p => p[1].Trim());
-            if (headers.ContainsKey("transfer-encoding"))
-                rest = Unchunk(rest);
-            return new RawResponse(status, headers, Encoding.UTF8.GetString(Encoding.Latin1.GetBytes(rest)));
-        }
+        while (text.StartsWith("HTTP/1.1 1", StringComparison.Ordinal) && text.IndexOf("\r\n\r\n", StringComparison.Ordinal) is var end and >= 0)
+            text = text[(end + 4)..];
+        return text;
+    }
+
+    private static RawResponse? Parse(string text)
+    {
+        var end = text.IndexOf("\r\n\r\n", StringComparison.Ordinal);
+        if (!text.StartsWith("HTTP/1.1 ", StringComparison.Ordinal) || end < 0)
+            return null;
+        var lines = text[..end].Split("\r\n");
+        var status = int.Parse(lines[0].AsSpan(9, 3), CultureInfo.InvariantCulture);
+        var rest = text[(end + 4)..];
+        var headers = lines.Skip(1).Select(l => l.Split(':', 2)).ToDictionary(p => p[0].Trim().ToLowerInvariant(), p => p[1].Trim());
+        if (headers.ContainsKey("transfer-encoding"))
+            rest = Unchunk(rest);
+        return new RawResponse(status, headers, Encoding.UTF8.GetString(Encoding.Latin1.GetBytes(rest)));
     }
 
     private static string Unchunk(string text)
