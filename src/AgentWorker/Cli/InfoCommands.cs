@@ -13,12 +13,14 @@ internal static class InfoCommands
         var agents = new Command("agents", "Inspect the agent registry.");
         agents.Subcommands.Add(new Command("list", "Agents this worker can run (built-ins and AGENTS_FILE entries).").WithAction(action, (context, _) =>
         {
-            Output.Table(["ID", "KIND", "TIMEOUT", "NETWORK", "DESCRIPTION"], context.LoadAgents().All.OrderBy(a => a.Id, StringComparer.Ordinal).Select(a => (IReadOnlyList<string>)
+            Output.Table(["ID", "KIND", "TIMEOUT", "NETWORK", "MODELS", "DESCRIPTION"], context.LoadAgents().All.OrderBy(a => a.Id, StringComparer.Ordinal).Select(a => (IReadOnlyList<string>)
             [
                 a.Id,
                 a.BuiltIn ? "built-in" : "external",
                 a.TimeoutSeconds?.ToString(CultureInfo.InvariantCulture) ?? "default",
                 a.Network is { } network ? network.Name() + (a.AllowHosts.Count > 0 ? $" ({string.Join(", ", a.AllowHosts)})" : "") : "job",
+                // The vendors it reaches through the model gateway, each with its upstream.
+                a.Gateway.Count > 0 ? string.Join(", ", a.Gateway.Select(v => $"{v.Name} ({v.Upstream.Host})")) : "-",
                 a.Description ?? string.Join(' ', a.Command),
             ]));
             return Task.FromResult(ExitCodes.Ok);

@@ -157,6 +157,8 @@ public sealed class CliTests : IDisposable
         Assert.Equal(0, exit);
         foreach (var agent in new[] { "ssot_auditor", "secret_scanner", "dependency_auditor" })
             Assert.Matches($@"{agent}\s+built-in", output);
+        // The llm agent reaches its endpoint only through the model gateway.
+        Assert.Matches(@"llm\s+built-in\s+default\s+allowlist\s+llm \(openrouter\.ai\)", output);
     }
 
     [Fact]
