@@ -75,7 +75,7 @@ public sealed class GatewayWorkerFixture : IAsyncLifetime
         i=0
         while [ $i -lt $tries ]; do
           i=$((i+1))
-          key=${first:-$own}; first=""
+          key=${first:-$own}; first=""; : > /tmp/answer
           if [ "$(basename "$0")" = claude ]; then
             status=$(curl -sS --max-time 30 -o /tmp/answer -w '%{http_code}' -H "x-api-key: $key" -H "anthropic-version: 2023-06-01" -H "content-type: application/json" --data "$body" "$url") || status="curl failed"
           else
