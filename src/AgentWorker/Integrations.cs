@@ -72,17 +72,10 @@ internal static class Integrations
         services.AddHostedService<TasksPoller.TasksPoller>();
     }
 
-    /// <summary>What only the llm agent sees: its endpoint, default model and (when set) key.</summary>
-    public static IReadOnlyDictionary<string, string> LlmVariables(WorkerConfig config)
+    /// <summary>The llm agent's endpoint (its gateway's upstream; the key stays with the gateway) and default model.</summary>
+    public static IReadOnlyDictionary<string, string> LlmVariables(WorkerConfig config) => new Dictionary<string, string>
     {
-        var llm = config.Integrations.Llm;
-        var variables = new Dictionary<string, string>
-        {
-            [LlmReviewer.BaseUrlVariable] = llm.BaseUrl.AbsoluteUri,
-            [LlmReviewer.ModelVariable] = llm.Model,
-        };
-        if (llm.ApiKey is { } key)
-            variables[LlmReviewer.ApiKeyVariable] = key;
-        return variables;
-    }
+        [LlmReviewer.BaseUrlVariable] = config.Integrations.Llm.BaseUrl.AbsoluteUri,
+        [LlmReviewer.ModelVariable] = config.Integrations.Llm.Model,
+    };
 }

@@ -1,12 +1,15 @@
 using AgentWorker.Configuration;
 using AgentWorker.Core.Agents;
 using AgentWorker.Core.Artifacts;
+using AgentWorker.Core.Egress;
 using AgentWorker.Core.Execution;
+using AgentWorker.Core.Gateway;
 using AgentWorker.Core.Pipeline;
 using AgentWorker.Core.Queue;
 using AgentWorker.Core.Sandbox;
 using AgentWorker.Core.Sinks;
 using AgentWorker.Core.Workspace;
+using AgentWorker.Gateway;
 using AgentWorker.Orchestration.Worker;
 using AgentWorker.Storage.Postgres;
 using AgentWorker.Storage.Redis;
@@ -110,6 +113,9 @@ internal static class WorkerServices
         services.AddSingleton(sp => CreateNotifier(config, queue, sp.GetRequiredService<SinkSet>(), sp.GetRequiredService<ILoggerFactory>()));
         // Before the pool: hosts stop services in reverse order, so deliveries drain after the last job ended.
         services.AddHostedService<SinkDrainService>();
+        services.AddSingleton<IModelGateway>(sp => new ModelGatewayServer(
+            config.Gateway, new EgressPolicy(config.Pipeline.Egress.AllowCidrs, config.Pipeline.Egress.Resolve), vendor => VendorKey(config, vendor),
+            sp.GetRequiredService<IJobMetrics>(), sp.GetRequiredService<ILogger<ModelGatewayServer>>()));
         services.AddSingleton<JobRunner>();
         if (runWorkers)
             services.AddHostedService<WorkerPool>();
@@ -118,6 +124,14 @@ internal static class WorkerServices
         services.Configure<HostOptions>(o => o.ShutdownTimeout = config.Pipeline.ShutdownGrace + TimeSpan.FromSeconds(15));
         return services;
     }
+
+    /// <summary>
+    /// A vendor's real key, for the gateway only: the setting of that name where there is one (OPENAI_API_KEY,
+    /// ANTHROPIC_API_KEY, OPENROUTER_API_KEY: from the environment, a flag or the config file), else the worker's variable.
+    /// </summary>
+    private static string? VendorKey(WorkerConfig config, ModelVendor vendor) => vendor.KeyVariable is not { } name
+        ? null
+        : Settings.All.FirstOrDefault(s => s.Env.Contains(name)) is { } setting ? config.Values.Get(setting) : Environment.GetEnvironmentVariable(name);
 
     public static JobNotifier CreateNotifier(WorkerConfig config, IJobQueue queue, SinkSet sinks, ILoggerFactory loggers) =>
         new(queue, sinks.Sinks, config.Sinks, TimeProvider.System, loggers.CreateLogger<JobNotifier>());

@@ -1,6 +1,7 @@
 using System.Text;
 using AgentWorker.Core.Egress;
 using AgentWorker.Core.Execution;
+using AgentWorker.Core.Gateway;
 using AgentWorker.Core.Jobs;
 
 namespace AgentWorker.Core.Agents;
@@ -31,6 +32,12 @@ public sealed record AgentDefinition
 
     /// <summary>Jobs may name hosts this agent's list does not (<c>EGRESS_JOBS_MAY_ADD_HOSTS</c>).</summary>
     public bool JobsMayAddHosts { get; init; }
+
+    /// <summary>The model vendors this agent reaches through the worker's gateway (registry <c>gateway:</c>), never with their real keys.</summary>
+    public IReadOnlyList<ModelVendor> Gateway { get; init; } = [];
+
+    /// <summary>What one run of this agent may spend through the gateway (registry <c>budget:</c>); a job may narrow it.</summary>
+    public ModelBudget Budget { get; init; } = ModelBudget.None;
 
     /// <summary>Limits for this agent's runs where they differ from the worker's defaults.</summary>
     public AgentLimits? Limits { get; init; }

@@ -1,5 +1,6 @@
 using AgentWorker.Core.Agents.BuiltIn;
 using AgentWorker.Core.Egress;
+using AgentWorker.Core.Gateway;
 using AgentWorker.Core.Jobs;
 using YamlDotNet.Core;
 using YamlDotNet.Serialization;
@@ -24,12 +25,18 @@ public sealed class AgentRegistry
     /// </summary>
     /// <param name="file">The registry file (AGENTS_FILE), or null for the built-ins only.</param>
     /// <param name="selfCommand">How to run this binary (built-ins run as <c>agent exec ID</c>).</param>
-    /// <param name="llmVariables">The llm agent's endpoint, model and key: given to that agent only, never to others.</param>
+    /// <param name="llmVariables">The llm agent's endpoint (its gateway's upstream) and model: the model is given to that agent only.</param>
     /// <param name="jobsMayAddHosts">Jobs may name hosts their agent's allow list does not (<c>EGRESS_JOBS_MAY_ADD_HOSTS</c>).</param>
     public static AgentRegistry Load(string? file, IReadOnlyList<string> selfCommand, IReadOnlyDictionary<string, string>? llmVariables = null, bool jobsMayAddHosts = false)
     {
         var agents = new Dictionary<string, AgentDefinition>(StringComparer.Ordinal);
-        var llmEndpoint = new Uri(llmVariables?.GetValueOrDefault(LlmReviewer.BaseUrlVariable) ?? LlmReviewer.DefaultBaseUrl);
+        var llmVendor = new ModelVendor
+        {
+            Name = LlmReviewer.AgentId,
+            BaseUrlVariable = LlmReviewer.BaseUrlVariable,
+            Upstream = new Uri(llmVariables?.GetValueOrDefault(LlmReviewer.BaseUrlVariable) ?? LlmReviewer.DefaultBaseUrl),
+            KeyVariable = LlmReviewer.ApiKeyVariable,
+        };
         foreach (var agent in BuiltInAgents.All.Append(BuiltInAgents.Llm))
         {
             var llm = agent == BuiltInAgents.Llm;
@@ -39,11 +46,13 @@ public sealed class AgentRegistry
                 Description = agent.Description,
                 Command = [.. selfCommand, "agent", "exec", agent.Id, "--workspace", "{workspace}", "--prompt", "{prompt}"],
                 BuiltIn = true,
-                // It must reach its endpoint, and nothing else; the offline agents get no network unless a job asks.
+                // It reaches its endpoint through the gateway, and nothing else; the offline agents get no network unless a job asks.
                 Network = llm ? NetworkMode.Allowlist : null,
-                AllowHosts = llm ? [HostPattern.Parse($"{(llmEndpoint.HostNameType == UriHostNameType.IPv6 ? llmEndpoint.Host : llmEndpoint.IdnHost)}:{llmEndpoint.Port}")] : [],
+                Gateway = llm ? [llmVendor] : [],
                 JobsMayAddHosts = jobsMayAddHosts,
-                Variables = llm ? llmVariables ?? new Dictionary<string, string>() : new Dictionary<string, string>(),
+                Variables = llm
+                    ? (llmVariables ?? new Dictionary<string, string>()).Where(v => v.Key != LlmReviewer.BaseUrlVariable).ToDictionary()
+                    : new Dictionary<string, string>(),
             };
         }
         if (file is not null)
@@ -104,8 +113,10 @@ public sealed class AgentRegistry
                 network = parsedNetwork;
             }
             var allowHosts = ReadAllowHosts(entry.AllowHosts, where);
-            if (network == NetworkMode.Allowlist && allowHosts.Count == 0)
-                throw new AgentRegistryException($"{where}.allowHosts: network allowlist needs a non-empty list of hosts (host, *.domain, optional :port)");
+            var gateway = GatewayEntries.Read(entry.Gateway, $"{where}.gateway");
+            // With the gateway the vendor is reached without the proxy; an empty list then refuses (and logs) everything else.
+            if (network == NetworkMode.Allowlist && allowHosts.Count == 0 && gateway.Count == 0)
+                throw new AgentRegistryException($"{where}.allowHosts: network allowlist needs a non-empty list of hosts (host, *.domain, optional :port), or a gateway");
             if (network != NetworkMode.Allowlist && entry.AllowHosts is not null)
                 throw new AgentRegistryException($"{where}.allowHosts: only used with network: allowlist");
             if (entry.Limits is { } limits && (limits.MemoryMb is <= 0 || limits.Pids is <= 0 || limits.TmpMb is <= 0
@@ -123,6 +134,8 @@ public sealed class AgentRegistry
                 Network = network,
                 AllowHosts = allowHosts,
                 Limits = entry.Limits is { } l ? new AgentLimits(l.MemoryMb, l.Pids, l.Cpus, l.TmpMb) : null,
+                Gateway = gateway,
+                Budget = GatewayEntries.ReadBudget(entry.Budget, $"{where}.budget"),
             });
         }
         return result;
@@ -162,6 +175,8 @@ public sealed class AgentRegistry
         public string? Network { get; set; }
         public List<string?>? AllowHosts { get; set; }
         public RegistryLimits? Limits { get; set; }
+        public List<object?>? Gateway { get; set; }
+        public Dictionary<string, object?>? Budget { get; set; }
     }
 
     private sealed class RegistryLimits

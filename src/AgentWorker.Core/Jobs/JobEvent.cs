@@ -16,6 +16,9 @@ public enum JobEventKind
 
     /// <summary>A connection the agent asked the egress proxy for, allowed or refused: the message a JSON <c>EgressEvent</c>.</summary>
     [JsonStringEnumMemberName("egress")] Egress,
+
+    /// <summary>A request the agent sent through the model gateway, answered or refused: the message a JSON <c>ModelEvent</c>.</summary>
+    [JsonStringEnumMemberName("model")] Model,
 }
 
 public static class JobEventKinds
@@ -30,6 +33,7 @@ public static class JobEventKinds
         JobEventKind.Artifact => "artifact",
         JobEventKind.Sink => "sink",
         JobEventKind.Egress => "egress",
+        JobEventKind.Model => "model",
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown event kind"),
     };
 
@@ -44,6 +48,7 @@ public static class JobEventKinds
             "artifact" => JobEventKind.Artifact,
             "sink" => JobEventKind.Sink,
             "egress" => JobEventKind.Egress,
+            "model" => JobEventKind.Model,
             _ => null,
         };
         kind = known ?? default;
@@ -54,5 +59,5 @@ public static class JobEventKinds
 /// <summary>An event to append to a job's record.</summary>
 public sealed record NewJobEvent(JobEventKind Kind, string Message, string? Stream = null);
 
-/// <summary>A stored event: state change, log line, progress, finding, artifact, sink delivery or egress decision, in append order.</summary>
+/// <summary>A stored event: state change, log line, progress, finding, artifact, sink delivery, egress decision or model request, in append order.</summary>
 public sealed record JobEvent(long Seq, string JobId, int Attempt, DateTimeOffset At, JobEventKind Kind, string Message, string? Stream);

@@ -21,6 +21,7 @@ public static class JobRequestParser
     /// <summary>What <see cref="TryParseNetwork"/> accepts, as an error message.</summary>
     public const string NetworkRule = "must be none, mcp_only, allowlist or full";
     private const string AllowHostsField = "allowHosts";
+    private const string BudgetField = "budget";
 
     private static readonly string[] AgentNames = ["agent", "agentId", "agent_id"];
     private static readonly string[] RepoUrlNames = ["repoUrl", "repo_url"];
@@ -32,7 +33,7 @@ public static class JobRequestParser
     private static readonly string[] CommitMessageNames = ["commitMessage", "commit_message"];
     private static readonly HashSet<string> Known =
     [
-        "id", "repo", "branch", "commit", "prompt", "mode", "network", AllowHostsField, "priority", "metadata",
+        "id", "repo", "branch", "commit", "prompt", "mode", "network", AllowHostsField, BudgetField, "priority", "metadata",
         .. AgentNames, .. RepoUrlNames, .. McpNames, .. TimeoutNames, .. MaxAttemptsNames, .. RunAtNames,
         .. CreateBranchNames, .. CommitMessageNames,
     ];
@@ -121,6 +122,7 @@ public static class JobRequestParser
         if (network == NetworkMode.McpOnly && mcpUrl is null)
             Error("network", "mcp_only needs an MCP URL (mcpUrl)");
 
+        var budget = ReadBudget(obj, Error);
         var timeout = ReadInt(obj, TimeoutNames, 1, 86_400, Error);
         var maxAttempts = ReadInt(obj, MaxAttemptsNames, 1, 100, Error);
         var priority = ReadInt(obj, ["priority"], -1000, 1000, Error);
@@ -164,6 +166,7 @@ public static class JobRequestParser
             CommitMessage = commitMessage,
             Network = network,
             AllowHosts = allowHosts,
+            Budget = budget,
             McpUrl = mcpUrl,
             TimeoutSeconds = timeout,
             MaxAttempts = maxAttempts ?? 3,
@@ -381,6 +384,41 @@ public static class JobRequestParser
             return (name, false);
         }
         return (null, false);
+    }
+
+    /// <summary>The job's <c>budget</c> (it narrows its agent's), or null when absent; each bad field is an error naming it.</summary>
+    private static Gateway.ModelBudget? ReadBudget(JsonObject obj, Action<string, string> error)
+    {
+        if (obj[BudgetField] is not { } node)
+            return null;
+        if (node is not JsonObject budget)
+        {
+            error(BudgetField, "must be an object with maxRequests, maxTokens and/or maxCostUsd");
+            return null;
+        }
+        foreach (var (name, _) in budget)
+        {
+            if (name is not ("maxRequests" or "maxTokens" or "maxCostUsd"))
+                error($"{BudgetField}.{name}", "not a budget field: maxRequests, maxTokens or maxCostUsd");
+        }
+        var maxRequests = ReadInt(budget, ["maxRequests"], 1, int.MaxValue, (name, message) => error($"{BudgetField}.{name}", message));
+        long? maxTokens = null;
+        if (budget["maxTokens"] is { } tokens)
+        {
+            if (tokens.GetValueKind() == JsonValueKind.Number && tokens.AsValue().TryGetValue<long>(out var value) && value > 0)
+                maxTokens = value;
+            else
+                error($"{BudgetField}.maxTokens", "must be a positive whole number of tokens");
+        }
+        decimal? maxCost = null;
+        if (budget["maxCostUsd"] is { } cost)
+        {
+            if (cost.GetValueKind() == JsonValueKind.Number && cost.AsValue().TryGetValue<decimal>(out var value) && value > 0)
+                maxCost = value;
+            else
+                error($"{BudgetField}.maxCostUsd", "must be a positive number of US dollars");
+        }
+        return new Gateway.ModelBudget(maxRequests, maxTokens, maxCost);
     }
 
     private static int? ReadInt(JsonObject obj, string[] names, int min, int max, Action<string, string> error)

@@ -60,6 +60,9 @@ public sealed record JobSpec
     /// the agent's list (see <see cref="Agents.AgentDefinition.AllowHostsFor"/>).
     /// </summary>
     public IReadOnlyList<string>? AllowHosts { get; init; }
+
+    /// <summary>What this job's run may spend through the model gateway; narrows its agent's budget, never widens it.</summary>
+    public Gateway.ModelBudget? Budget { get; init; }
     public string? McpUrl { get; init; }
     public int? TimeoutSeconds { get; init; }
     public int MaxAttempts { get; init; } = 3;

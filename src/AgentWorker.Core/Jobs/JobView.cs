@@ -15,6 +15,7 @@ public sealed record JobView(
     string? CommitMessage,
     NetworkMode? Network,
     IReadOnlyList<string>? AllowHosts,
+    Gateway.ModelBudget? Budget,
     string? McpUrl,
     JobState State,
     int Attempts,
@@ -33,7 +34,7 @@ public sealed record JobView(
 {
     public static JobView From(JobRecord job) => new(
         job.Id, job.Spec.Agent, job.Spec.Repo with { Url = SecretRedactor.MaskUrlCredentials(job.Spec.Repo.Url) }, job.Spec.Prompt, job.Spec.Mode,
-        job.Spec.CreateBranch ? true : null, job.Spec.CommitMessage, job.Spec.Network, job.Spec.AllowHosts, job.Spec.McpUrl is { } mcpUrl ? SecretRedactor.MaskUrlCredentials(mcpUrl) : null,
+        job.Spec.CreateBranch ? true : null, job.Spec.CommitMessage, job.Spec.Network, job.Spec.AllowHosts, job.Spec.Budget, job.Spec.McpUrl is { } mcpUrl ? SecretRedactor.MaskUrlCredentials(mcpUrl) : null,
         job.State, job.Attempts, job.Spec.MaxAttempts, job.Spec.Priority, job.Spec.TimeoutSeconds,
         job.CreatedAt, job.UpdatedAt, job.RunAt, job.FinishedAt, job.CancelRequested, job.Error, job.Result,
         job.AttemptHistory, job.Spec.Metadata);

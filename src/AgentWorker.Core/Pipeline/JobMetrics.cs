@@ -12,6 +12,9 @@ public interface IJobMetrics
 
     /// <summary>One egress decision: <c>allowed</c> or <c>refused</c>.</summary>
     void Egress(string decision);
+
+    /// <summary>One request an agent sent through the model gateway: its model, tokens and cost.</summary>
+    void ModelCall(string agent, Gateway.ModelCall call);
 }
 
 /// <summary>For hosts without a metrics endpoint (`run`, `demo`).</summary>
@@ -26,6 +29,10 @@ public sealed class NoJobMetrics : IJobMetrics
     }
 
     public void Egress(string decision)
+    {
+    }
+
+    public void ModelCall(string agent, Gateway.ModelCall call)
     {
     }
 }

@@ -3,6 +3,7 @@ using AgentWorker.Core.Allocation;
 using AgentWorker.Core.Artifacts;
 using AgentWorker.Core.Egress;
 using AgentWorker.Core.Execution;
+using AgentWorker.Core.Gateway;
 using AgentWorker.Core.Jobs;
 using AgentWorker.Core.Queue;
 using AgentWorker.Core.Sandbox;
@@ -33,7 +34,8 @@ public sealed partial class JobRunner(
     TimeProvider timeProvider,
     ILogger<JobRunner> logger,
     ArtifactCollector artifacts,
-    InstanceManager? instances = null)
+    InstanceManager? instances = null,
+    IModelGateway? gateway = null)
 {
     private readonly EgressPolicy _egressPolicy = new(options.Egress.AllowCidrs, options.Egress.Resolve);
 
@@ -156,6 +158,7 @@ public sealed partial class JobRunner(
         string? overLimit = null;
         string? lastError = null;
         string? recordError = null;
+        var budget = agent.Budget.Narrow(job.Budget);
         using (workspace)
         {
             if (sandbox.Name == SandboxOptions.None)
@@ -167,11 +170,15 @@ public sealed partial class JobRunner(
                 using var egress = network is NetworkMode.Allowlist or NetworkMode.Full && sandbox.Name != SandboxOptions.None
                     ? new EgressProxy(_egressPolicy, agent.AllowHostsFor(job), options.Egress, journal)
                     : null;
+                // The agent's vendors are reached through the gateway with a placeholder key: the real keys stay in the worker.
+                using var models = agent.Gateway.Count > 0 && gateway is not null
+                    ? await gateway.OpenAsync(new GatewayRunRequest(job.Id, agent.Id, agent.Gateway, budget, events.AddAsync), abort).ConfigureAwait(false)
+                    : null;
                 var request = new SandboxRequest(
                     Path.GetFileName(workspace.Root), workspace.RepoDir, workspace.HomeDir, workspace.SandboxDir,
-                    network, job.McpUrl, agent.Limits?.Apply(options.Limits) ?? options.Limits) { Artifacts = workspace.ArtifactsDir, Egress = egress };
+                    network, job.McpUrl, agent.Limits?.Apply(options.Limits) ?? options.Limits) { Artifacts = workspace.ArtifactsDir, Egress = egress, Gateway = models };
                 using var run = sandbox.Prepare(request);
-                var spec = new ProcessSpec(agent.Expand(run.WorkspacePath, job.Prompt, PromptFile(agent, job, workspace, run)), run.WorkspacePath, AgentEnvironment(agent, job, run, instance?.Instance), timeout, options.MaxOutputBytes)
+                var spec = new ProcessSpec(agent.Expand(run.WorkspacePath, job.Prompt, PromptFile(agent, job, workspace, run)), run.WorkspacePath, AgentEnvironment(agent, job, run, models, instance?.Instance), timeout, options.MaxOutputBytes)
                 {
                     StandardInput = agent.PromptOnStdin ? job.Prompt ?? "" : null,
                 };
@@ -180,7 +187,14 @@ public sealed partial class JobRunner(
                 var agentStartedAt = timeProvider.GetUtcNow();
                 outcome = await processes.RunAsync(spec, line => events.AddAsync(collector.Accept(line with { Text = options.Redactor.Redact(line.Text) })), abort, run).ConfigureAwait(false);
                 await run.CloseNetworkAsync().ConfigureAwait(false);
-                result = collector.Build(outcome.ExitCode, outcome.Duration) with { Resources = Resources(outcome, run.ReadUsage()), Egress = await journal.CloseAsync().ConfigureAwait(false) };
+                // The run's door to the gateway closes with the agent: its placeholder opens nothing from now on.
+                models?.Dispose();
+                result = collector.Build(outcome.ExitCode, outcome.Duration) with
+                {
+                    Resources = Resources(outcome, run.ReadUsage()),
+                    Egress = await journal.CloseAsync().ConfigureAwait(false),
+                    Usage = models?.Meter.Report(),
+                };
                 lastError = collector.LastError;
                 // A stopped attempt runs again and stores nothing. Every other end (a timeout too) leaves a tree that must stay
                 // within the limits a clone gets before anything of it is read or stored.
@@ -228,6 +242,9 @@ public sealed partial class JobRunner(
             return await FailAsync(lease, new JobFailure(FailureKind.Permanent, $"agent {agent.Id}: {overLimit}", outcome?.ExitCode, result), stop).ConfigureAwait(false);
         if (outcome is null || result is null)
             return await FailAsync(lease, new JobFailure(startFailure, $"agent {agent.Id}: {startError}"), stop).ConfigureAwait(false);
+        // Over budget is the reason however the agent took the refusal; running it again would spend the same.
+        if (outcome.End != ProcessEnd.Cancelled && result.Usage?.BudgetExceeded is { } exceeded)
+            return await FailAsync(lease, new JobFailure(FailureKind.Permanent, BudgetExceeded(agent, exceeded, budget, result.Usage), outcome.ExitCode, result), stop).ConfigureAwait(false);
         switch (outcome.End)
         {
             case ProcessEnd.Exited when outcome.ExitCode == 0 && recordError is not null:
@@ -271,7 +288,7 @@ public sealed partial class JobRunner(
     /// The agent's whole environment. PATH is fixed (<see cref="PipelineOptions.AgentPath"/>), never the worker's own, unless
     /// the registry entry names PATH in <c>env</c> (the worker's value) or sets it in <c>variables</c>, which win over both.
     /// </summary>
-    private Dictionary<string, string> AgentEnvironment(AgentDefinition agent, JobSpec job, SandboxRun run, BorrowedInstance? instance)
+    private Dictionary<string, string> AgentEnvironment(AgentDefinition agent, JobSpec job, SandboxRun run, GatewayRun? models, BorrowedInstance? instance)
     {
         var environment = new Dictionary<string, string>(options.AgentVariables, StringComparer.Ordinal) { ["PATH"] = PipelineOptions.AgentPath };
         foreach (var name in options.PassEnv.Concat(agent.Env))
@@ -287,6 +304,12 @@ public sealed partial class JobRunner(
         environment["AGENT_WORKER_WORKSPACE"] = run.WorkspacePath;
         foreach (var (name, value) in run.NetworkVariables)
             environment[name] = value;
+        // Last, so that a key passed on by name (env, PASS_ENV) is replaced by the placeholder.
+        if (models is not null && run.GatewayUrl is { } gatewayUrl)
+        {
+            foreach (var (name, value) in models.Variables(gatewayUrl))
+                environment[name] = value;
+        }
         if (run.McpUrl(job.McpUrl) is { } mcpUrl)
             environment["MCP_CONNECTION_URL"] = mcpUrl;
         if (run.ArtifactsPath is { } artifactsPath)
@@ -300,6 +323,18 @@ public sealed partial class JobRunner(
                 environment["AGENT_WORKER_INSTANCE_API_URL"] = apiUrl;
         }
         return environment;
+    }
+
+    /// <summary>The failure's reason: <c>budget_exceeded</c>, the budget, its limit and what the run had used.</summary>
+    private static string BudgetExceeded(AgentDefinition agent, string exceeded, ModelBudget budget, ModelUsageReport usage)
+    {
+        var (limit, used) = exceeded switch
+        {
+            "maxRequests" => (budget.MaxRequests?.ToString(System.Globalization.CultureInfo.InvariantCulture), $"{usage.Requests} requests"),
+            "maxTokens" => (budget.MaxTokens?.ToString(System.Globalization.CultureInfo.InvariantCulture), $"{usage.InputTokens + usage.OutputTokens} tokens"),
+            _ => (budget.MaxCostUsd?.ToString(System.Globalization.CultureInfo.InvariantCulture), $"{usage.CostUsd?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "0"} USD"),
+        };
+        return $"budget_exceeded: agent {agent.Id} reached its {exceeded} budget of {limit} ({used}); the next request was refused";
     }
 
     /// <summary>Shells and bubblewrap report a child killed by signal N as exit code 128 + N.</summary>

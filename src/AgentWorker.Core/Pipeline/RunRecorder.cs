@@ -155,6 +155,7 @@ public sealed class RunRecorder(WorkspaceManager workspaces, ArtifactStore artif
             DiffSha256 = diff.Sha256,
             Artifacts = stored,
             Egress = run.Result.Egress,
+            ModelUsage = run.Result.Usage,
         };
     }
 

@@ -31,6 +31,9 @@ public sealed record JobResult
     /// <summary>Per host and port the agent asked its egress proxy for: connections, refusals and bytes (networks allowlist and full).</summary>
     public IReadOnlyList<Egress.EgressHostSummary> Egress { get; init; } = [];
 
+    /// <summary>What the agent's requests through the model gateway used and cost (null for agents without a gateway).</summary>
+    public Gateway.ModelUsageReport? Usage { get; init; }
+
     public RunReceipt? Receipt { get; init; }
 }
 

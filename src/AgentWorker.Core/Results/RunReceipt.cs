@@ -43,6 +43,9 @@ public sealed record RunReceipt
 
     /// <summary>What the agent reached through the egress proxy, per host and port (as in the job's result).</summary>
     public IReadOnlyList<Egress.EgressHostSummary> Egress { get; init; } = [];
+
+    /// <summary>Requests, tokens and estimated cost through the model gateway, and the budget the run ran into, if any.</summary>
+    public Gateway.ModelUsageReport? ModelUsage { get; init; }
 }
 
 public sealed record ReceiptRepository(string Url, string? Branch, string? Commit);

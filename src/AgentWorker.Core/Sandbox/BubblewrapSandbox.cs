@@ -216,6 +216,8 @@ public sealed class BubblewrapSandbox : ISandbox
 
         public override IReadOnlyDictionary<string, string> NetworkVariables => network?.Variables() ?? base.NetworkVariables;
 
+        public override Uri? GatewayUrl => request.Gateway is null ? null : new Uri($"http://127.0.0.1:{Gateway.GatewayRun.InsidePort}/");
+
         public override Microsoft.Win32.SafeHandles.SafeFileHandle? NetworkNamespace => network?.Namespace;
 
         public override Task CloseNetworkAsync() => network?.CloseAsync() ?? Task.CompletedTask;

@@ -23,6 +23,9 @@ public sealed record SandboxRequest(string RunId, string Workspace, string Home,
 
     /// <summary>Serves the agent's HTTP and SOCKS5 proxy ports in networks allowlist and full (the caller owns it).</summary>
     public Egress.EgressProxy? Egress { get; init; }
+
+    /// <summary>The run's door to the model gateway, served on <see cref="Gateway.GatewayRun.InsidePort"/> in any network (the caller owns it).</summary>
+    public Gateway.GatewayRun? Gateway { get; init; }
 }
 
 /// <summary>A prepared run: how paths look inside, how to launch the agent, and how to kill and measure it.</summary>
@@ -39,6 +42,9 @@ public abstract class SandboxRun : IDisposable
 
     /// <summary>The MCP URL as the agent must use it (may point at the run's MCP port).</summary>
     public virtual string? McpUrl(string? jobMcpUrl) => jobMcpUrl;
+
+    /// <summary>Where the agent reaches the model gateway (null when the run has none).</summary>
+    public virtual Uri? GatewayUrl => null;
 
     /// <summary>Variables the agent gets for its network (the proxy settings in networks allowlist and full).</summary>
     public virtual IReadOnlyDictionary<string, string> NetworkVariables => new Dictionary<string, string>();

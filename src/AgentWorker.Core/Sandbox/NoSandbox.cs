@@ -5,10 +5,11 @@ public sealed class NoSandbox : ISandbox
 {
     public string Name => SandboxOptions.None;
 
-    public SandboxRun Prepare(SandboxRequest request) => new Run(request);
+    public SandboxRun Prepare(SandboxRequest request) => new Run(request, request.Gateway?.ListenOnHost());
 
-    private sealed class Run(SandboxRequest request) : SandboxRun
+    private sealed class Run(SandboxRequest request, Uri? gatewayUrl) : SandboxRun
     {
+        public override Uri? GatewayUrl => gatewayUrl;
         public override string WorkspacePath => request.Workspace;
         public override string HomePath => request.Home;
         public override string TmpPath => request.Scratch;

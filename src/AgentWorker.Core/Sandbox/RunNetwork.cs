@@ -9,7 +9,8 @@ namespace AgentWorker.Core.Sandbox;
 
 /// <summary>
 /// What a run's network namespace holds besides an idle <c>lo</c>: loopback ports the worker serves. For networks
-/// <c>allowlist</c> and <c>full</c> the HTTP and SOCKS5 proxy ports (both the <see cref="EgressProxy"/>); for an MCP URL
+/// <c>allowlist</c> and <c>full</c> the HTTP and SOCKS5 proxy ports (both the <see cref="EgressProxy"/>); in any network, for
+/// an agent with vendors behind the model gateway, the gateway's port (<see cref="Gateway.GatewayRun"/>); for an MCP URL
 /// (<c>mcp_only</c>, or any network when the job has one) the MCP port, forwarded to the MCP host and port and nothing else.
 /// A root worker builds the namespace with those ports already listening (<see cref="NetworkNamespace"/>); otherwise bubblewrap
 /// builds it and <c>agent-worker sandbox forward</c> inside relays each port to a unix socket bound into the sandbox.
@@ -44,6 +45,8 @@ internal sealed class RunNetwork : IDisposable
             _routes.Add((HttpProxyPort, proxy.ServeAsync));
             _routes.Add((SocksProxyPort, proxy.ServeAsync));
         }
+        if (request.Gateway is { } gateway)
+            _routes.Add((Gateway.GatewayRun.InsidePort, gateway.ServeAsync));
         if (request.Network != NetworkMode.None && request.McpUrl is { } mcpUrl)
         {
             if (!Uri.TryCreate(mcpUrl, UriKind.Absolute, out var mcp) || mcp.Port <= 0)
@@ -52,7 +55,7 @@ internal sealed class RunNetwork : IDisposable
             // Ports below 1024 cannot be bound without privileges inside the sandbox; 80 becomes 8080, 443 8443.
             McpInsidePort = mcp.Port >= 1024 ? mcp.Port : 8000 + mcp.Port;
             if (_routes.Any(r => r.Port == McpInsidePort))
-                throw new SandboxException($"the MCP URL's port {mcp.Port} is taken by the egress proxy inside the sandbox: serve MCP on another port");
+                throw new SandboxException($"the MCP URL's port {mcp.Port} is taken by the egress proxy or the model gateway inside the sandbox: serve MCP on another port");
             InsideMcpUrl = new UriBuilder(mcp) { Port = McpInsidePort }.Uri.AbsoluteUri;
             _routes.Add((McpInsidePort, ForwardToMcpAsync));
         }

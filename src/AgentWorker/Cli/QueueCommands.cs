@@ -85,7 +85,10 @@ internal static class QueueCommands
         {
             Description = "Network allowlist: a host this job may reach (host, *.domain, optional :port; default port 443); repeatable. Must be in the agent's own list unless EGRESS_JOBS_MAY_ADD_HOSTS=true.",
         };
-        var command = new Command("enqueue", "Queue a job.") { createBranch, allowHosts };
+        var maxRequests = new Option<int?>("--max-requests") { Description = "Budget: requests the agent may send through the model gateway (narrows the agent's budget)." };
+        var maxTokens = new Option<long?>("--max-tokens") { Description = "Budget: input plus output tokens the agent may use through the model gateway." };
+        var maxCost = new Option<decimal?>("--max-cost-usd") { Description = "Budget: estimated US dollars (MODEL_PRICES) the agent may spend through the model gateway." };
+        var command = new Command("enqueue", "Queue a job.") { createBranch, allowHosts, maxRequests, maxTokens, maxCost };
         foreach (var (_, _, option) in options)
             command.Options.Add(option);
         foreach (var (_, _, option) in numberOptions)
@@ -108,13 +111,25 @@ internal static class QueueCommands
                 body["create_branch"] = true;
             if (context.Parse.GetValue(allowHosts) is { Length: > 0 } hosts)
                 body["allowHosts"] = new JsonArray([.. hosts.Select(h => (JsonNode)h)]);
+            var limits = new JsonObject
+            {
+                ["maxRequests"] = context.Parse.GetValue(maxRequests),
+                ["maxTokens"] = context.Parse.GetValue(maxTokens),
+                ["maxCostUsd"] = context.Parse.GetValue(maxCost),
+            };
+            foreach (var unset in limits.Where(l => l.Value is null).Select(l => l.Key).ToList())
+                limits.Remove(unset);
+            if (limits.Count > 0)
+                body["budget"] = limits;
             var agents = context.LoadAgents();
             var parsed = JobRequestParser.Parse(body, agents, context.Config.Pipeline.DefaultAgent, () => Ulid.NewUlid().ToString());
             if (parsed.Job is not { } job)
             {
                 // The parser names a missing URL in the dialect it guessed; on the command line it is always --repo-url.
                 var flagOf = options.Select(o => (o.Field, o.Flag)).Concat(numberOptions.Select(o => (o.Field, o.Flag)))
-                    .Append((Field: "repoUrl", Flag: "--repo-url")).Append((Field: "create_branch", Flag: "--create-branch")).Append((Field: "allowHosts", Flag: "--allow-host")).ToDictionary(o => o.Field, o => o.Flag);
+                    .Append((Field: "repoUrl", Flag: "--repo-url")).Append((Field: "create_branch", Flag: "--create-branch")).Append((Field: "allowHosts", Flag: "--allow-host"))
+                    .Append((Field: "budget.maxRequests", Flag: "--max-requests")).Append((Field: "budget.maxTokens", Flag: "--max-tokens"))
+                    .Append((Field: "budget.maxCostUsd", Flag: "--max-cost-usd")).ToDictionary(o => o.Field, o => o.Flag);
                 throw new Configuration.ConfigException("invalid option " + string.Join("; ", parsed.Errors.Select(e =>
                     $"{flagOf.GetValueOrDefault(e.Key, e.Key)}: {string.Join(", ", e.Value)}")));
             }

@@ -57,6 +57,14 @@ internal static class Settings
     public static readonly Setting EgressMaxMb = new("egressMaxMb", "--egress-max-mb", ["EGRESS_MAX_MB"], "2048", "Egress traffic (up and down) one agent run may send and receive.");
     public static readonly Setting EgressIdleTimeout = new("egressIdleTimeoutSeconds", "--egress-idle-timeout", ["EGRESS_IDLE_TIMEOUT_SECONDS"], "300", "An egress connection with no traffic for this many seconds is closed.");
 
+    // Model gateway: agents reach their model vendors through the worker, with placeholders for the keys below.
+    public static readonly Setting OpenAIApiKey = new("openaiApiKey", "--openai-api-key", ["OPENAI_API_KEY"], null, "OpenAI key; the gateway sends it to api.openai.com for agents with gateway openai, which only get a placeholder.", Secret: true);
+    public static readonly Setting AnthropicApiKey = new("anthropicApiKey", "--anthropic-api-key", ["ANTHROPIC_API_KEY"], null, "Anthropic key; the gateway sends it to api.anthropic.com for agents with gateway anthropic, which only get a placeholder.", Secret: true);
+    public static readonly Setting ModelPrices = new("modelPrices", "--model-prices", ["MODEL_PRICES"], null, "Prices for the gateway's cost estimates and maxCostUsd budgets, in USD per million tokens, as JSON: {\"gpt-4o\": {\"input\": 2.5, \"output\": 10, \"cachedInput\": 1.25}}; a model not listed matches the longest listed name it starts with followed by '-'.");
+    public static readonly Setting GatewayMaxRequestMb = new("gatewayMaxRequestMb", "--gateway-max-request-mb", ["GATEWAY_MAX_REQUEST_MB"], "32", "Largest request body an agent may send through the model gateway (larger ones get 413).");
+    public static readonly Setting GatewayMaxResponseMb = new("gatewayMaxResponseMb", "--gateway-max-response-mb", ["GATEWAY_MAX_RESPONSE_MB"], "64", "Largest answer the model gateway passes back; a larger one is cut off.");
+    public static readonly Setting GatewayTimeout = new("gatewayTimeoutSeconds", "--gateway-timeout", ["GATEWAY_TIMEOUT_SECONDS"], "600", "How long a vendor may take to start answering before the agent gets 504.");
+
     // Orchestrator link (`connect`, `serve --orchestrator-addr`) and the tool set; names and defaults of the Go tool worker.
     public static readonly Setting OrchestratorAddr = new("orchestratorAddr", "--orchestrator-addr", ["WORKER_ORCHESTRATOR_ADDR"], "unix:///tmp/agent-worker-grpc.sock", "Orchestrator gRPC address: unix:///PATH or http://HOST:PORT. `serve`/`run` link to it only when set.");
     public static readonly Setting WorkerName = new("name", "--name", ["WORKER_NAME"], null, "Worker name the orchestrator knows this worker by (default worker-<hostname>).");
@@ -120,7 +128,7 @@ internal static class Settings
         LogOutput, OrchestratorAddr, WorkerName, DialTimeout, RpcTimeout, MaxRecvMsgSize, MaxSendMsgSize, ReconnectInterval, ReconnectMaxAttempts,
         HeartbeatInterval, MaxConcurrentTasks, CancelGrace, Tools, ToolWorkspaces, WebAllow, WebSearchUrl,
         Intake, AgentId, PollInterval, RunTaskTimeout, MinioEndpoint, MinioAccessKey, MinioSecretKey, MinioSecure, MinioBucket,
-        AllocatorApiUrl, LlmApiKey, LlmBaseUrl, LlmModel,
+        AllocatorApiUrl, LlmApiKey, LlmBaseUrl, LlmModel, OpenAIApiKey, AnthropicApiKey, ModelPrices, GatewayMaxRequestMb, GatewayMaxResponseMb, GatewayTimeout,
         GitSshKey, GitSshKnownHosts, GitSshStrictHostKeyChecking, GitAuthorName, GitAuthorEmail, MaxArtifactMb, MaxDiffMb,
         WebhookUrl, WebhookSecret, ResultsTable, ResultsPostgresUrl, SinkMaxAttempts, SinkRetryBaseDelay, SinkTimeout,
         CloneCache, CloneCacheDir, CloneCacheMaxMb, CloneCacheMaxAge,

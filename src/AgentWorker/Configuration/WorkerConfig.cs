@@ -47,6 +47,9 @@ internal sealed record WorkerConfig
     public required OrchestrationConfig Orchestration { get; init; }
     public required IntegrationConfig Integrations { get; init; }
 
+    /// <summary>The model gateway's prices and limits (MODEL_PRICES, GATEWAY_*).</summary>
+    public required Core.Gateway.GatewayOptions Gateway { get; init; }
+
     public string DatabasePath => Path.Combine(DataDir, "queue.db");
 
     /// <summary>Where jobs' artifacts are kept (under the data directory, hidden from agents).</summary>
@@ -148,6 +151,13 @@ internal sealed record WorkerConfig
                     IdleTimeout = TimeSpan.FromSeconds(values.GetInt(Settings.EgressIdleTimeout, 1, 86_400)),
                 },
             },
+            Gateway = new Core.Gateway.GatewayOptions
+            {
+                Prices = values.Get(Settings.ModelPrices) is { Length: > 0 } prices ? ParsePrices(values, prices) : Core.Gateway.PriceTable.Empty,
+                MaxRequestBytes = values.GetLong(Settings.GatewayMaxRequestMb, 1, 1L << 20) << 20,
+                MaxResponseBytes = values.GetLong(Settings.GatewayMaxResponseMb, 1, 1L << 20) << 20,
+                Timeout = TimeSpan.FromSeconds(values.GetInt(Settings.GatewayTimeout, 1, 86_400)),
+            },
             Sandbox = new SandboxOptions
             {
                 Kind = values.GetChoice(Settings.Sandbox, SandboxOptions.Bubblewrap, SandboxOptions.None),
@@ -245,6 +255,18 @@ internal sealed record WorkerConfig
         values.Get(setting) is { Length: > 0 } file
             ? File.Exists(file) ? Path.GetFullPath(file) : throw values.Invalid(setting, $"file '{file}' does not exist")
             : null;
+
+    private static Core.Gateway.PriceTable ParsePrices(ConfigValues values, string json)
+    {
+        try
+        {
+            return Core.Gateway.PriceTable.Parse(json);
+        }
+        catch (FormatException e)
+        {
+            throw values.Invalid(Settings.ModelPrices, e.Message);
+        }
+    }
 
     private static string Identity(ConfigValues values, Setting setting) =>
         values.Get(setting) is { Length: > 0 and <= 200 } text && !text.Any(c => char.IsControl(c) || c is '<' or '>')

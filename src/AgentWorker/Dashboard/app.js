@@ -509,8 +509,42 @@ function logLine(e) {
       return line;
     } catch { /* shown as it came */ }
   }
+  if (e.kind === 'model') {
+    try {
+      const x = JSON.parse(e.message);
+      line.append(x.refused
+        ? `${x.vendor} ${x.model ?? ''} ${x.status}: ${x.refused}`
+        : `${x.vendor} ${x.model} ${x.status}${x.stream ? ' stream' : ''}: ${x.inputTokens ?? '?'} in / ${x.outputTokens ?? '?'} out${x.cachedTokens ? ` (${x.cachedTokens} cached)` : ''}, ${usd(x.costUsd)}, ${x.latencyMs} ms`);
+      if (x.refused || x.status >= 400) line.classList.add('stderr');
+      return line;
+    } catch { /* shown as it came */ }
+  }
   line.append(e.message);
   return line;
+}
+
+/** An estimated cost, or why there is none (the model has no price in MODEL_PRICES). */
+function usd(cost) {
+  return cost === null || cost === undefined ? 'cost unknown' : `$${Number(cost).toFixed(cost < 0.01 ? 6 : 4)}`;
+}
+
+/** Per model the agent called through the gateway: from the result once there is one, else summed from the live events. */
+function modelRows(result, events) {
+  if (result?.usage) return result.usage.models;
+  const models = new Map();
+  for (const e of events) {
+    if (e.kind !== 'model') continue;
+    let x;
+    try { x = JSON.parse(e.message); } catch { continue; }
+    if (x.refused && !x.model) continue;
+    const row = models.get(x.model) ?? { model: x.model, requests: 0, inputTokens: 0, outputTokens: 0, cachedTokens: 0, costUsd: 0, latencyMs: 0 };
+    row.requests++;
+    row.inputTokens += x.inputTokens ?? 0; row.outputTokens += x.outputTokens ?? 0; row.cachedTokens += x.cachedTokens ?? 0;
+    row.costUsd = row.costUsd === null || x.costUsd === null || x.costUsd === undefined ? null : row.costUsd + x.costUsd;
+    row.latencyMs += x.latencyMs;
+    models.set(x.model, row);
+  }
+  return [...models.values()];
 }
 
 /** Per host the agent asked its egress proxy for: from the result once there is one, else summed from the live events. */
@@ -606,6 +640,7 @@ async function jobView(main, id, signal) {
       }));
     const states = events.filter(e => e.kind === 'state');
     const egress = egressRows(r, events);
+    const models = modelRows(r, events);
     fill(timeline,
       h('h2', { id: 'timeline-title' }, 'Timeline'),
       states.length ? h('ol', { class: 'timeline' }, states.map(e => h('li', {},
@@ -618,6 +653,15 @@ async function jobView(main, id, signal) {
           h('td', { 'data-label': 'Host', class: 'mono wrap' }, `${x.host}:${x.port}`), h('td', { 'data-label': 'Connections' }, x.connections),
           h('td', { 'data-label': 'Refused' }, x.refused), h('td', { 'data-label': 'Up' }, bytes(x.bytesUp)),
           h('td', { 'data-label': 'Down' }, bytes(x.bytesDown))))))) : null,
+      models.length ? h('div', { class: 'table-wrap' }, h('table', { class: 'cards-sm', id: 'models' },
+        h('caption', { class: 'hint' }, r?.usage?.budgetExceeded
+          ? `Models through the gateway: budget ${r.usage.budgetExceeded} reached, later requests refused`
+          : 'Models through the gateway'),
+        h('thead', {}, h('tr', {}, ['Model', 'Requests', 'Input', 'Output', 'Cached', 'Cost'].map(x => h('th', { scope: 'col' }, x)))),
+        h('tbody', {}, models.map(x => h('tr', {},
+          h('td', { 'data-label': 'Model', class: 'mono wrap' }, x.model), h('td', { 'data-label': 'Requests' }, x.requests),
+          h('td', { 'data-label': 'Input' }, x.inputTokens), h('td', { 'data-label': 'Output' }, x.outputTokens),
+          h('td', { 'data-label': 'Cached' }, x.cachedTokens), h('td', { 'data-label': 'Cost' }, usd(x.costUsd))))))) : null,
       job.attemptHistory.length ? h('div', { class: 'table-wrap' }, h('table', { class: 'cards-sm' },
         h('caption', { class: 'hint' }, 'Attempts'),
         h('thead', {}, h('tr', {}, ['#', 'Worker', 'Started', 'Finished', 'Outcome', 'Exit'].map(x => h('th', { scope: 'col' }, x)))),
@@ -655,7 +699,7 @@ async function jobView(main, id, signal) {
         log.append(logLine(e));
         while (log.childElementCount > MAX_LOG_LINES) log.firstElementChild.remove();
         if (atBottom) log.scrollTop = log.scrollHeight;
-        if (e.kind === 'state' || e.kind === 'finding' || e.kind === 'artifact' || e.kind === 'egress') {
+        if (e.kind === 'state' || e.kind === 'finding' || e.kind === 'artifact' || e.kind === 'egress' || e.kind === 'model') {
           renderSoon();
           reloadSoon();
         }

@@ -13,7 +13,7 @@ namespace AgentWorker.Http;
 /// <summary>The native job shape (DESIGN.md "Job model"); unknown fields are kept in <c>metadata</c>.</summary>
 internal sealed record NativeJobRequest(
     RepoRef Repo, string? Id = null, string? Agent = null, string? Prompt = null, JobMode? Mode = null, NetworkMode? Network = null,
-    IReadOnlyList<string>? AllowHosts = null, string? McpUrl = null, int? TimeoutSeconds = null, int? MaxAttempts = null, int? Priority = null, DateTimeOffset? RunAt = null,
+    IReadOnlyList<string>? AllowHosts = null, Core.Gateway.ModelBudget? Budget = null, string? McpUrl = null, int? TimeoutSeconds = null, int? MaxAttempts = null, int? Priority = null, DateTimeOffset? RunAt = null,
     JsonObject? Metadata = null);
 
 /// <summary>The Bun/Redis seed's <c>/queue</c> shape; <c>requestedAt</c> and other extra fields go to <c>metadata</c>.</summary>
@@ -275,7 +275,7 @@ internal static class ApiDocs
 
     private static JobView SucceededJob => new(
         "audit-2026-01-01", "ssot_auditor", new RepoRef("https://git.example/team/app.git", "main"), "Look for duplicated settings",
-        JobMode.DryRun, CreateBranch: null, CommitMessage: null, Network: NetworkMode.None, AllowHosts: null, McpUrl: null, State: JobState.Succeeded, Attempts: 1, MaxAttempts: 3, Priority: 0, TimeoutSeconds: 600,
+        JobMode.DryRun, CreateBranch: null, CommitMessage: null, Network: NetworkMode.None, AllowHosts: null, Budget: null, McpUrl: null, State: JobState.Succeeded, Attempts: 1, MaxAttempts: 3, Priority: 0, TimeoutSeconds: 600,
         CreatedAt: ExampleTime, UpdatedAt: ExampleTime.AddSeconds(14), RunAt: ExampleTime, FinishedAt: ExampleTime.AddSeconds(14),
         CancelRequested: false, Error: null,
         Result: new JobResult

@@ -1,3 +1,4 @@
+using AgentWorker.Core.Gateway;
 using AgentWorker.Core.Jobs;
 using AgentWorker.Core.Pipeline;
 using Prometheus;
@@ -33,8 +34,28 @@ internal sealed class PrometheusJobMetrics : IJobMetrics
 
     public void Egress(string decision) => _collectors.Value.Egress.WithLabels(decision).Inc();
 
+    public void ModelCall(string agent, ModelCall call)
+    {
+        var collectors = _collectors.Value;
+        collectors.ModelRequests.WithLabels(agent, call.Model).Inc();
+        if (call.Usage is { } usage)
+        {
+            collectors.ModelTokens.WithLabels(agent, call.Model, "input").Inc(usage.InputTokens);
+            collectors.ModelTokens.WithLabels(agent, call.Model, "output").Inc(usage.OutputTokens);
+            collectors.ModelTokens.WithLabels(agent, call.Model, "cached").Inc(usage.CachedTokens);
+        }
+        if (call.CostUsd is { } cost)
+            collectors.ModelCost.WithLabels(agent, call.Model).Inc((double)cost);
+    }
+
     private sealed class Collectors(IMetricFactory factory)
     {
+        public Counter ModelRequests { get; } = factory.CreateCounter("agent_worker_model_requests_total", "Requests agents sent through the model gateway, by agent and model.", ["agent", "model"]);
+
+        public Counter ModelTokens { get; } = factory.CreateCounter("agent_worker_model_tokens_total", "Tokens the model vendors reported through the gateway, by agent, model and kind (input, output, cached; input includes cached).", ["agent", "model", "kind"]);
+
+        public Counter ModelCost { get; } = factory.CreateCounter("agent_worker_model_cost_usd_total", "Estimated cost in US dollars of the gateway's requests, by agent and model (MODEL_PRICES; unpriced models add nothing).", ["agent", "model"]);
+
         public Counter Egress { get; } = factory.CreateCounter("agent_worker_egress_decisions_total", "Connections agents asked their egress proxy for, by decision (allowed, refused).", ["decision"]);
 
         public Counter Finished { get; } = factory.CreateCounter("agent_worker_jobs_finished_total", "Job attempts finished by this process, by resulting state and agent.", ["state", "agent"]);

@@ -68,19 +68,23 @@ public sealed class AgentAllowHostsTests : IDisposable
     }
 
     [Theory]
-    [InlineData(null, "openrouter.ai:443")]
-    [InlineData("https://openrouter.ai/api/v1", "openrouter.ai:443")]
-    [InlineData("http://Gateway.internal/v1", "gateway.internal:80")]
-    [InlineData("https://gateway.internal:8443/v1", "gateway.internal:8443")]
-    [InlineData("http://[fd00::5]:8000/v1", "[fd00::5]:8000")]
-    public void Load_LlmAgent_ReachesOnlyItsBaseUrlsHost(string? baseUrl, string expected)
+    [InlineData(null, "https://openrouter.ai/api/v1")]
+    [InlineData("http://Gateway.internal/v1", "http://gateway.internal/v1")]
+    [InlineData("http://[fd00::5]:8000/v1", "http://[fd00::5]:8000/v1")]
+    public void Load_LlmAgent_ReachesItsBaseUrlThroughTheGateway_AndNoHostDirectly(string? baseUrl, string upstream)
     {
-        var variables = baseUrl is null ? null : new Dictionary<string, string> { [LlmReviewer.BaseUrlVariable] = baseUrl };
+        var variables = new Dictionary<string, string> { [LlmReviewer.ModelVariable] = "m" };
+        if (baseUrl is not null)
+            variables[LlmReviewer.BaseUrlVariable] = baseUrl;
 
         var llm = AgentRegistry.Load(null, ["agent-worker"], variables).Find(LlmReviewer.AgentId)!;
 
         Assert.Equal(NetworkMode.Allowlist, llm.Network);
-        Assert.Equal([expected], Hosts(llm.AllowHosts));
+        Assert.Empty(llm.AllowHosts);
+        var vendor = Assert.Single(llm.Gateway);
+        Assert.Equal((upstream, LlmReviewer.BaseUrlVariable, LlmReviewer.ApiKeyVariable), (vendor.Upstream.AbsoluteUri, vendor.BaseUrlVariable, vendor.KeyVariable));
+        // The endpoint is the gateway's business: the agent gets only the model, and the gateway's URL in LLM_BASE_URL.
+        Assert.Equal(["m"], llm.Variables.Values);
     }
 
     [Fact]
@@ -161,15 +165,23 @@ public sealed class AgentAllowHostsTests : IDisposable
     }
 
     [Fact]
-    public void ShippedCodingAgents_RunWithTheirVendorsHostsOnly()
+    public void ShippedCodingAgents_ReachTheirVendorsThroughTheGateway_AndNoHostDirectly()
     {
         var registry = AgentRegistry.Load(FindShippedFile(), ["agent-worker"]);
 
-        Assert.Equal(["api.openai.com:443"], Hosts(registry.Find("codex")!.AllowHosts));
-        Assert.Equal(["api.anthropic.com:443"], Hosts(registry.Find("claude-code")!.AllowHosts));
-        Assert.Equal(["api.openai.com:443", "api.anthropic.com:443", "openrouter.ai:443"], Hosts(registry.Find("aider")!.AllowHosts));
-        Assert.All(new[] { "codex", "claude-code", "aider" }, id => Assert.Equal(NetworkMode.Allowlist, registry.Find(id)!.Network));
+        Assert.Equal(["openai:OPENAI_BASE_URL"], Vendors(registry.Find("codex")!));
+        Assert.Equal(["anthropic:ANTHROPIC_BASE_URL"], Vendors(registry.Find("claude-code")!));
+        Assert.Equal(["openai:OPENAI_API_BASE", "anthropic:ANTHROPIC_BASE_URL", "openrouter:OPENROUTER_API_BASE"], Vendors(registry.Find("aider")!));
+        foreach (var agent in new[] { "codex", "claude-code", "aider" }.Select(id => registry.Find(id)!))
+        {
+            Assert.Equal(NetworkMode.Allowlist, agent.Network);
+            Assert.Empty(agent.AllowHosts);
+            // A real key passed on by name would reach the sandbox.
+            Assert.DoesNotContain(agent.Env, name => name.EndsWith("_API_KEY", StringComparison.Ordinal));
+        }
     }
+
+    private static string[] Vendors(AgentDefinition agent) => [.. agent.Gateway.Select(v => $"{v.Name}:{v.BaseUrlVariable}")];
 
     private static string FindShippedFile()
     {

@@ -51,6 +51,10 @@ public sealed class JobRequestParserTests
     }
 
     [Fact]
+    public void Parse_Budget_IsKeptOnTheJob() =>
+        Assert.Equal(new Core.Gateway.ModelBudget(3, 5000, 0.25m), Parse("""{"agent":"codex","repoUrl":"/r","budget":{"maxRequests":3,"maxTokens":5000,"maxCostUsd":0.25}}""").Job!.Budget);
+
+    [Fact]
     public void Parse_NoId_UsesGeneratedId() =>
         Assert.Equal("generated-id", Parse("""{"agent":"codex","repoUrl":"/srv/r"}""").Job!.Id);
 
@@ -75,6 +79,12 @@ public sealed class JobRequestParserTests
     [InlineData("""{"agent":"codex","repo":{"branch":"x"}}""", "repo.url", "required")]
     [InlineData("""{"agent":"codex","repoUrl":"/r","metadata":[1]}""", "metadata", "JSON object")]
     [InlineData("""[1,2]""", "body", "JSON object")]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","budget":5}""", "budget", "must be an object")]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","budget":{"maxTokens":0}}""", "budget.maxTokens", "positive whole number")]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","budget":{"maxTokens":1.5}}""", "budget.maxTokens", "positive whole number")]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","budget":{"maxRequests":-1}}""", "budget.maxRequests", "whole number from 1")]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","budget":{"maxCostUsd":"1"}}""", "budget.maxCostUsd", "positive number of US dollars")]
+    [InlineData("""{"agent":"codex","repoUrl":"/r","budget":{"maxDollars":1}}""", "budget.maxDollars", "not a budget field")]
     [InlineData("""{"id":"a","id":"b","agent":"codex","repoUrl":"/r"}""", "body", "more than once")]
     public void Parse_BadField_IsNamed(string json, string field, string message)
     {

@@ -11,8 +11,8 @@ namespace AgentWorker.Core.Agents.BuiltIn;
 /// <summary>
 /// <c>llm</c>: sends the repository's text files (within a budget) to a model behind any OpenAI-compatible
 /// <c>/chat/completions</c> endpoint and reports the findings it answers with. Configured through its environment, which
-/// only this agent gets: <c>LLM_BASE_URL</c>, <c>OPENROUTER_API_KEY</c> (optional for local endpoints), <c>LLM_MODEL</c>,
-/// and <c>AGENT_WORKER_MODEL</c> when the job names a model.
+/// only this agent gets: <c>LLM_BASE_URL</c> and <c>OPENROUTER_API_KEY</c> (under a worker, the model gateway's URL and this
+/// run's placeholder), <c>LLM_MODEL</c>, and <c>AGENT_WORKER_MODEL</c> when the job names a model.
 /// </summary>
 internal sealed class LlmReviewer : IBuiltInAgent
 {
@@ -109,7 +109,9 @@ internal sealed class LlmReviewer : IBuiltInAgent
                 if (response.IsSuccessStatusCode)
                     return text;
                 problem = $"{endpoint.GetLeftPart(UriPartial.Path)} answered {(int)response.StatusCode}: {Short(text)}";
-                if (response.StatusCode != HttpStatusCode.TooManyRequests && (int)response.StatusCode < 500)
+                // The gateway's refusals (a budget used up) say so: asking again would only be refused again.
+                if (response.StatusCode != HttpStatusCode.TooManyRequests && (int)response.StatusCode < 500
+                    || response.Headers.TryGetValues("x-should-retry", out var retry) && retry.Contains("false", StringComparer.OrdinalIgnoreCase))
                     throw new AgentFailedException(problem);
                 wait = response.Headers.RetryAfter?.Delta;
             }
