@@ -34,7 +34,7 @@ public sealed partial class CodingAgentCliTests : IDisposable
 
     /// <summary>
     /// Besides printing what it was given, the fake calls its vendors' APIs the way the real CLIs do, at the base URL and with
-    /// the key the worker put in its variables (the gateway), then tries the vendors' hosts (or a URL in the prompt, if it
+    /// the key the worker put in its variables (the gateway; aider's LiteLLM reads OPENAI_API_BASE and OPENROUTER_API_BASE), then tries the vendors' hosts (or a URL in the prompt, if it
     /// names one) straight through the egress proxy, trusting the test CA the tests commit as .fake-bin/ca.pem (without it,
     /// it calls nothing). It never calls anything when a route leaves its namespace, so a broken sandbox cannot make it
     /// reach a real vendor.
@@ -63,9 +63,10 @@ public sealed partial class CodingAgentCliTests : IDisposable
             exit 1
           fi
         }
-        if [ -n "$OPENAI_BASE_URL" ]; then call "$OPENAI_BASE_URL/chat/completions" "Authorization: Bearer $OPENAI_API_KEY"; fi
+        openai=${OPENAI_BASE_URL:-$OPENAI_API_BASE}; openrouter=${OPENROUTER_BASE_URL:-$OPENROUTER_API_BASE}
+        if [ -n "$openai" ]; then call "$openai/chat/completions" "Authorization: Bearer $OPENAI_API_KEY"; fi
         if [ -n "$ANTHROPIC_BASE_URL" ]; then call "$ANTHROPIC_BASE_URL/v1/messages" "x-api-key: $ANTHROPIC_API_KEY"; fi
-        if [ -n "$OPENROUTER_BASE_URL" ]; then call "$OPENROUTER_BASE_URL/chat/completions" "Authorization: Bearer $OPENROUTER_API_KEY"; fi
+        if [ -n "$openrouter" ]; then call "$openrouter/chat/completions" "Authorization: Bearer $OPENROUTER_API_KEY"; fi
         urls=$(printf '%s %s' "$stdin" "$prompt" | grep -o 'https://[^ ]*' | head -n 1)
         [ -n "$urls" ] || urls="https://api.openai.com/ https://api.anthropic.com/ https://openrouter.ai/"
         for url in $urls; do
