@@ -423,7 +423,8 @@ public sealed class SecretAttackTests(SecretAttackFixture fixture) : IClassFixtu
         Assert.True(found.Contains(("answer-ok", fixture.AnswerCanary)), report);
         Assert.True(found.Any(f => f.Source == "env" && f.Value.StartsWith("awgw-", StringComparison.Ordinal)), report);
         // ... and no secret of the worker's anywhere.
-        Assert.DoesNotContain(found, f => fixture.Secrets.Any(secret => secret.Contains(f.Value, StringComparison.Ordinal)));
+        var leaked = found.Where(f => fixture.Secrets.Any(secret => secret.Contains(f.Value, StringComparison.Ordinal))).ToList();
+        Assert.True(leaked.Count == 0, $"worker secrets found: {string.Join(", ", leaked)}\n{report}");
         var printed = string.Join('\n', run.Lines);
         foreach (var secret in fixture.Secrets)
         {
