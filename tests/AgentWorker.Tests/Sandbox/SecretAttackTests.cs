@@ -343,10 +343,10 @@ public sealed class SecretAttackTests(SecretAttackFixture fixture) : IClassFixtu
         places["`config show`"] = await CliAsync("config", "show");
         // The gateway run's artifacts as the API serves them: answers.txt, with every answer the gateway gave, and the diff.
         var artifacts = (await fixture.Client.GetFromJsonAsync<JsonElement>($"/v1/jobs/{gateway.Id}/artifacts")).GetProperty("items").EnumerateArray().Select(a => a.GetProperty("name").GetString()!).ToList();
-        Assert.Contains("answers.txt", artifacts);
+        Assert.Contains("workspace/answers.txt", artifacts);
         foreach (var name in artifacts)
             places[$"artifact {name} of {gateway.Id}"] = await fixture.Client.GetStringAsync($"/v1/jobs/{gateway.Id}/artifacts/{name}");
-        Assert.Contains("== too-large", places[$"artifact answers.txt of {gateway.Id}"], StringComparison.Ordinal);
+        Assert.Contains("== too-large", places[$"artifact workspace/answers.txt of {gateway.Id}"], StringComparison.Ordinal);
         // Every file the worker keeps: the SQLite database with its WAL, the sandbox state, anything left in WORK_DIR.
         foreach (var file in new[] { fixture.DataDir, fixture.WorkDir }.Where(Directory.Exists).SelectMany(d => Directory.EnumerateFiles(d, "*", SearchOption.AllDirectories)))
         {
