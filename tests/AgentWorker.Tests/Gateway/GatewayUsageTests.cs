@@ -1,3 +1,4 @@
+using System.Net.Http.Json;
 using System.Text.Json;
 using AgentWorker.Testing;
 using AgentWorker.Tests.Sandbox;
@@ -84,6 +85,57 @@ public sealed class GatewayUsageTests(GatewayWorkerFixture fixture) : IClassFixt
         Assert.Equal((3, numbers.Sum() * 100, 21L), (usage.GetProperty("requests").GetInt32(), usage.GetProperty("inputTokens").GetInt64(), usage.GetProperty("outputTokens").GetInt64()));
         AssertCost((numbers.Sum() * 100 * 2.5m + 21 * 10m) / 1_000_000m, usage.GetProperty("costUsd"), run);
         Assert.Equal(3, run.ModelEvents().Count);
+    }
+
+    /// <summary>The same usage reaches the receipt, the final webhook and the Prometheus counters (by agent and model).</summary>
+    [Fact]
+    public async Task Usage_IsInTheReceiptTheWebhookAndTheMetrics()
+    {
+        // A model name of this test's own, so the worker's counters hold this job's figures only (priced as claude-sonnet-4).
+        const string Model = "claude-sonnet-4-20990101";
+        var reply = new ModelReply { Model = Model, InputTokens = 4000, OutputTokens = 500, CachedTokens = 1000 };
+        fixture.Vendor.Answer = _ => reply;
+        const decimal Cost = (3000 * 3m + 1000 * 0.3m + 500 * 15m) / 1_000_000m;
+
+        var run = await fixture.RunAsync("claude-code", $"Fix it stream model={Model}");
+
+        Assert.True(run.State == "succeeded", run.Report());
+        var receipt = await fixture.Client.GetFromJsonAsync<JsonElement>($"/v1/jobs/{run.Id}/receipt");
+        var inReceipt = receipt.GetProperty("modelUsage");
+        AssertTokens(inReceipt, 1, reply, run);
+        AssertCost(Cost, inReceipt.GetProperty("costUsd"), run);
+
+        var webhook = await Eventually.UntilAsync(
+            () => Task.FromResult(fixture.Webhooks.Requests.Select(r => JsonDocument.Parse(r.Body).RootElement).Where(b => b.ToString().Contains(run.Id, StringComparison.Ordinal))
+                .Select(FindUsage).LastOrDefault(u => u is not null)),
+            usage => usage is not null, TimeSpan.FromSeconds(30), $"a webhook of {run.Id} with its usage");
+        AssertTokens(webhook!.Value, 1, reply, run);
+
+        var metrics = await fixture.Client.GetStringAsync("/metrics");
+        var labels = $"agent=\"claude-code\",model=\"{Model}\"";
+        Assert.Equal(1m, Metric(metrics, "agent_worker_model_requests_total", labels));
+        Assert.Equal(
+            (4000m, 500m, 1000m),
+            (Metric(metrics, "agent_worker_model_tokens_total", labels + ",kind=\"input\""), Metric(metrics, "agent_worker_model_tokens_total", labels + ",kind=\"output\""),
+                Metric(metrics, "agent_worker_model_tokens_total", labels + ",kind=\"cached\"")));
+        Assert.True(Math.Abs(Metric(metrics, "agent_worker_model_cost_usd_total", labels) - Cost) < 0.000000001m, metrics);
+    }
+
+    /// <summary>The first <c>usage</c> object anywhere in a webhook payload.</summary>
+    private static JsonElement? FindUsage(JsonElement element) => element.ValueKind switch
+    {
+        JsonValueKind.Object when element.TryGetProperty("usage", out var usage) && usage.ValueKind == JsonValueKind.Object && usage.TryGetProperty("requests", out _) => usage,
+        JsonValueKind.Object => element.EnumerateObject().Select(p => FindUsage(p.Value)).FirstOrDefault(u => u is not null),
+        JsonValueKind.Array => element.EnumerateArray().Select(FindUsage).FirstOrDefault(u => u is not null),
+        _ => null,
+    };
+
+    /// <summary>The value of <c>name{labels}</c> in Prometheus text format.</summary>
+    private static decimal Metric(string metrics, string name, string labels)
+    {
+        var line = metrics.Split('\n').SingleOrDefault(l => l.StartsWith($"{name}{{{labels}}} ", StringComparison.Ordinal))
+            ?? throw new Xunit.Sdk.XunitException($"no {name}{{{labels}}} in /metrics:\n{metrics}");
+        return decimal.Parse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture);
     }
 
     private static void AssertTokens(JsonElement usage, int requests, ModelReply reply, AgentRun run) =>

@@ -111,6 +111,9 @@ public sealed class GatewayWorkerFixture : IAsyncLifetime
 
     public string ApiKey { get; } = $"gw-test-{Guid.NewGuid():N}";
 
+    /// <summary>Gets every job's webhooks, whose payload carries the result and so its usage.</summary>
+    public WebhookReceiver Webhooks { get; } = WebhookReceiver.Start(_ => 200);
+
     public async Task InitializeAsync()
     {
         Assert.True(Environment.IsPrivilegedProcess, "the gateway tests run the root worker (the CI case): the fake vendor listens on port 443, where the vendors' upstreams are");
@@ -145,6 +148,8 @@ public sealed class GatewayWorkerFixture : IAsyncLifetime
             ["LLM_BASE_URL"] = $"https://{LlmName}/v1",
             ["LLM_MODEL"] = "gpt-4o",
             ["MODEL_PRICES"] = Prices,
+            ["WEBHOOK_URL"] = Webhooks.Url.ToString(),
+            ["WEBHOOK_SECRET"] = $"gw-webhook-{Guid.NewGuid():N}",
             ["EGRESS_RESOLVE"] = Vendor.Pins,
             ["EGRESS_ALLOW_CIDRS"] = Vendor.EndPoint,
             ["SSL_CERT_FILE"] = _authority.WritePem(_dir.Combine("ca.pem")),
@@ -225,6 +230,7 @@ public sealed class GatewayWorkerFixture : IAsyncLifetime
             await _worker.DisposeAsync();
         if (_vendor is not null)
             await _vendor.DisposeAsync();
+        Webhooks.Dispose();
         _repo?.Dispose();
         _authority.Dispose();
         _dir.Dispose();
