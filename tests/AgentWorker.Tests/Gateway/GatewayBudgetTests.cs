@@ -42,4 +42,22 @@ public sealed class GatewayBudgetTests(GatewayWorkerFixture fixture) : IClassFix
         var usage = run.Usage()!.Value;
         Assert.Equal((1, 100L, 20L, budget), (usage.GetProperty("requests").GetInt32(), usage.GetProperty("inputTokens").GetInt64(), usage.GetProperty("outputTokens").GetInt64(), usage.GetProperty("budgetExceeded").GetString()));
     }
+
+    /// <summary>The CLI's budget flags set the job's budget as the JSON field does.</summary>
+    [Fact]
+    public async Task EnqueuedWithTheCli_MaxTokens_FailsTheJobTheSameWay()
+    {
+        fixture.Vendor.Answer = _ => new ModelReply { Model = "gpt-4o", InputTokens = 100, OutputTokens = 20 };
+        var before = fixture.Vendor.Requests.Count;
+        var id = $"cli-budget-{Guid.NewGuid():N}"[..24];
+
+        await fixture.CliAsync("enqueue", "--job-id", id, "--agent", "codex", "--repo-url", fixture.RepoPath, "--prompt", "Fix it tries=2", "--max-attempts", "3", "--max-tokens", "119");
+        var run = await fixture.WaitAsync(id);
+
+        Assert.True(run.State == "failed", run.Report());
+        Assert.StartsWith("budget_exceeded: ", run.Job.GetProperty("error").GetString(), StringComparison.Ordinal);
+        Assert.Equal(("200", "429"), (run.Value("status 1:"), run.Value("status 2:")));
+        Assert.Single(fixture.Vendor.Requests.Skip(before));
+        Assert.Equal("maxTokens", run.Usage()!.Value.GetProperty("budgetExceeded").GetString());
+    }
 }

@@ -94,6 +94,7 @@ public sealed class GatewayWorkerFixture : IAsyncLifetime
     private TestRepository? _repo;
     private FakeModelVendor? _vendor;
     private WorkerProcess? _worker;
+    private Dictionary<string, string> _environment = [];
 
     public string OpenAiKey { get; } = $"sk-real-openai-{Guid.NewGuid():N}";
 
@@ -132,7 +133,7 @@ public sealed class GatewayWorkerFixture : IAsyncLifetime
         var agents = _dir.Combine("coding-agents.yaml");
         File.WriteAllText(agents, WithPath(File.ReadAllText(Shipped)));
         var port = WorkerProcess.FreePort();
-        _worker = WorkerProcess.Start(new Dictionary<string, string>
+        _environment = new Dictionary<string, string>
         {
             ["WORKER_API_KEY"] = ApiKey,
             ["PORT"] = port.ToString(CultureInfo.InvariantCulture),
@@ -155,7 +156,8 @@ public sealed class GatewayWorkerFixture : IAsyncLifetime
             ["SSL_CERT_FILE"] = _authority.WritePem(_dir.Combine("ca.pem")),
             // Passed to the sandboxed CLIs through `env: [PATH]`; the worker itself finds nothing there on the host.
             ["PATH"] = $"/workspace/.fake-bin:{Environment.GetEnvironmentVariable("PATH")}",
-        }, "serve");
+        };
+        _worker = WorkerProcess.Start(_environment, "serve");
         Client = WorkerProcess.Client(port, ApiKey);
         await _worker.WaitReadyAsync(Client);
     }
@@ -169,11 +171,24 @@ public sealed class GatewayWorkerFixture : IAsyncLifetime
         : Regex.IsMatch(entry, @"(?m)^    env: \[") ? Regex.Replace(Regex.Replace(entry, @"(?m)^    env: \[", "    env: [PATH, "), @"\[PATH, \s*\]", "[PATH]")
         : Regex.Replace(entry, "(?m)^(    command: .*)$", "$1\n    env: [PATH]")));
 
+    public string RepoPath => _repo?.Path ?? throw new InvalidOperationException("fixture not initialized");
+
+    /// <summary>Runs the CLI with the worker's settings (its store, registry and keys); returns its output, after checking it exited 0.</summary>
+    public async Task<string> CliAsync(params string[] args)
+    {
+        var cli = WorkerProcess.Start(_environment, args);
+        await using (cli)
+        {
+            Assert.True(await cli.WaitForExitAsync(TimeSpan.FromSeconds(60)) == 0, $"agent-worker {string.Join(' ', args)}:\n{cli.Output}");
+            return cli.Output;
+        }
+    }
+
     /// <summary>Enqueues a job of <paramref name="agent"/> on the fixture's repository (maxAttempts 1 unless <paramref name="extra"/> says); returns its id.</summary>
     public async Task<string> EnqueueAsync(string agent, string prompt, JsonObject? extra = null)
     {
         var id = $"{agent}-{Guid.NewGuid():N}"[..(agent.Length + 13)];
-        var job = new JsonObject { ["id"] = id, ["agent"] = agent, ["repo"] = new JsonObject { ["url"] = _repo!.Path }, ["maxAttempts"] = 1, ["prompt"] = prompt };
+        var job = new JsonObject { ["id"] = id, ["agent"] = agent, ["repo"] = new JsonObject { ["url"] = RepoPath }, ["maxAttempts"] = 1, ["prompt"] = prompt };
         foreach (var (name, value) in extra ?? [])
             job[name] = value?.DeepClone();
         using var response = await Client.PostAsync("/v1/jobs", new StringContent(job.ToJsonString(), Encoding.UTF8, "application/json"));
