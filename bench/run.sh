@@ -96,6 +96,7 @@ for ((run = 1; run <= repeat; run++)); do
   echo "run.sh: run $run/$repeat: sandbox, clone, startup" >&2
   "${ours[@]}" sandbox | tee -a "$raw"
   "${ours[@]}" egress | tee -a "$raw"
+  "${ours[@]}" gateway | tee -a "$raw"
   # On tmpfs where there is one: writing 3,000 files to a disk other tenants keep busy swamps what git itself does.
   "${ours[@]}" clone --runs 5 --dir "$([ -d /dev/shm ] && echo /dev/shm || echo "$data_dir")" | tee -a "$raw"
   "${ours[@]}" startup --binary "$work/publish/agent-worker" | tee -a "$raw"

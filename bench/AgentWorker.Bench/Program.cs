@@ -5,6 +5,7 @@ const string Usage =
     "       AgentWorker.Bench scale --backend sqlite|redis|postgres [--small N] [--large N] [--ops N] [--rounds N] [--data-dir DIR | --url URL]\n" +
     "       AgentWorker.Bench sandbox [--runs N] [--concurrency C]\n" +
     "       AgentWorker.Bench egress [--runs N] [--mib N] [--connects N]\n" +
+    "       AgentWorker.Bench gateway [--first-bytes N] [--requests N] [--concurrency N]\n" +
     "       AgentWorker.Bench summarize < results.jsonl\n" +
     "       AgentWorker.Bench report < results.jsonl > docs/benchmarks.md\n" +
     "       AgentWorker.Bench clone [--files N] [--runs N] [--dir DIR] [--remote packed|loose]\n" +
@@ -56,6 +57,12 @@ try
             Console.WriteLine(await EgressBench.RunAsync(options.Number("--runs", 200, 100_000), options.Number("--mib", 100, 100_000), options.Number("--connects", 300, 100_000), cancel.Token));
             return 0;
         }
+        case "gateway":
+        {
+            var options = BenchOptions.Parse(args.AsSpan(1), "--first-bytes", "--requests", "--concurrency");
+            Console.WriteLine(await GatewayBench.RunAsync(options.Number("--first-bytes", 300, 100_000), options.Number("--requests", 1_000, 1_000_000), options.Number("--concurrency", 8, 1_000), cancel.Token));
+            return 0;
+        }
         case "clone":
         {
             var options = BenchOptions.Parse(args.AsSpan(1), "--files", "--runs", "--dir", "--remote");
@@ -86,9 +93,9 @@ try
             Console.WriteLine(Usage);
             return 0;
         case null:
-            return Fail(2, "missing command (sqlite, redis, postgres, scale, sandbox, egress, clone, startup, summarize or report); --help shows usage");
+            return Fail(2, "missing command (sqlite, redis, postgres, scale, sandbox, egress, gateway, clone, startup, summarize or report); --help shows usage");
         default:
-            return Fail(2, $"unknown command '{args[0]}' (expected sqlite, redis, postgres, scale, sandbox, egress, clone, startup, summarize or report)");
+            return Fail(2, $"unknown command '{args[0]}' (expected sqlite, redis, postgres, scale, sandbox, egress, gateway, clone, startup, summarize or report)");
     }
 }
 catch (UsageException e)
@@ -101,7 +108,7 @@ catch (OperationCanceledException) when (cancel.IsCancellationRequested)
 }
 catch (Exception e)
 {
-    return Fail(1, $"{args[0]} run failed: {e.GetType().Name}: {e.Message}");
+    return Fail(1, $"{args[0]} run failed: {e.GetType().Name}: {e.Message}{(e.InnerException is { } inner ? $" ({inner.Message})" : "")}");
 }
 
 static int Fail(int exitCode, string message)

@@ -27,6 +27,7 @@ internal static class Report
         var scale = groups.Where(g => g.Bench == "scale").OrderBy(g => Order(g.Peer)).ToList();
         var sandbox = groups.FirstOrDefault(g => g.Bench == "sandbox");
         var egress = groups.FirstOrDefault(g => g.Bench == "egress");
+        var gateway = groups.FirstOrDefault(g => g.Bench == "gateway");
         var clone = groups.FirstOrDefault(g => g.Bench == "clone");
         var startup = groups.FirstOrDefault(g => g.Bench == "startup");
         var slots = env?["slots"] is { } s ? (int)s : ours.Select(g => g.Concurrency).DefaultIfEmpty(0).Max();
@@ -98,6 +99,18 @@ internal static class Report
             md.AppendLine("| none overhead p50 ms | allowlist overhead p50 / p99 ms | allowlist ÷ none | direct MiB/s | proxied MiB/s | proxied ÷ direct | added connect p50 / p99 ms |");
             md.AppendLine("|--:|--:|--:|--:|--:|--:|--:|");
             md.AppendLine(Invariant($"| {Ms(egress["none_overhead_ms_p50"])} | {Ms(egress["allowlist_overhead_ms_p50"])} / {Ms(egress["allowlist_overhead_ms_p99"])} | {Times(egress["ratio_allowlist_vs_none_overhead_p50"])} | {Rate(egress["direct_mib_per_s"])} | {Rate(egress["proxied_mib_per_s"])} | {Times(egress["ratio_proxied_vs_direct_rate"])} | {Ms(egress["connect_added_ms_p50"])} / {Ms(egress["connect_added_ms_p99"])} |"));
+            md.AppendLine();
+        }
+
+        if (gateway is not null)
+        {
+            md.AppendLine("## Model gateway");
+            md.AppendLine();
+            md.AppendLine(Invariant($"An OpenAI-shaped fake vendor on loopback HTTPS, called straight and through the worker's model gateway (placeholder checked, usage read and metered): the first byte of a streamed answer, {Count(gateway["first_bytes"])} pairs; {Count(gateway["requests"])} small requests, {Count(gateway["concurrency"])} at a time, alternating, median of 3 each."));
+            md.AppendLine();
+            md.AppendLine("| direct first byte p50 ms | through the gateway p50 ms | added p50 / p99 ms | direct req/s | gateway req/s | gateway ÷ direct |");
+            md.AppendLine("|--:|--:|--:|--:|--:|--:|");
+            md.AppendLine(Invariant($"| {Ms(gateway["direct_first_byte_ms_p50"])} | {Ms(gateway["gateway_first_byte_ms_p50"])} | {Ms(gateway["first_byte_added_ms_p50"])} / {Ms(gateway["first_byte_added_ms_p99"])} | {Rate(gateway["direct_requests_per_s"])} | {Rate(gateway["gateway_requests_per_s"])} | {Times(gateway["ratio_gateway_vs_direct_rate"])} |"));
             md.AppendLine();
         }
 

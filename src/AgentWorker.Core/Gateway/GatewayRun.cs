@@ -2,7 +2,6 @@ using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
-using AgentWorker.Core.Egress;
 using AgentWorker.Core.Jobs;
 
 namespace AgentWorker.Core.Gateway;
@@ -22,9 +21,10 @@ public interface IModelGateway
 public sealed record GatewayRunRequest(string JobId, string AgentId, IReadOnlyList<ModelVendor> Vendors, ModelBudget Budget, Func<NewJobEvent, ValueTask> Events);
 
 /// <summary>
-/// One run's door to the gateway. Every connection the agent opens to the gateway's port is relayed to the gateway's
-/// socket behind a first line naming this run (<see cref="Token"/>, never shown to the agent), so the gateway knows which
-/// run asks; the agent must also present <see cref="Placeholder"/> as its key. Both stop working when the run is disposed.
+/// One run's door to the gateway. Every connection the agent opens to the gateway's port (accepted on the run's own
+/// listener) is handed to the gateway as this run's, so the gateway knows which run asks without the agent saying; the
+/// agent must also present <see cref="Placeholder"/> as its key. Both stop working when the run is disposed, and the
+/// run's connections are closed.
 /// </summary>
 public sealed class GatewayRun : IDisposable
 {
@@ -33,17 +33,21 @@ public sealed class GatewayRun : IDisposable
 
     private const string PlaceholderPrefix = "awgw-";
 
-    private readonly EndPoint _gateway;
+    private readonly Func<Socket, GatewayRun, Task> _serve;
     private readonly Action<GatewayRun> _closed;
     private readonly CancellationTokenSource _stop = new();
     private TcpListener? _hostListener;
     private int _disposed;
 
-    internal GatewayRun(GatewayRunRequest request, UsageMeter meter, EndPoint gateway, Action<GatewayRun> closed)
+    /// <param name="request">What the run may call and spend.</param>
+    /// <param name="meter">Where its usage is counted.</param>
+    /// <param name="serve">Serves one of the agent's connections until it closes.</param>
+    /// <param name="closed">Told once when the run ends, to forget it.</param>
+    internal GatewayRun(GatewayRunRequest request, UsageMeter meter, Func<Socket, GatewayRun, Task> serve, Action<GatewayRun> closed)
     {
         Request = request;
         Meter = meter;
-        _gateway = gateway;
+        _serve = serve;
         _closed = closed;
         Token = Convert.ToHexString(RandomNumberGenerator.GetBytes(16));
         Placeholder = PlaceholderPrefix + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
@@ -52,8 +56,11 @@ public sealed class GatewayRun : IDisposable
     public GatewayRunRequest Request { get; }
     public UsageMeter Meter { get; }
 
-    /// <summary>Names the run on the gateway's socket; only the worker's relay sends it.</summary>
+    /// <summary>The run's key in the gateway's table of open runs.</summary>
     public string Token { get; }
+
+    /// <summary>Fires when the run ends: its connections close then.</summary>
+    public CancellationToken Ended => _stop.Token;
 
     /// <summary>What the agent gets in place of each vendor's key.</summary>
     public string Placeholder { get; }
@@ -77,24 +84,13 @@ public sealed class GatewayRun : IDisposable
         return variables;
     }
 
-    /// <summary>Relays one connection of the agent's to the gateway, behind the line naming this run.</summary>
-    public async Task ServeAsync(Socket client)
+    /// <summary>Serves one connection the agent opened to the gateway's port, until it closes.</summary>
+    public Task ServeAsync(Socket client)
     {
-        using (client)
-        {
-            using var upstream = new Socket(_gateway.AddressFamily, SocketType.Stream, ProtocolType.Unspecified);
-            try
-            {
-                await upstream.ConnectAsync(_gateway, _stop.Token).ConfigureAwait(false);
-                await upstream.SendAsync(Encoding.ASCII.GetBytes(Token + "\n"), SocketFlags.None, _stop.Token).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is SocketException or OperationCanceledException)
-            {
-                return;
-            }
-            using var stop = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
-            await Task.WhenAll(SocketPipe.CopyAsync(client, upstream, 0, stop, _ => true), SocketPipe.CopyAsync(upstream, client, 0, stop, _ => true)).ConfigureAwait(false);
-        }
+        if (IsOpen)
+            return _serve(client, this);
+        client.Dispose();
+        return Task.CompletedTask;
     }
 
     /// <summary>

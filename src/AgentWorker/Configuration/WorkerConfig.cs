@@ -264,7 +264,7 @@ internal sealed record WorkerConfig
         }
         catch (FormatException e)
         {
-            throw values.Invalid(Settings.ModelPrices, e.Message);
+            throw values.Invalid(Settings.ModelPrices, e.Message.Replace("MODEL_PRICES: ", "", StringComparison.Ordinal));
         }
     }
 

@@ -3,7 +3,6 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
-using System.Text;
 using System.Text.Json;
 using AgentWorker.Core.Egress;
 using AgentWorker.Core.Gateway;
@@ -17,16 +16,14 @@ using Polly.Retry;
 namespace AgentWorker.Gateway;
 
 /// <summary>
-/// The model gateway: Kestrel on a unix socket only this worker can open, reached by each run through its
-/// <see cref="GatewayRun"/> relay. A request is checked (the run's placeholder, its budget, its size), sent on to the
+/// The model gateway: Kestrel serving the connections each run accepts on its own listener (<see cref="RunConnections"/>),
+/// so a request's run is known from its connection. A request is checked (the run's placeholder, its budget, its size), sent on to the
 /// vendor with the real key over a connection the egress policy allowed, and its answer streamed back unchanged while
 /// <see cref="UsageReader"/> reads the usage from it. The gateway's own refusals are in the vendor's error format.
 /// </summary>
 internal sealed partial class ModelGatewayServer(
     GatewayOptions options, EgressPolicy egress, Func<ModelVendor, string?> keys, IJobMetrics metrics, ILogger<ModelGatewayServer> logger) : IModelGateway, IAsyncDisposable
 {
-    private const string RunItem = "agent-worker.gateway-run";
-    private const int MaxTokenLine = 64;
 
     // Not forwarded in either direction: they describe one hop, or are the gateway's business (the key, the encoding it reads).
     private static readonly HashSet<string> HopHeaders = new(StringComparer.OrdinalIgnoreCase)
@@ -38,8 +35,7 @@ internal sealed partial class ModelGatewayServer(
     private readonly ConcurrentDictionary<string, GatewayRun> _runs = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _starting = new(1, 1);
     private WebApplication? _app;
-    private string? _directory;
-    private UnixDomainSocketEndPoint? _endPoint;
+    private RunConnections? _connections;
 
     private readonly HttpClient _upstream = new(new SocketsHttpHandler
     {
@@ -66,38 +62,45 @@ internal sealed partial class ModelGatewayServer(
 
     public async ValueTask<GatewayRun> OpenAsync(GatewayRunRequest request, CancellationToken cancellationToken)
     {
-        var endPoint = _endPoint ?? await StartAsync(cancellationToken).ConfigureAwait(false);
-        var run = new GatewayRun(request, new UsageMeter(request.Budget, options.Prices), endPoint, closed => _runs.TryRemove(closed.Token, out _));
+        var connections = _connections ?? await StartAsync(cancellationToken).ConfigureAwait(false);
+        var run = new GatewayRun(request, new UsageMeter(request.Budget, options.Prices), connections.ServeAsync, closed => _runs.TryRemove(closed.Token, out _));
         _runs[run.Token] = run;
         return run;
     }
 
-    private async Task<UnixDomainSocketEndPoint> StartAsync(CancellationToken cancellationToken)
+    /// <summary>Starts Kestrel with the first run that needs it: a worker whose agents call no model never does.</summary>
+    private async Task<RunConnections> StartAsync(CancellationToken cancellationToken)
     {
         await _starting.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            if (_endPoint is not null)
-                return _endPoint;
-            // Only the worker's user may open the directory, so only the worker's relays reach the socket.
-            _directory = Directory.CreateTempSubdirectory("aw-gateway-").FullName;
-            File.SetUnixFileMode(_directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-            var path = Path.Combine(_directory, "gateway.sock");
-            var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = _directory, EnvironmentName = Environments.Production });
+            if (_connections is not null)
+                return _connections;
+            var connections = new RunConnections(logger);
+            var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory, EnvironmentName = Environments.Production });
             builder.Logging.ClearProviders();
+            builder.Services.AddSingleton<IConnectionListenerFactory>(connections);
             builder.WebHost.ConfigureKestrel(kestrel =>
             {
                 kestrel.AddServerHeader = false;
                 // The gateway enforces its own limit, to answer in the vendor's format.
                 kestrel.Limits.MaxRequestBodySize = null;
-                kestrel.ListenUnixSocket(path, listen => listen.Use(next => connection => ReadRunAsync(connection, next)));
+                kestrel.Listen(connections.EndPoint);
             });
             var app = builder.Build();
             app.Run(HandleAsync);
-            await app.StartAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await app.StartAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                await app.DisposeAsync().ConfigureAwait(false);
+                throw new Core.Sandbox.SandboxException($"cannot start the model gateway: {e.Message}");
+            }
             _app = app;
-            _endPoint = new UnixDomainSocketEndPoint(path);
-            return _endPoint;
+            _connections = connections;
+            return connections;
         }
         finally
         {
@@ -105,34 +108,10 @@ internal sealed partial class ModelGatewayServer(
         }
     }
 
-    /// <summary>Reads the relay's first line, the run's token, and keeps the run on the connection; anything else is closed.</summary>
-    private async Task ReadRunAsync(ConnectionContext connection, ConnectionDelegate next)
-    {
-        var input = connection.Transport.Input;
-        while (true)
-        {
-            var read = await input.ReadAsync(connection.ConnectionClosed).ConfigureAwait(false);
-            var buffer = read.Buffer;
-            if (buffer.PositionOf((byte)'\n') is { } end)
-            {
-                var token = Encoding.ASCII.GetString(buffer.Slice(0, end));
-                input.AdvanceTo(buffer.GetPosition(1, end));
-                if (!_runs.TryGetValue(token, out var run))
-                    return;
-                connection.Items[RunItem] = run;
-                await next(connection).ConfigureAwait(false);
-                return;
-            }
-            if (buffer.Length > MaxTokenLine || read.IsCompleted)
-                return;
-            input.AdvanceTo(buffer.Start, buffer.End);
-        }
-    }
-
     private async Task HandleAsync(HttpContext context)
     {
         var started = Stopwatch.GetTimestamp();
-        var run = context.Features.Get<IConnectionItemsFeature>()?.Items[RunItem] as GatewayRun;
+        var run = context.Features.Get<IConnectionItemsFeature>()?.Items[RunConnections.RunItem] as GatewayRun;
         var path = context.Request.Path.Value ?? "/";
         var slash = path.IndexOf('/', 1);
         var name = slash < 0 ? path[1..] : path[1..slash];
@@ -159,10 +138,20 @@ internal sealed partial class ModelGatewayServer(
             await RefuseAsync(context, api, 429, $"budget_exceeded: {overBudget}").ConfigureAwait(false);
             return;
         }
-        var body = await ReadBodyAsync(context.Request, context.RequestAborted).ConfigureAwait(false);
+        // Admitted: from here every way out records the request, which holds its place under maxRequests until then.
+        byte[]? body;
+        try
+        {
+            body = await ReadBodyAsync(context.Request, context.RequestAborted).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException or BadHttpRequestException)
+        {
+            run.Meter.Record("unknown", null, Stopwatch.GetElapsedTime(started));
+            return;
+        }
         if (body is null)
         {
-            await RefuseAsync(context, api, 413, $"the request is larger than the gateway's limit of {options.MaxRequestBytes >> 20} MiB (GATEWAY_MAX_REQUEST_MB)").ConfigureAwait(false);
+            await FailAsync(context, run, vendor, "unknown", false, started, 413, $"the request is larger than the gateway's limit of {options.MaxRequestBytes >> 20} MiB (GATEWAY_MAX_REQUEST_MB)").ConfigureAwait(false);
             return;
         }
         var (requestModel, stream) = Describe(body);
@@ -184,6 +173,8 @@ internal sealed partial class ModelGatewayServer(
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
         {
+            // The agent gave up waiting; the vendor may have been asked, so the request counts.
+            run.Meter.Record(requestModel, null, Stopwatch.GetElapsedTime(started));
             return;
         }
         catch (OperationCanceledException)
@@ -220,7 +211,9 @@ internal sealed partial class ModelGatewayServer(
         }
         if (response.Content.Headers.ContentLength is { } length)
             context.Response.ContentLength = length;
-        await context.Response.StartAsync(context.RequestAborted).ConfigureAwait(false);
+        // A stream's headers go at once (the agent is waiting for its first event); any other answer's go with its body.
+        if (eventStream)
+            await context.Response.StartAsync(context.RequestAborted).ConfigureAwait(false);
         var reader = new UsageReader(eventStream);
         var buffer = ArrayPool<byte>.Shared.Rent(16 * 1024);
         long total = 0;
@@ -403,8 +396,6 @@ internal sealed partial class ModelGatewayServer(
         if (_app is not null)
             await _app.DisposeAsync().ConfigureAwait(false);
         _upstream.Dispose();
-        if (_directory is not null)
-            Directory.Delete(_directory, recursive: true);
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: model gateway answered {Status} for vendor {Vendor}: {Reason}")]

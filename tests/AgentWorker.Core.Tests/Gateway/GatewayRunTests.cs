@@ -1,26 +1,24 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using System.Threading.Channels;
 using AgentWorker.Core.Gateway;
-using AgentWorker.Testing;
 
 namespace AgentWorker.Core.Tests.Gateway;
 
 /// <summary>A run's door to the gateway: its placeholder, its variables, and its relay naming the run.</summary>
-public sealed class GatewayRunTests : IDisposable
+public sealed class GatewayRunTests
 {
-    private readonly TempDirectory _dir = new();
-
-    private static GatewayRun Open(EndPoint gateway, Action<GatewayRun>? closed = null) => new(
+    private static GatewayRun Open(Func<Socket, GatewayRun, Task>? serve = null, Action<GatewayRun>? closed = null) => new(
         new GatewayRunRequest("job", "coder", [ModelVendor.Presets["openai"], ModelVendor.Presets["anthropic"]], ModelBudget.None, _ => ValueTask.CompletedTask),
-        new UsageMeter(ModelBudget.None, PriceTable.Empty), gateway, closed ?? (_ => { }));
+        new UsageMeter(ModelBudget.None, PriceTable.Empty), serve ?? ((_, _) => Task.CompletedTask), closed ?? (_ => { }));
 
     [Fact]
     public void Placeholder_IsAcceptedFromThisRunOnly_AndNotAfterItEnds()
     {
         var closed = new List<GatewayRun>();
-        using var a = Open(new IPEndPoint(IPAddress.Loopback, 1), closed.Add);
-        using var b = Open(new IPEndPoint(IPAddress.Loopback, 1));
+        using var a = Open(closed: closed.Add);
+        using var b = Open();
 
         Assert.StartsWith("awgw-", a.Placeholder, StringComparison.Ordinal);
         Assert.NotEqual(a.Placeholder, b.Placeholder);
@@ -39,7 +37,7 @@ public sealed class GatewayRunTests : IDisposable
     [Fact]
     public void Variables_PointEachVendorAtTheGateway_WithThePlaceholderAsItsKey()
     {
-        using var run = Open(new IPEndPoint(IPAddress.Loopback, 1));
+        using var run = Open();
 
         var variables = run.Variables(new Uri("http://127.0.0.1:3127/"));
 
@@ -50,37 +48,36 @@ public sealed class GatewayRunTests : IDisposable
     }
 
     [Fact]
-    public async Task HostListener_RelaysToTheGateway_BehindTheRunsToken_UntilTheRunEnds()
+    public async Task HostListener_HandsEachConnectionToTheGatewayAsThisRuns_UntilTheRunEnds()
     {
-        var path = _dir.Combine("gw.sock");
-        using var gateway = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        gateway.Bind(new UnixDomainSocketEndPoint(path));
-        gateway.Listen();
-        var run = Open(new UnixDomainSocketEndPoint(path));
+        var handed = Channel.CreateUnbounded<(Socket Socket, GatewayRun Run)>();
+        var run = Open((socket, owner) => handed.Writer.WriteAsync((socket, owner)).AsTask());
         var url = run.ListenOnHost();
 
         using (var agent = new TcpClient())
         {
             await agent.ConnectAsync(IPAddress.Loopback, url.Port);
             await agent.GetStream().WriteAsync(Encoding.ASCII.GetBytes("GET / HTTP/1.1\r\n"));
-            using var relayed = await gateway.AcceptAsync().WaitAsync(TimeSpan.FromSeconds(10));
-            var expected = $"{run.Token}\nGET / HTTP/1.1\r\n";
-            var received = new StringBuilder();
-            var buffer = new byte[256];
-            while (received.Length < expected.Length)
+            var (socket, owner) = await handed.Reader.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+            using (socket)
             {
-                var read = await relayed.ReceiveAsync(buffer, SocketFlags.None).WaitAsync(TimeSpan.FromSeconds(10));
-                Assert.NotEqual(0, read);
-                received.Append(Encoding.ASCII.GetString(buffer, 0, read));
+                Assert.Same(run, owner);
+                var buffer = new byte[64];
+                var read = await socket.ReceiveAsync(buffer, SocketFlags.None).WaitAsync(TimeSpan.FromSeconds(10));
+                Assert.Equal("GET / HTTP/1.1\r\n", Encoding.ASCII.GetString(buffer, 0, read));
             }
-            Assert.Equal(expected, received.ToString());
         }
 
         run.Dispose();
 
+        Assert.True(run.Ended.IsCancellationRequested);
         using var late = new TcpClient();
         await Assert.ThrowsAnyAsync<SocketException>(() => late.ConnectAsync(IPAddress.Loopback, url.Port));
+        // A connection accepted elsewhere (the run's namespace) after the end is closed, not served.
+        using var pair = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await run.ServeAsync(pair);
+        Assert.False(handed.Reader.TryRead(out _));
+        Assert.Throws<ObjectDisposedException>(() => pair.Available);
     }
 
-    public void Dispose() => _dir.Dispose();
 }
