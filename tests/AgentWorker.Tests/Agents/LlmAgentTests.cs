@@ -11,9 +11,9 @@ namespace AgentWorker.Tests.Agents;
 
 /// <summary>
 /// Acceptance 5, first half: the built-in `llm` agent, run by a real worker in the bubblewrap sandbox, against a loopback
-/// stub of the chat-completions API. Its registry entry asks for network allowlist with the host of LLM_BASE_URL, so the
-/// stub is reached by a name the worker pins to it (EGRESS_RESOLVE, EGRESS_ALLOW_CIDRS): through the egress proxy, as a
-/// real vendor is. A literal 127.0.0.1 would be NO_PROXY and go nowhere from the agent's empty network namespace.
+/// fake of the chat-completions API over TLS (the test CA, trusted by the worker through SSL_CERT_FILE). Since issue 17
+/// the agent calls the worker's model gateway with a placeholder key, and the gateway calls LLM_BASE_URL with the real
+/// one; the endpoint is reached by a name the worker pins to it (EGRESS_RESOLVE, EGRESS_ALLOW_CIDRS), as a real vendor is.
 /// </summary>
 public sealed class LlmAgentTests : IDisposable
 {
@@ -23,6 +23,7 @@ public sealed class LlmAgentTests : IDisposable
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(60);
 
     private readonly TempDirectory _dir = new("aw-llm");
+    private readonly TestCertificateAuthority _authority = new();
     private readonly TestRepository _repo = TestRepository.Create(new Dictionary<string, string>
     {
         ["app/handler.py"] = "def handle(request):\n    return eval(request.body)\n",
@@ -40,14 +41,21 @@ public sealed class LlmAgentTests : IDisposable
         ```
         """;
 
-    private async Task<(WorkerProcess Worker, HttpClient Client)> ServeAsync(ChatCompletionsStub stub)
+    /// <summary>The fake endpoint for <see cref="StubName"/>, on a port of its own.</summary>
+    private async Task<FakeModelVendor> StartStubAsync(Func<VendorRequest, ModelReply> answer)
+    {
+        var stub = await FakeModelVendor.StartAsync(_authority, [StubName], port: 0);
+        stub.Answer = answer;
+        return stub;
+    }
+
+    private async Task<(WorkerProcess Worker, HttpClient Client)> ServeAsync(FakeModelVendor stub)
     {
         File.WriteAllText(_dir.Combine("agents.yaml"), """
             agents:
               - id: envdump
                 command: ["sh", "-c", "env"]
             """);
-        var stubPort = new Uri(stub.BaseUrl).Port;
         var port = WorkerProcess.FreePort();
         var worker = WorkerProcess.Start(new Dictionary<string, string>
         {
@@ -58,9 +66,10 @@ public sealed class LlmAgentTests : IDisposable
             ["WORK_DIR"] = _dir.Combine("work"),
             ["AGENTS_FILE"] = _dir.Combine("agents.yaml"),
             ["RETRY_BASE_DELAY_SECONDS"] = "0",
-            ["LLM_BASE_URL"] = $"http://{StubName}:{stubPort}/v1",
-            ["EGRESS_RESOLVE"] = $"{StubName}:{stubPort}:127.0.0.1",
-            ["EGRESS_ALLOW_CIDRS"] = $"127.0.0.1:{stubPort}",
+            ["LLM_BASE_URL"] = $"https://{StubName}:{stub.Port}/v1",
+            ["EGRESS_RESOLVE"] = stub.Pins,
+            ["EGRESS_ALLOW_CIDRS"] = stub.EndPoint,
+            ["SSL_CERT_FILE"] = _authority.WritePem(_dir.Combine("ca.pem")),
             ["LLM_MODEL"] = "default/model",
             ["OPENROUTER_API_KEY"] = ModelKey,
         }, "serve");
@@ -81,7 +90,7 @@ public sealed class LlmAgentTests : IDisposable
     [Fact]
     public async Task LlmAgent_AgainstTheStub_YieldsItsFindings_WithTheJobsModel()
     {
-        await using var stub = await ChatCompletionsStub.StartAsync((200, ChatCompletionsStub.Completion(Findings)));
+        await using var stub = await StartStubAsync(_ => new ModelReply { Content = Findings, InputTokens = 700, OutputTokens = 90 });
         var (worker, client) = await ServeAsync(stub);
         await using (worker)
         using (client)
@@ -97,28 +106,28 @@ public sealed class LlmAgentTests : IDisposable
             // The model echoed the key: what is stored has it masked.
             Assert.Equal("reviewed with key ***", result.GetProperty("summary").GetString());
 
+            // The endpoint got the operator's key from the gateway; the agent never held it.
             var request = Assert.Single(stub.Requests);
             Assert.Equal("/v1/chat/completions", request.Path);
             Assert.Equal($"Bearer {ModelKey}", request.Authorization);
-            Assert.Equal("stub/model-x", request.Body["model"]!.GetValue<string>());
-            var user = request.Body["messages"]![1]!["content"]!.GetValue<string>();
+            Assert.Equal("stub/model-x", request.Model);
+            var user = request.Json["messages"]![1]!["content"]!.GetValue<string>();
             Assert.Contains("Task: Look for injection bugs", user);
             Assert.Contains("=== FILE: app/handler.py ===\n1| def handle(request):\n2|     return eval(request.body)", user);
 
-            // Through the proxy: allowed for the stub's name and port, at the address it is pinned to, and nothing refused.
-            var egress = await EgressAsync(client, "llm-1");
-            Assert.NotEmpty(egress);
-            var stubPort = new Uri(stub.BaseUrl).Port;
-            Assert.All(egress, e => Assert.True(
-                e.GetProperty("decision").GetString() == "allowed" && e.GetProperty("host").GetString() == StubName && e.GetProperty("port").GetInt32() == stubPort
-                && e.GetProperty("address").GetString() == "127.0.0.1" && e.GetProperty("bytesDown").GetInt64() > 0, e.ToString()));
+            // Through the gateway: one model call, its usage recorded; nothing the agent tried was refused.
+            var events = await EventsAsync(client, "llm-1");
+            var call = JsonDocument.Parse(Assert.Single(events, e => e.GetProperty("kind").GetString() == "model").GetProperty("message").GetString()!).RootElement;
+            Assert.Equal(("llm", 200, 700L, 90L), (call.GetProperty("vendor").GetString(), call.GetProperty("status").GetInt32(), call.GetProperty("inputTokens").GetInt64(), call.GetProperty("outputTokens").GetInt64()));
+            Assert.Equal((1, 700L), (result.GetProperty("usage").GetProperty("requests").GetInt32(), result.GetProperty("usage").GetProperty("inputTokens").GetInt64()));
+            Assert.DoesNotContain(events, e => e.GetProperty("kind").GetString() == "egress" && e.GetProperty("message").GetString()!.Contains("\"refused\"", StringComparison.Ordinal));
         }
     }
 
     [Fact]
     public async Task LlmAgent_RetriesAServerError_AndUsesTheDefaultModel()
     {
-        await using var stub = await ChatCompletionsStub.StartAsync((503, """{"error":"overloaded"}"""), (200, ChatCompletionsStub.Completion("""{"findings": []}""")));
+        await using var stub = await StartStubAsync(request => request.Number == 1 ? new ModelReply { Status = 503, ErrorMessage = "overloaded" } : new ModelReply { Content = """{"findings": []}""" });
         var (worker, client) = await ServeAsync(stub);
         await using (worker)
         using (client)
@@ -127,14 +136,14 @@ public sealed class LlmAgentTests : IDisposable
 
             Assert.Equal(100, job.GetProperty("result").GetProperty("healthScore").GetInt32());
             Assert.Equal(2, stub.Requests.Count);
-            Assert.All(stub.Requests, r => Assert.Equal("default/model", r.Body["model"]!.GetValue<string>()));
+            Assert.All(stub.Requests, r => Assert.Equal(("default/model", ModelKey), (r.Model, r.Key)));
         }
     }
 
     [Fact]
     public async Task LlmAgent_ReplyWithoutFindingsJson_FailsWithTheReason()
     {
-        await using var stub = await ChatCompletionsStub.StartAsync((200, ChatCompletionsStub.Completion("I could not review this, sorry.")));
+        await using var stub = await StartStubAsync(_ => new ModelReply { Content = "I could not review this, sorry." });
         var (worker, client) = await ServeAsync(stub);
         await using (worker)
         using (client)
@@ -148,7 +157,7 @@ public sealed class LlmAgentTests : IDisposable
     [Fact]
     public async Task TheKeyAndEndpoint_ReachOnlyTheLlmAgent()
     {
-        await using var stub = await ChatCompletionsStub.StartAsync((200, ChatCompletionsStub.Completion("""{"findings": []}""")));
+        await using var stub = await StartStubAsync(_ => new ModelReply { Content = """{"findings": []}""" });
         var (worker, client) = await ServeAsync(stub);
         await using (worker)
         using (client)
@@ -162,15 +171,14 @@ public sealed class LlmAgentTests : IDisposable
         }
     }
 
-    /// <summary>The job's <c>egress</c> events, each message parsed.</summary>
-    private static async Task<List<JsonElement>> EgressAsync(HttpClient client, string id) =>
-        [.. (await client.GetFromJsonAsync<JsonElement>($"/v1/jobs/{id}/logs")).GetProperty("items").EnumerateArray()
-            .Where(e => e.GetProperty("kind").GetString() == "egress")
-            .Select(e => JsonDocument.Parse(e.GetProperty("message").GetString()!).RootElement.Clone())];
+    /// <summary>Every event of the job, as <c>GET /v1/jobs/{id}/logs</c> returns them.</summary>
+    private static async Task<List<JsonElement>> EventsAsync(HttpClient client, string id) =>
+        [.. (await client.GetFromJsonAsync<JsonElement>($"/v1/jobs/{id}/logs")).GetProperty("items").EnumerateArray()];
 
     public void Dispose()
     {
         _repo.Dispose();
+        _authority.Dispose();
         _dir.Dispose();
     }
 }
