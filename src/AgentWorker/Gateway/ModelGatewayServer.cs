@@ -190,7 +190,7 @@ internal sealed partial class ModelGatewayServer(
         }
         using (response)
         {
-            var usage = await RelayAsync(context, response).ConfigureAwait(false);
+            var usage = await RelayAsync(context, response, new SecretMask(key)).ConfigureAwait(false);
             var model = usage.Model ?? requestModel;
             var call = run.Meter.Record(model, usage.Usage, Stopwatch.GetElapsedTime(started));
             metrics.ModelCall(run.Request.AgentId, call);
@@ -199,15 +199,18 @@ internal sealed partial class ModelGatewayServer(
         }
     }
 
-    /// <summary>Streams the vendor's answer to the agent as it arrives, reading its usage on the way, within the size limit.</summary>
-    private async Task<(string? Model, TokenUsage? Usage)> RelayAsync(HttpContext context, HttpResponseMessage response)
+    /// <summary>
+    /// Streams the vendor's answer to the agent as it arrives, reading its usage on the way, within the size limit. The
+    /// real key is masked wherever the answer quotes it (<paramref name="mask"/>): the agent must never see it.
+    /// </summary>
+    private async Task<(string? Model, TokenUsage? Usage)> RelayAsync(HttpContext context, HttpResponseMessage response, SecretMask mask)
     {
         var eventStream = response.Content.Headers.ContentType?.MediaType == "text/event-stream";
         context.Response.StatusCode = (int)response.StatusCode;
         foreach (var (name, values) in response.Headers.Concat(response.Content.Headers))
         {
             if (!HopHeaders.Contains(name))
-                context.Response.Headers[name] = values.ToArray();
+                context.Response.Headers[name] = values.Select(mask.Mask).ToArray();
         }
         if (response.Content.Headers.ContentLength is { } length)
             context.Response.ContentLength = length;
@@ -231,10 +234,11 @@ internal sealed partial class ModelGatewayServer(
                     break;
                 }
                 reader.Write(buffer.AsSpan(0, read));
-                await context.Response.Body.WriteAsync(buffer.AsMemory(0, read), context.RequestAborted).ConfigureAwait(false);
+                await context.Response.Body.WriteAsync(mask.Write(buffer.AsSpan(0, read)), context.RequestAborted).ConfigureAwait(false);
                 if (eventStream)
                     await context.Response.Body.FlushAsync(context.RequestAborted).ConfigureAwait(false);
             }
+            await context.Response.Body.WriteAsync(mask.Flush(), context.RequestAborted).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or OperationCanceledException or HttpRequestException)
         {
