@@ -103,8 +103,8 @@ public sealed class LlmAgentTests : IDisposable
                 f.TryGetProperty("line", out var line) ? line.GetInt32() : (int?)null)).ToList();
             Assert.Equal([("high", "eval-injection", "app/handler.py", 2), ("medium", "docs", "README.md", null)], findings);
             Assert.Equal(86, result.GetProperty("healthScore").GetInt32());
-            // The model echoed the key: what is stored has it masked.
-            Assert.Equal("reviewed with key ***", result.GetProperty("summary").GetString());
+            // The model echoed the key: the gateway masked it before the agent saw the answer.
+            Assert.Equal($"reviewed with key {new string('*', ModelKey.Length)}", result.GetProperty("summary").GetString());
 
             // The endpoint got the operator's key from the gateway; the agent never held it.
             var request = Assert.Single(stub.Requests);

@@ -17,6 +17,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using AgentWorker.Testing;
 
 namespace AgentWorker.Tests.Gateway;
 
@@ -122,7 +123,7 @@ public sealed class GatewayServerTests : IAsyncLifetime
     private List<ModelEvent> ModelEvents()
     {
         lock (_events)
-            return [.. _events.Where(e => e.Kind == JobEventKind.Model).Select(e => JsonSerializer.Deserialize<ModelEvent>(e.Message, Core.Results.ResultJson.Options)!)];
+            return [.. _events.Where(e => e.Kind == JobEventKind.Model).Select(e => JsonSerializer.Deserialize<ModelEvent>(e.Message, ResultJson.Options)!)];
     }
 
     [Fact]
@@ -176,7 +177,7 @@ public sealed class GatewayServerTests : IAsyncLifetime
         using var response = await PostAsync(client, new Uri(baseUrl, "openai/chat/completions"), """{"model":"gpt-test","stream":true}""", HttpCompletionOption.ResponseHeadersRead);
         using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
         // The vendor holds its second event until the first has reached the agent.
-        var first = await reader.ReadLineAsync().AsTask().WaitAsync(Deadline);
+        var first = await reader.ReadLineAsync().WaitAsync(Deadline);
         _releaseStream.SetResult();
         var rest = await reader.ReadToEndAsync().WaitAsync(Deadline);
 
