@@ -184,6 +184,33 @@ public sealed class DashboardBrowserTests(DashboardServer server, ITestOutputHel
     }
 
     [Fact]
+    public async Task JobDetail_ModelUsage_IsInTheLogAndTheModelsTable()
+    {
+        var id = await server.EnqueueAsync("model-caller");
+        await server.WaitForStateAsync(id, "succeeded");
+        await using var session = await BrowserSession.OpenAsync(server);
+        var page = session.Page;
+        await session.SignInAsync();
+
+        await page.GotoAsync($"/#/jobs/{id}");
+
+        await Expect(page.Locator("#models tbody tr")).ToHaveCountAsync(2);
+        var priced = page.Locator("#models tbody tr", new() { HasText = "gpt-4o" });
+        await Expect(priced.Locator("td[data-label=Requests]")).ToHaveTextAsync("1");
+        await Expect(priced.Locator("td[data-label=Input]")).ToHaveTextAsync("120");
+        await Expect(priced.Locator("td[data-label=Output]")).ToHaveTextAsync("30");
+        await Expect(priced.Locator("td[data-label=Cached]")).ToHaveTextAsync("20");
+        // (120 - 20) × 2.5 + 20 × 1.25 + 30 × 10 = 575 dollars per million tokens.
+        await Expect(priced.Locator("td[data-label=Cost]")).ToHaveTextAsync("$0.000575");
+        var unpriced = page.Locator("#models tbody tr", new() { HasText = "dash-mystery" });
+        await Expect(unpriced.Locator("td[data-label=Cost]")).ToHaveTextAsync("cost unknown");
+        await Expect(page.Locator("#log")).ToContainTextAsync("openai gpt-4o 200: 120 in / 30 out (20 cached), $0.000575");
+        await session.ScreenshotAsync("job-models");
+        await session.AssertAccessibleAsync("job models");
+        session.AssertNoConsoleErrors();
+    }
+
+    [Fact]
     public async Task CancelButton_RunningJob_IsKilledThenRetryQueuesItAgain()
     {
         var id = await server.EnqueueAsync("sleeper");

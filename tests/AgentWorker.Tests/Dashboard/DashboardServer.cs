@@ -19,6 +19,8 @@ public sealed class DashboardServer : IAsyncLifetime
     public const int Workers = 3;
 
     private readonly TempDirectory _dir = new("aw-dash");
+    private readonly TestCertificateAuthority _authority = new();
+    private FakeModelVendor? _vendor;
     private WorkerProcess? _worker;
     private IPlaywright? _playwright;
 
@@ -44,6 +46,7 @@ public sealed class DashboardServer : IAsyncLifetime
         // reporter: findings of every severity in shuffled order (score 100 - 25 - 10 - 4 - 1 = 60), and three artifact paths.
         // sleeper: runs until cancelled.
         // metadata-reader: asks its egress proxy for the cloud metadata address, which the proxy refuses before connecting.
+        // model-caller: two requests to its vendor through the model gateway (a priced model and an unpriced one).
         File.WriteAllText(agents, """
             agents:
               - id: ticker
@@ -66,8 +69,29 @@ public sealed class DashboardServer : IAsyncLifetime
               - id: metadata-reader
                 command: ["sh", "-c", "curl -sS --max-time 10 http://169.254.169.254/latest/meta-data/"]
                 network: full
+              - id: model-caller
+                command:
+                  - sh
+                  - -c
+                  - |
+                    for model in gpt-4o dash-mystery; do
+                      curl -sS --fail-with-body "$OPENAI_BASE_URL/chat/completions" -H "Authorization: Bearer $OPENAI_API_KEY" \
+                        -H 'Content-Type: application/json' -d "{\"model\":\"$model\",\"messages\":[]}" || exit 1
+                    done
+                gateway: [openai]
+                network: allowlist
             """);
-        _worker = StartWorker([], out var baseUrl);
+        // The vendor answers 120 input (20 cached) and 30 output tokens a request.
+        _vendor = await FakeModelVendor.StartAsync(_authority, ["api.openai.com"]);
+        _vendor.Answer = _ => new ModelReply { InputTokens = 120, CachedTokens = 20, OutputTokens = 30 };
+        _worker = StartWorker(new Dictionary<string, string>
+        {
+            ["OPENAI_API_KEY"] = "sk-dashboard-real-key",
+            ["EGRESS_RESOLVE"] = _vendor.Pins,
+            ["EGRESS_ALLOW_CIDRS"] = _vendor.EndPoint,
+            ["SSL_CERT_FILE"] = _authority.WritePem(_dir.Combine("ca.pem")),
+            ["MODEL_PRICES"] = """{"gpt-4o": {"input": 2.5, "output": 10, "cachedInput": 1.25}}""",
+        }, out var baseUrl);
         BaseUrl = baseUrl;
         Api = new HttpClient { BaseAddress = new Uri(baseUrl) };
         Api.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", ApiKey);
@@ -131,6 +155,9 @@ public sealed class DashboardServer : IAsyncLifetime
         Api?.Dispose();
         if (_worker is not null)
             await _worker.DisposeAsync();
+        if (_vendor is not null)
+            await _vendor.DisposeAsync();
+        _authority.Dispose();
         Repo.Dispose();
         _dir.Dispose();
     }
