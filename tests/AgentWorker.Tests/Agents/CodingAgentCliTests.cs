@@ -84,17 +84,20 @@ public sealed partial class CodingAgentCliTests : IDisposable
     private readonly TempDirectory _dir = new("aw-cli");
     private readonly TestRepository _repo = TestRepository.Create(new Dictionary<string, string> { ["NOTES.md"] = "notes\n" });
 
-    public CodingAgentCliTests()
+    public CodingAgentCliTests() => InstallFakeClis(_repo, FakeCli);
+
+    /// <summary>Commits <paramref name="script"/> as <c>.fake-bin/codex</c>, <c>claude</c> and <c>aider</c> into <paramref name="repo"/>, for entries whose PATH leads there.</summary>
+    internal static void InstallFakeClis(TestRepository repo, string script)
     {
-        var bin = Path.Combine(_repo.Path, ".fake-bin");
+        var bin = Path.Combine(repo.Path, ".fake-bin");
         Directory.CreateDirectory(bin);
         foreach (var name in new[] { "codex", "claude", "aider" })
         {
             var file = Path.Combine(bin, name);
-            File.WriteAllText(file, FakeCli);
+            File.WriteAllText(file, script);
             File.SetUnixFileMode(file, (UnixFileMode)0b111_101_101);
         }
-        _repo.Commit(new Dictionary<string, string>(), "fake coding-agent CLIs");
+        repo.Commit(new Dictionary<string, string>(), "fake coding-agent CLIs");
     }
 
     /// <summary>Starts a worker on the shipped registry with <paramref name="settings"/> on top of the test's own.</summary>

@@ -120,15 +120,7 @@ public sealed class GatewayWorkerFixture : IAsyncLifetime
         Assert.True(Environment.IsPrivilegedProcess, "the gateway tests run the root worker (the CI case): the fake vendor listens on port 443, where the vendors' upstreams are");
         _vendor = await FakeModelVendor.StartAsync(_authority, VendorNames);
         _repo = TestRepository.Create(new Dictionary<string, string> { ["NOTES.md"] = "notes\n", ["app/handler.py"] = "def handle(request):\n    return eval(request.body)\n" });
-        var bin = Path.Combine(_repo.Path, ".fake-bin");
-        Directory.CreateDirectory(bin);
-        foreach (var name in new[] { "codex", "claude", "aider" })
-        {
-            var file = Path.Combine(bin, name);
-            File.WriteAllText(file, FakeCli);
-            File.SetUnixFileMode(file, (UnixFileMode)0b111_101_101);
-        }
-        _repo.Commit(new Dictionary<string, string>(), "fake coding-agent CLIs");
+        Agents.CodingAgentCliTests.InstallFakeClis(_repo, FakeCli);
 
         var agents = _dir.Combine("coding-agents.yaml");
         File.WriteAllText(agents, WithPath(File.ReadAllText(Shipped)));
