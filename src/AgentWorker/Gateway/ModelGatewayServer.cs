@@ -37,28 +37,8 @@ internal sealed partial class ModelGatewayServer(
     private WebApplication? _app;
     private RunConnections? _connections;
 
-    private readonly HttpClient _upstream = new(new SocketsHttpHandler
-    {
-        UseProxy = false,
-        AllowAutoRedirect = false,
-        AutomaticDecompression = DecompressionMethods.None,
-        PooledConnectionLifetime = TimeSpan.FromMinutes(5),
-        ConnectCallback = (context, cancellationToken) => ConnectAsync(egress, context.DnsEndPoint, cancellationToken),
-    })
-    { Timeout = Timeout.InfiniteTimeSpan };
-
-    // A request that never left (no connection could be made) is always safe to send again; anything the vendor
-    // answered, even 429 or 5xx, goes back to the agent, whose SDK retries as its vendor says.
-    private readonly ResiliencePipeline<HttpResponseMessage> _retry = new ResiliencePipelineBuilder<HttpResponseMessage>()
-        .AddRetry(new RetryStrategyOptions<HttpResponseMessage>
-        {
-            ShouldHandle = new PredicateBuilder<HttpResponseMessage>().Handle<HttpRequestException>(e => e.HttpRequestError == HttpRequestError.ConnectionError && e.InnerException is not EgressRefusedException),
-            MaxRetryAttempts = 2,
-            Delay = TimeSpan.FromMilliseconds(200),
-            BackoffType = DelayBackoffType.Exponential,
-            UseJitter = true,
-        })
-        .Build();
+    // Made with the first run that needs them: an idle worker does not map System.Net.Http (bench/README.md "Startup").
+    private VendorClient? _vendors;
 
     public async ValueTask<GatewayRun> OpenAsync(GatewayRunRequest request, CancellationToken cancellationToken)
     {
@@ -76,6 +56,7 @@ internal sealed partial class ModelGatewayServer(
         {
             if (_connections is not null)
                 return _connections;
+            _vendors = new VendorClient(egress);
             var connections = new RunConnections(logger);
             var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory, EnvironmentName = Environments.Production });
             builder.Logging.ClearProviders();
@@ -167,9 +148,7 @@ internal sealed partial class ModelGatewayServer(
         HttpResponseMessage response;
         try
         {
-            response = await _retry.ExecuteAsync(
-                async token => await _upstream.SendAsync(Outgoing(context.Request, vendor, target, body, key), HttpCompletionOption.ResponseHeadersRead, token).ConfigureAwait(false),
-                headersTimeout.Token).ConfigureAwait(false);
+            response = await _vendors!.SendAsync(() => Outgoing(context.Request, vendor, target, body, key), headersTimeout.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
         {
@@ -376,6 +355,50 @@ internal sealed partial class ModelGatewayServer(
 
     private static double Elapsed(long started) => Math.Round(Stopwatch.GetElapsedTime(started).TotalMilliseconds, 3);
 
+    public async ValueTask DisposeAsync()
+    {
+        if (_app is not null)
+            await _app.DisposeAsync().ConfigureAwait(false);
+        _vendors?.Dispose();
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: model gateway answered {Status} for vendor {Vendor}: {Reason}")]
+    private static partial void LogUpstreamFailed(ILogger logger, string jobId, string vendor, int status, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Model gateway: an answer from {Host} was over GATEWAY_MAX_RESPONSE_MB ({LimitMb} MiB) and was cut off")]
+    private static partial void LogResponseTooLarge(ILogger logger, string? host, long limitMb);
+}
+
+/// <summary>The gateway's side towards the vendors: pooled connections, each to an address the egress policy allowed.</summary>
+internal sealed class VendorClient(EgressPolicy egress) : IDisposable
+{
+    private readonly HttpClient _client = new(new SocketsHttpHandler
+    {
+        UseProxy = false,
+        AllowAutoRedirect = false,
+        AutomaticDecompression = DecompressionMethods.None,
+        PooledConnectionLifetime = TimeSpan.FromMinutes(5),
+        ConnectCallback = (context, cancellationToken) => ConnectAsync(egress, context.DnsEndPoint, cancellationToken),
+    })
+    { Timeout = Timeout.InfiniteTimeSpan };
+
+    // A request that never left (no connection could be made) is always safe to send again; anything the vendor
+    // answered, even 429 or 5xx, goes back to the agent, whose SDK retries as its vendor says.
+    private readonly ResiliencePipeline<HttpResponseMessage> _retry = new ResiliencePipelineBuilder<HttpResponseMessage>()
+        .AddRetry(new RetryStrategyOptions<HttpResponseMessage>
+        {
+            ShouldHandle = new PredicateBuilder<HttpResponseMessage>().Handle<HttpRequestException>(e => e.HttpRequestError == HttpRequestError.ConnectionError && e.InnerException is not EgressRefusedException),
+            MaxRetryAttempts = 2,
+            Delay = TimeSpan.FromMilliseconds(200),
+            BackoffType = DelayBackoffType.Exponential,
+            UseJitter = true,
+        })
+        .Build();
+
+    /// <summary>Sends a request made by <paramref name="request"/> (again, for a retry), returning once the headers are in.</summary>
+    public async Task<HttpResponseMessage> SendAsync(Func<HttpRequestMessage> request, CancellationToken cancellationToken) =>
+        await _retry.ExecuteAsync(async token => await _client.SendAsync(request(), HttpCompletionOption.ResponseHeadersRead, token).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
+
     /// <summary>Connects to the vendor only where the egress policy allows, to the address it checked (EGRESS_RESOLVE, EGRESS_ALLOW_CIDRS apply).</summary>
     private static async ValueTask<Stream> ConnectAsync(EgressPolicy egress, DnsEndPoint endPoint, CancellationToken cancellationToken)
     {
@@ -395,18 +418,7 @@ internal sealed partial class ModelGatewayServer(
         }
     }
 
-    public async ValueTask DisposeAsync()
-    {
-        if (_app is not null)
-            await _app.DisposeAsync().ConfigureAwait(false);
-        _upstream.Dispose();
-    }
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: model gateway answered {Status} for vendor {Vendor}: {Reason}")]
-    private static partial void LogUpstreamFailed(ILogger logger, string jobId, string vendor, int status, string reason);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Model gateway: an answer from {Host} was over GATEWAY_MAX_RESPONSE_MB ({LimitMb} MiB) and was cut off")]
-    private static partial void LogResponseTooLarge(ILogger logger, string? host, long limitMb);
+    public void Dispose() => _client.Dispose();
 }
 
 /// <summary>The egress policy refused the vendor's address; the message says why.</summary>
