@@ -34,7 +34,6 @@ public sealed class GatewayRun : IDisposable
     private const string PlaceholderPrefix = "awgw-";
 
     private readonly Func<Socket, GatewayRun, Task> _serve;
-    private readonly Action<GatewayRun> _closed;
     private readonly CancellationTokenSource _stop = new();
     private TcpListener? _hostListener;
     private int _disposed;
@@ -42,22 +41,16 @@ public sealed class GatewayRun : IDisposable
     /// <param name="request">What the run may call and spend.</param>
     /// <param name="meter">Where its usage is counted.</param>
     /// <param name="serve">Serves one of the agent's connections until it closes.</param>
-    /// <param name="closed">Told once when the run ends, to forget it.</param>
-    internal GatewayRun(GatewayRunRequest request, UsageMeter meter, Func<Socket, GatewayRun, Task> serve, Action<GatewayRun> closed)
+    internal GatewayRun(GatewayRunRequest request, UsageMeter meter, Func<Socket, GatewayRun, Task> serve)
     {
         Request = request;
         Meter = meter;
         _serve = serve;
-        _closed = closed;
-        Token = Convert.ToHexString(RandomNumberGenerator.GetBytes(16));
         Placeholder = PlaceholderPrefix + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
     }
 
     public GatewayRunRequest Request { get; }
     public UsageMeter Meter { get; }
-
-    /// <summary>The run's key in the gateway's table of open runs.</summary>
-    public string Token { get; }
 
     /// <summary>Fires when the run ends: its connections close then.</summary>
     public CancellationToken Ended => _stop.Token;
@@ -126,7 +119,6 @@ public sealed class GatewayRun : IDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
             return;
-        _closed(this);
         _stop.Cancel();
         _hostListener?.Dispose();
     }

@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
@@ -24,7 +23,6 @@ namespace AgentWorker.Gateway;
 internal sealed partial class ModelGatewayServer(
     GatewayOptions options, EgressPolicy egress, Func<ModelVendor, string?> keys, IJobMetrics metrics, ILogger<ModelGatewayServer> logger) : IModelGateway, IAsyncDisposable
 {
-
     // Not forwarded in either direction: they describe one hop, or are the gateway's business (the key, the encoding it reads).
     private static readonly HashSet<string> HopHeaders = new(StringComparer.OrdinalIgnoreCase)
     {
@@ -32,7 +30,6 @@ internal sealed partial class ModelGatewayServer(
         "Proxy-Authenticate", "Host", "Content-Length", "Accept-Encoding", "Authorization", "x-api-key",
     };
 
-    private readonly ConcurrentDictionary<string, GatewayRun> _runs = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _starting = new(1, 1);
     private WebApplication? _app;
     private RunConnections? _connections;
@@ -43,9 +40,7 @@ internal sealed partial class ModelGatewayServer(
     public async ValueTask<GatewayRun> OpenAsync(GatewayRunRequest request, CancellationToken cancellationToken)
     {
         var connections = _connections ?? await StartAsync(cancellationToken).ConfigureAwait(false);
-        var run = new GatewayRun(request, new UsageMeter(request.Budget, options.Prices), connections.ServeAsync, closed => _runs.TryRemove(closed.Token, out _));
-        _runs[run.Token] = run;
-        return run;
+        return new GatewayRun(request, new UsageMeter(request.Budget, options.Prices), connections.ServeAsync);
     }
 
     /// <summary>Starts Kestrel with the first run that needs it: a worker whose agents call no model never does.</summary>
